@@ -1,0 +1,204 @@
+//! The command line: flags parsed once by clap and checked into the plain
+//! [`RecordConfig`] that the rest of the program reads.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+/// A zero-instrumentation profiler for Linux, on eBPF.
+#[derive(Debug, Parser)]
+#[command(name = "profiler", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record a profile of a running process (--pid) or of a command you start
+    /// (after `--`), then write it out and print a short report on stderr.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo profiler record --pid 4242 --duration 10s -o cpu.folded\n  sudo profiler record -o cpu.folded -- ./my-service --flag"
+)]
+pub struct RecordArgs {
+    /// The process to profile, every thread of it, including threads it
+    /// creates while recorded.
+    #[arg(short, long, value_name = "PID", allow_hyphen_values = true)]
+    pub pid: Option<String>,
+
+    /// How long to record ("10s", "500ms", "2m"); without it, until Ctrl-C or
+    /// the target's exit.
+    #[arg(short, long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Samples per second per CPU.
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "HZ",
+        default_value = "99",
+        allow_hyphen_values = true
+    )]
+    pub frequency: String,
+
+    /// Where to write the folded stacks (`comm;root;...;leaf count`).
+    #[arg(short, long, value_name = "FILE", default_value = "profile.folded")]
+    pub output: PathBuf,
+
+    /// Split stacks by thread: a `thread-name-tid` frame under the process.
+    #[arg(long)]
+    pub per_thread: bool,
+
+    /// How many functions the report lists by self and by total share.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// The command to start and profile until it exits (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// What to profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// A process that is already running.
+    Pid(u32),
+    /// A command to start, held until the programs are attached.
+    Command(Vec<String>),
+}
+
+/// The checked settings of one `profiler record`.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub target: TargetSpec,
+    pub duration: Option<Duration>,
+    pub frequency: u64,
+    pub output: PathBuf,
+    pub per_thread: bool,
+    pub top: usize,
+}
+
+/// The kernel's cap on sampling frequencies.
+const MAX_SAMPLE_RATE_PATH: &str = "/proc/sys/kernel/perf_event_max_sample_rate";
+
+impl RecordArgs {
+    /// Checks every flag and turns them into a [`RecordConfig`].
+    pub fn into_config(self) -> anyhow::Result<RecordConfig> {
+        let target = match (self.pid, self.command.is_empty()) {
+            (Some(_), false) => {
+                bail!("give either --pid PID or a command after `--`, not both")
+            }
+            (None, true) => bail!(
+                "nothing to profile: give --pid PID for a running process, or a command after `--` (profiler record -- ./my-program)"
+            ),
+            (Some(pid), true) => TargetSpec::Pid(parse_pid(&pid)?),
+            (None, false) => TargetSpec::Command(self.command),
+        };
+        let duration = self.duration.as_deref().map(parse_duration).transpose()?;
+        let frequency = parse_frequency(&self.frequency)?;
+        Ok(RecordConfig {
+            target,
+            duration,
+            frequency,
+            output: self.output,
+            per_thread: self.per_thread,
+            top: self.top,
+        })
+    }
+}
+
+/// Parses a process id: a positive integer that is not our own.
+pub fn parse_pid(text: &str) -> anyhow::Result<u32> {
+    let pid: i64 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("--pid takes a process id (a positive number), got {text:?}"))?;
+    if pid <= 0 || pid > i64::from(i32::MAX) {
+        bail!("--pid takes a process id greater than 0, got {pid}");
+    }
+    let pid = pid as u32;
+    if pid == std::process::id() {
+        bail!("--pid {pid} is the profiler itself; give the id of the process to profile");
+    }
+    Ok(pid)
+}
+
+/// Parses a duration such as "10s", "250ms" or "1m"; a bare number is seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let trimmed = text.trim();
+    let duration = match trimmed.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => bail!("--duration must be longer than zero, got {text:?}"),
+        Err(_) => humantime::parse_duration(trimmed).map_err(|err| {
+            anyhow::anyhow!("--duration takes a time such as 10s, 500ms or 2m; {text:?}: {err}")
+        })?,
+    };
+    if duration.is_zero() {
+        bail!("--duration must be longer than zero, got {text:?}");
+    }
+    Ok(duration)
+}
+
+/// Parses a sampling frequency in Hz: positive, and within the kernel's cap.
+pub fn parse_frequency(text: &str) -> anyhow::Result<u64> {
+    let hz: i64 = text.trim().parse().with_context(|| {
+        format!("--frequency takes a whole number of samples per second (e.g. 99), got {text:?}")
+    })?;
+    if hz <= 0 {
+        bail!("--frequency must be a positive number of samples per second (e.g. 99), got {hz}");
+    }
+    let hz = hz as u64;
+    if let Ok(max) = std::fs::read_to_string(MAX_SAMPLE_RATE_PATH)
+        && let Ok(max) = max.trim().parse::<u64>()
+        && hz > max
+    {
+        bail!(
+            "--frequency {hz} is above this kernel's limit of {max} Hz ({MAX_SAMPLE_RATE_PATH}); choose a lower frequency"
+        );
+    }
+    Ok(hz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2").ok(), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m").ok(), Some(Duration::from_secs(60)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-3s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn frequencies() {
+        assert_eq!(parse_frequency("99").ok(), Some(99));
+        assert!(parse_frequency("0").is_err());
+        assert!(parse_frequency("-5").is_err());
+        assert!(parse_frequency("fast").is_err());
+    }
+
+    #[test]
+    fn pids() {
+        assert_eq!(parse_pid("4242").ok(), Some(4242));
+        assert!(parse_pid("0").is_err());
+        assert!(parse_pid("-1").is_err());
+        assert!(parse_pid("abc").is_err());
+        assert!(parse_pid(&std::process::id().to_string()).is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! The `profiler` binary: parses the command line, runs the command, prints
+//! the whole error chain once and maps it to an exit code.
+//!
+//! A sample's path, module by module: `cli` (what to do) -> `target` (the
+//! process) -> `attach` (programs in the kernel) -> `collect` (maps drained
+//! into unique stacks) -> `symbolize` (addresses to frames) -> `profile` (the
+//! model) -> `export` (files) and `report` (stderr); `record` drives it.
+
+mod attach;
+mod cli;
+mod collect;
+mod export;
+mod profile;
+mod record;
+mod report;
+mod symbolize;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// Exit code for bad input (the same as clap's usage errors).
+const EXIT_USAGE: u8 = 2;
+/// Exit code for everything else that went wrong.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        cli::Command::Record(args) => {
+            let config = match args.into_config() {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("profiler: error: {err:#}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match record::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("profiler: error: {err:#}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "profiler=info",
+        1 => "profiler=debug",
+        _ => "profiler=trace,aya=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}

@@ -1,0 +1,284 @@
+//! `profiler record`: the path of one recording from start to file. Check
+//! the output, find or start the target, attach, drain periodically until
+//! the duration, a signal or the target's exit, then detach, drain the rest,
+//! symbolize, write the profile and print the report.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write as _},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{debug, info};
+
+use crate::{
+    attach::{self, Attached},
+    cli::{RecordConfig, TargetSpec},
+    collect::Collector,
+    export::folded::{self, FoldedOptions},
+    profile::{Profile, ProfileKind, lookup_addrs},
+    report::Report,
+    symbolize::Symbolize,
+    target::{self, Target},
+};
+
+/// How often the kernel maps are drained (and new stacks symbolized).
+const DRAIN_EVERY: Duration = Duration::from_secs(1);
+/// How often the target's mappings are re-read (libraries it loads, and a
+/// started command's exec) so a target that exits is still symbolized.
+const MAPPINGS_EVERY: Duration = Duration::from_millis(250);
+
+/// Why the recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Duration,
+    Interrupted,
+    Terminated,
+    TargetExited,
+}
+
+impl Ending {
+    fn describe(self) -> &'static str {
+        match self {
+            Ending::Duration => "duration reached",
+            Ending::Interrupted => "stopped by Ctrl-C",
+            Ending::Terminated => "stopped by SIGTERM",
+            Ending::TargetExited => "the target exited",
+        }
+    }
+}
+
+/// The output file, opened before anything is attached so an unwritable path
+/// fails first; removed again if the recording never starts.
+struct Output {
+    path: PathBuf,
+    file: Option<File>,
+    created: bool,
+    kept: bool,
+}
+
+impl Output {
+    fn open(path: &Path) -> anyhow::Result<Output> {
+        if path == Path::new("-") {
+            return Ok(Output {
+                path: path.to_owned(),
+                file: None,
+                created: false,
+                kept: true,
+            });
+        }
+        if path.is_dir() {
+            anyhow::bail!(
+                "cannot write the profile to {}: it is a directory; give a file name such as {}/cpu.folded",
+                path.display(),
+                path.display()
+            );
+        }
+        let existed = path.exists();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| {
+                format!(
+                    "cannot write the profile to {} (checked before attaching); choose a writable path with -o",
+                    path.display()
+                )
+            })?;
+        Ok(Output {
+            path: path.to_owned(),
+            file: Some(file),
+            created: !existed,
+            kept: false,
+        })
+    }
+
+    fn write(mut self, profile: &Profile, options: FoldedOptions) -> anyhow::Result<String> {
+        self.kept = true;
+        match self.file.take() {
+            None => {
+                let stdout = std::io::stdout();
+                let mut out = BufWriter::new(stdout.lock());
+                folded::write(profile, options, &mut out)
+                    .and_then(|()| out.flush())
+                    .context("cannot write the profile to stdout")?;
+                Ok("folded stacks to stdout".to_owned())
+            }
+            Some(file) => {
+                file.set_len(0)
+                    .with_context(|| format!("cannot truncate {}", self.path.display()))?;
+                let mut out = BufWriter::new(file);
+                folded::write(profile, options, &mut out)
+                    .and_then(|()| out.flush())
+                    .with_context(|| {
+                        format!("cannot write the profile to {}", self.path.display())
+                    })?;
+                Ok(format!(
+                    "{} ({} folded stacks)",
+                    self.path.display(),
+                    folded::lines(profile, options).len()
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !self.kept && self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Runs one recording; returns the process exit code.
+pub fn run(config: RecordConfig) -> anyhow::Result<()> {
+    attach::preflight()?;
+    let output = Output::open(&config.output)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let _runtime_context = runtime.enter();
+    let mut target = Target::open(&config.target)?;
+    let mut attached = Attached::cpu_sampler(target.pid, config.frequency)?;
+    let mut collector = Collector::new(&mut attached)?;
+    let mut symbols = Symbolize::new(target.pid);
+    let cpu_before = if target.is_spawned() {
+        Some(Duration::ZERO)
+    } else {
+        target::cpu_time(target.pid)
+    };
+    target.release()?;
+    symbols.cache_mappings();
+    target.refresh_thread_names();
+    let started = Instant::now();
+    match &config.target {
+        TargetSpec::Pid(pid) => info!(
+            "recording PID {pid} ({}) at {} Hz{}; Ctrl-C to stop",
+            target.name,
+            config.frequency,
+            config
+                .duration
+                .map(|d| format!(" for {:.1} s", d.as_secs_f64()))
+                .unwrap_or_default()
+        ),
+        TargetSpec::Command(argv) => info!(
+            "recording `{}` (PID {}) at {} Hz until it exits; Ctrl-C to stop",
+            argv.join(" "),
+            target.pid,
+            config.frequency
+        ),
+    }
+
+    let mut cpu_last = cpu_before;
+    let ending = runtime.block_on(async {
+        let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        drain_tick.tick().await;
+        let mut mappings_tick = tokio::time::interval(MAPPINGS_EVERY);
+        mappings_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let until_deadline = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = until_deadline => break Ok::<_, anyhow::Error>(Ending::Duration),
+                _ = sigint.recv() => break Ok(Ending::Interrupted),
+                _ = sigterm.recv() => break Ok(Ending::Terminated),
+                _ = target.exited() => break Ok(Ending::TargetExited),
+                _ = mappings_tick.tick() => {
+                    symbols.cache_mappings();
+                    if let Some(cpu) = target::cpu_time(target.pid) {
+                        cpu_last = Some(cpu);
+                    }
+                }
+                _ = drain_tick.tick() => {
+                    collector.drain()?;
+                    target.refresh_thread_names();
+                    symbolize_new(&collector, &mut symbols, target.is_alive());
+                    debug!(stacks = collector.collected.stacks.len(), "drained");
+                }
+            }
+        }
+    })?;
+    let duration = started.elapsed();
+
+    // Stop sampling first, then read everything left in both generations.
+    if ending != Ending::TargetExited
+        && let Some(cpu) = target::cpu_time(target.pid)
+    {
+        cpu_last = Some(cpu);
+    }
+    attached.detach();
+    collector.drain_all()?;
+    let alive = target.is_alive();
+    if alive {
+        target.refresh_thread_names();
+        symbols.cache_mappings();
+    }
+    symbolize_new(&collector, &mut symbols, alive);
+    let target_exit = target.finish(ending != Ending::TargetExited);
+    let target_exit = match (ending, target_exit) {
+        (Ending::TargetExited, Some(exit)) => Some(exit.to_string()),
+        (Ending::TargetExited, None) => Some("exited".to_owned()),
+        (_, Some(exit)) if !target.is_spawned() => Some(exit.to_string()),
+        _ => None,
+    };
+
+    let profile = Profile::build(
+        ProfileKind::Cpu,
+        target.pid,
+        &target.name,
+        config.frequency,
+        duration,
+        &collector.collected.stacks,
+        &symbols,
+        target.thread_names(),
+    );
+    let written = output.write(
+        &profile,
+        FoldedOptions {
+            per_thread: config.per_thread,
+        },
+    )?;
+    let target_cpu = match (cpu_before, cpu_last) {
+        (Some(before), Some(last)) => Some(last.saturating_sub(before)),
+        _ => None,
+    };
+    let report = Report {
+        profile: &profile,
+        collected: &collector.collected,
+        symbols: &symbols.stats,
+        cpus: attached.cpus,
+        ended: ending.describe().to_owned(),
+        target_exit,
+        target_cpu,
+        output: written,
+        top: config.top,
+    };
+    eprint!("{}", report.render());
+    Ok(())
+}
+
+/// Symbolizes the addresses of stacks drained since the last call.
+fn symbolize_new(collector: &Collector, symbols: &mut Symbolize, alive: bool) {
+    let mut user = Vec::new();
+    let mut kernel = Vec::new();
+    for raw in collector.collected.stacks.keys() {
+        let (u, k) = lookup_addrs(raw);
+        user.extend(u);
+        kernel.extend(k);
+    }
+    symbols.resolve(user, kernel, alive);
+}

@@ -1,0 +1,265 @@
+//! Turning instruction addresses into frames with blazesym: user frames
+//! through the target's own mappings, kernel frames from kallsyms, inlined
+//! frames expanded and names demangled.
+//!
+//! One long-lived `Symbolizer` caches parsed binaries. Every address is
+//! symbolized once (results are kept by address), in one batch per drain.
+//! The target's memory mappings are cached on every drain while it runs, so
+//! addresses of a target that exits mid-run still resolve (blazesym then
+//! reads the binaries by path instead of through `/proc/PID/map_files`).
+
+use std::{collections::HashMap, rc::Rc};
+
+use blazesym::symbolize::{
+    Input, Reason, Symbolized, Symbolizer,
+    cache::{Cache, Process as ProcessCache},
+    source::{Kernel, Process, Source},
+};
+use tracing::debug;
+
+/// What kind of code a frame is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    User,
+    Kernel,
+    /// A function inlined into its caller (one address, several frames).
+    Inlined,
+    /// Code blazesym could not name.
+    Unknown,
+    /// A marker frame standing for a lost stack.
+    Lost,
+}
+
+/// One symbolized frame.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub name: Rc<str>,
+    pub kind: FrameKind,
+    /// The binary (file name) the frame is in, when known.
+    pub module: Option<Rc<str>>,
+    /// Source file and line, when debug info has them.
+    pub file: Option<Rc<str>>,
+    pub line: Option<u32>,
+}
+
+impl Frame {
+    pub fn marker(name: String) -> Frame {
+        Frame {
+            name: name.into(),
+            kind: FrameKind::Lost,
+            module: None,
+            file: None,
+            line: None,
+        }
+    }
+}
+
+/// Frames of one address, outermost (caller) first: the function, then the
+/// functions inlined into it down to the innermost.
+pub type AddrFrames = Rc<[Frame]>;
+
+/// Counts of addresses that could not be named, by reason.
+#[derive(Debug, Default, Clone)]
+pub struct SymbolizeStats {
+    pub user_unknown: HashMap<&'static str, u64>,
+    pub kernel_unknown: HashMap<&'static str, u64>,
+    /// Errors of whole batches (for example a binary that cannot be read).
+    pub batch_errors: Vec<String>,
+}
+
+pub struct Symbolize {
+    symbolizer: Symbolizer,
+    pid: u32,
+    user: HashMap<u64, AddrFrames>,
+    kernel: HashMap<u64, AddrFrames>,
+    pub stats: SymbolizeStats,
+}
+
+impl Symbolize {
+    pub fn new(pid: u32) -> Symbolize {
+        let symbolizer = Symbolizer::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            .build();
+        Symbolize {
+            symbolizer,
+            pid,
+            user: HashMap::new(),
+            kernel: HashMap::new(),
+            stats: SymbolizeStats::default(),
+        }
+    }
+
+    /// Caches the target's current mappings (call while it runs: on start and
+    /// before each batch, which also picks up libraries loaded since).
+    pub fn cache_mappings(&self) {
+        let mut cache = ProcessCache::new(self.pid.into());
+        cache.cache_vmas = true;
+        if let Err(err) = self.symbolizer.cache(&Cache::Process(cache)) {
+            debug!("could not cache the mappings of PID {}: {err}", self.pid);
+        }
+    }
+
+    /// Symbolizes every address not seen before. `alive` says whether the
+    /// target still runs (then `/proc/PID/map_files` is used).
+    pub fn resolve(
+        &mut self,
+        user_addrs: impl IntoIterator<Item = u64>,
+        kernel_addrs: impl IntoIterator<Item = u64>,
+        alive: bool,
+    ) {
+        let mut user: Vec<u64> = user_addrs
+            .into_iter()
+            .filter(|a| !self.user.contains_key(a))
+            .collect();
+        user.sort_unstable();
+        user.dedup();
+        let mut kernel: Vec<u64> = kernel_addrs
+            .into_iter()
+            .filter(|a| !self.kernel.contains_key(a))
+            .collect();
+        kernel.sort_unstable();
+        kernel.dedup();
+
+        if !user.is_empty() {
+            let mut process = Process::new(self.pid.into());
+            process.map_files = alive;
+            let source = Source::Process(process);
+            let frames = self.batch(&source, &user, FrameKind::User);
+            for (addr, frames) in user.iter().zip(frames) {
+                self.user.insert(*addr, frames);
+            }
+        }
+        if !kernel.is_empty() {
+            let source = Source::Kernel(Kernel::default());
+            let frames = self.batch(&source, &kernel, FrameKind::Kernel);
+            for (addr, frames) in kernel.iter().zip(frames) {
+                self.kernel.insert(*addr, frames);
+            }
+        }
+    }
+
+    fn batch(&mut self, source: &Source<'_>, addrs: &[u64], kind: FrameKind) -> Vec<AddrFrames> {
+        let results = match self.symbolizer.symbolize(source, Input::AbsAddr(addrs)) {
+            Ok(results) => results,
+            Err(err) => {
+                let side = if kind == FrameKind::Kernel {
+                    "kernel"
+                } else {
+                    "user"
+                };
+                self.stats
+                    .batch_errors
+                    .push(format!("{side} symbols of PID {}: {err}", self.pid));
+                return addrs.iter().map(|a| unknown(*a, kind, "error")).collect();
+            }
+        };
+        let mut out = Vec::with_capacity(addrs.len());
+        for (addr, result) in addrs.iter().zip(results) {
+            match result {
+                Symbolized::Sym(sym) => {
+                    let module: Option<Rc<str>> = sym.module.as_ref().map(|m| {
+                        let path = std::path::Path::new::<std::ffi::OsStr>(m);
+                        path.file_name()
+                            .unwrap_or(path.as_os_str())
+                            .to_string_lossy()
+                            .into()
+                    });
+                    let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+                    // The outer function's own location is where the first
+                    // inlined call sits, or the symbolized line itself.
+                    let location = |info: Option<&blazesym::symbolize::CodeInfo<'_>>| {
+                        info.map(|c| {
+                            (
+                                Some(Rc::<str>::from(c.to_path().to_string_lossy().as_ref())),
+                                c.line,
+                            )
+                        })
+                        .unwrap_or((None, None))
+                    };
+                    let outer_location = match sym.inlined.first() {
+                        Some(first) => location(first.code_info.as_ref()),
+                        None => location(sym.code_info.as_deref()),
+                    };
+                    frames.push(Frame {
+                        name: sym.name.as_ref().into(),
+                        kind,
+                        module: module.clone(),
+                        file: outer_location.0,
+                        line: outer_location.1,
+                    });
+                    for (i, inlined) in sym.inlined.iter().enumerate() {
+                        let (file, line) = match sym.inlined.get(i + 1) {
+                            Some(next) => location(next.code_info.as_ref()),
+                            None => location(sym.code_info.as_deref()),
+                        };
+                        frames.push(Frame {
+                            name: inlined.name.as_ref().into(),
+                            kind: FrameKind::Inlined,
+                            module: module.clone(),
+                            file,
+                            line,
+                        });
+                    }
+                    out.push(frames.into());
+                }
+                Symbolized::Unknown(reason) => {
+                    let why = reason_str(reason);
+                    let counts = if kind == FrameKind::Kernel {
+                        &mut self.stats.kernel_unknown
+                    } else {
+                        &mut self.stats.user_unknown
+                    };
+                    *counts.entry(why).or_default() += 1;
+                    out.push(unknown(*addr, kind, why));
+                }
+            }
+        }
+        out
+    }
+
+    /// The frames of a user address (after [`Symbolize::resolve`]).
+    pub fn user_frames(&self, addr: u64) -> AddrFrames {
+        self.user
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| unknown(addr, FrameKind::User, "not resolved"))
+    }
+
+    /// The frames of a kernel address (after [`Symbolize::resolve`]).
+    pub fn kernel_frames(&self, addr: u64) -> AddrFrames {
+        self.kernel
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| unknown(addr, FrameKind::Kernel, "not resolved"))
+    }
+}
+
+fn unknown(addr: u64, kind: FrameKind, _why: &str) -> AddrFrames {
+    let name = if kind == FrameKind::Kernel {
+        format!("[unknown kernel {addr:#x}]")
+    } else {
+        "[unknown]".to_owned()
+    };
+    Rc::from(vec![Frame {
+        name: name.into(),
+        kind: FrameKind::Unknown,
+        module: None,
+        file: None,
+        line: None,
+    }])
+}
+
+fn reason_str(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Unmapped => "address not in any mapping",
+        Reason::InvalidFileOffset => "invalid file offset",
+        Reason::MissingComponent => "binary or component missing",
+        Reason::MissingSyms => "binary has no symbols (stripped)",
+        Reason::Unsupported => "unsupported mapping",
+        Reason::UnknownAddr => "address not covered by any symbol",
+        Reason::IgnoredError => "error reading the binary",
+        _ => "other",
+    }
+}

@@ -1,0 +1,397 @@
+//! The process under study: finding it (`--pid`) or starting it held until
+//! the programs are attached (`-- CMD`), watching for its exit through a
+//! pidfd, and reading its process and thread names from /proc.
+
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    io::{self, Read as _, Write as _},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+        unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, process::ExitStatusExt as _},
+    },
+    path::PathBuf,
+    process::ExitStatus,
+};
+
+use anyhow::{Context as _, bail};
+use tokio::io::unix::AsyncFd;
+
+use crate::cli::TargetSpec;
+
+/// A process being profiled.
+pub struct Target {
+    pub pid: u32,
+    /// The process name (`/proc/PID/comm`), read when the target was found.
+    pub name: String,
+    pidfd: AsyncFd<OwnedFd>,
+    /// Set for a command we started: its handle, and the pipe that releases it.
+    spawned: Option<Spawned>,
+    /// Thread names seen so far, by thread id.
+    thread_names: HashMap<u32, String>,
+}
+
+/// A command we forked, held before `exec` until released.
+struct Spawned {
+    program: String,
+    /// Writing to it lets the child `exec`; closing it unwritten makes it exit.
+    release: Option<std::fs::File>,
+    /// Carries the child's `errno` if `exec` fails; closes on success.
+    exec_error: Option<std::fs::File>,
+    /// Set once the child has been reaped.
+    status: Option<ExitStatus>,
+}
+
+impl Spawned {
+    fn try_wait(&mut self, pid: u32) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = waitpid(pid, libc::WNOHANG);
+        }
+        self.status
+    }
+
+    fn wait(&mut self, pid: u32) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = waitpid(pid, 0);
+        }
+        self.status
+    }
+}
+
+fn waitpid(pid: u32, flags: libc::c_int) -> Option<ExitStatus> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child, writing into a local int.
+        let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) };
+        if rc == pid as libc::pid_t {
+            return Some(ExitStatus::from_raw(status));
+        }
+        if rc == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// How the target ended, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetExit {
+    /// A process we did not start exited (its status is not ours to read).
+    Exited,
+    /// A command we started exited with this status.
+    Status(ExitStatus),
+}
+
+impl std::fmt::Display for TargetExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetExit::Exited => write!(f, "exited"),
+            TargetExit::Status(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => write!(f, "exited with status {code}"),
+                (None, Some(sig)) => write!(f, "was killed by signal {sig}"),
+                (None, None) => write!(f, "exited"),
+            },
+        }
+    }
+}
+
+impl Target {
+    /// Finds a running process, or starts a command held before `exec`. Call
+    /// inside a tokio runtime (the exit watch registers with its reactor).
+    pub fn open(spec: &TargetSpec) -> anyhow::Result<Target> {
+        match spec {
+            TargetSpec::Pid(pid) => Self::attach_to(*pid),
+            TargetSpec::Command(argv) => Self::spawn_held(argv),
+        }
+    }
+
+    fn attach_to(pid: u32) -> anyhow::Result<Target> {
+        let name = read_comm(pid, pid).map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => anyhow::anyhow!(
+                "no process with PID {pid} exists; check the id with `ps -p {pid}` or `pgrep NAME`"
+            ),
+            _ => anyhow::Error::new(err).context(format!("cannot read /proc/{pid}/comm")),
+        })?;
+        if is_kernel_thread(pid) {
+            bail!(
+                "PID {pid} ({name}) is a kernel thread; profiler records user processes (give the PID of a program)"
+            );
+        }
+        let pidfd = pidfd_open(pid)
+            .with_context(|| format!("cannot watch PID {pid} for exit (pidfd_open)"))?;
+        Ok(Target {
+            pid,
+            name,
+            pidfd,
+            spawned: None,
+            thread_names: HashMap::new(),
+        })
+    }
+
+    /// Forks a child that waits on a pipe before it `exec`s `argv`, so not
+    /// one instruction of the command runs before the programs are attached.
+    /// (`std::process::Command` cannot do this: its `spawn` waits for `exec`.)
+    fn spawn_held(argv: &[String]) -> anyhow::Result<Target> {
+        let Some(program) = argv.first() else {
+            bail!("the command after `--` is empty");
+        };
+        let path = find_program(program)?;
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .with_context(|| format!("the command {program:?} contains a NUL byte"))?;
+        let c_args = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("an argument of the command contains a NUL byte")?;
+        let mut c_argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).collect();
+        c_argv.push(std::ptr::null());
+        let (go_read, go_write) = pipe().context("cannot create a pipe to hold the command")?;
+        let (err_read, err_write) = pipe().context("cannot create a pipe to hold the command")?;
+        // SAFETY: between fork and exec the child only calls async-signal-safe
+        // functions (close, read, execv, write, _exit) on data prepared above.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error()).context("cannot fork to start the command");
+        }
+        if pid == 0 {
+            // SAFETY: see above; the child never returns from this block.
+            unsafe {
+                libc::close(go_write.as_raw_fd());
+                libc::close(err_read.as_raw_fd());
+                let mut go = [0u8; 2];
+                if libc::read(go_read.as_raw_fd(), go.as_mut_ptr().cast(), go.len()) <= 0 {
+                    libc::_exit(127);
+                }
+                libc::execv(c_path.as_ptr(), c_argv.as_ptr());
+                let errno = *libc::__errno_location();
+                let bytes = errno.to_ne_bytes();
+                libc::write(err_write.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(127);
+            }
+        }
+        drop(go_read);
+        drop(err_write);
+        let pid = pid as u32;
+        let pidfd = pidfd_open(pid).context("cannot watch the started command (pidfd_open)")?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(15).collect())
+            .unwrap_or_else(|| program.clone());
+        Ok(Target {
+            pid,
+            name,
+            pidfd,
+            spawned: Some(Spawned {
+                program: program.clone(),
+                release: Some(std::fs::File::from(go_write)),
+                exec_error: Some(std::fs::File::from(err_read)),
+                status: None,
+            }),
+            thread_names: HashMap::new(),
+        })
+    }
+
+    /// Lets a held command run (after attaching) and checks that its `exec`
+    /// succeeded. A no-op for `--pid`.
+    pub fn release(&mut self) -> anyhow::Result<()> {
+        let Some(spawned) = &mut self.spawned else {
+            return Ok(());
+        };
+        if let Some(mut pipe) = spawned.release.take() {
+            pipe.write_all(b"go")
+                .context("cannot release the started command")?;
+        }
+        if let Some(mut errors) = spawned.exec_error.take() {
+            let mut errno = [0u8; 4];
+            if errors.read_exact(&mut errno).is_ok() {
+                let err = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+                spawned.wait(self.pid);
+                bail!("cannot start {:?}: {err}", spawned.program);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether we started the target ourselves.
+    pub fn is_spawned(&self) -> bool {
+        self.spawned.is_some()
+    }
+
+    /// Resolves when the target has exited.
+    pub async fn exited(&self) -> io::Result<()> {
+        let _guard = self.pidfd.readable().await?;
+        Ok(())
+    }
+
+    /// Whether the process is still running (not exited, not a zombie).
+    pub fn is_alive(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => !matches!(proc_state(&stat), Some('Z' | 'X')),
+            Err(_) => false,
+        }
+    }
+
+    /// Reaps a started command and says how the target ended. When the
+    /// recording ended first (`stop`), a started command gets SIGTERM, then
+    /// SIGKILL after two seconds; a `--pid` target is left running.
+    pub fn finish(&mut self, stop: bool) -> Option<TargetExit> {
+        let Some(spawned) = &mut self.spawned else {
+            return (!self.is_alive()).then_some(TargetExit::Exited);
+        };
+        // Dropping the release pipe unreleased makes a held child _exit.
+        spawned.release = None;
+        if stop && spawned.try_wait(self.pid).is_none() {
+            // SAFETY: kill(2) on our own child, which we have not reaped.
+            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while spawned.try_wait(self.pid).is_none() {
+                if std::time::Instant::now() > deadline {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        spawned.wait(self.pid).map(TargetExit::Status)
+    }
+
+    /// Reads the names of the target's threads now alive, remembering them
+    /// for threads that exit later.
+    pub fn refresh_thread_names(&mut self) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return;
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            if let Ok(name) = read_comm(self.pid, tid) {
+                self.thread_names.insert(tid, name);
+            }
+        }
+    }
+
+    /// The thread names seen, by thread id.
+    pub fn thread_names(&self) -> &HashMap<u32, String> {
+        &self.thread_names
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // A command we started must not outlive the profiler's own failure,
+        // nor stay behind as a zombie.
+        if let Some(spawned) = &mut self.spawned {
+            spawned.release = None;
+            if spawned.try_wait(self.pid).is_none() {
+                // SAFETY: kill(2) on our own child, which we have not reaped.
+                unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+                spawned.wait(self.pid);
+            }
+        }
+    }
+}
+
+/// Finds the program as `execvp` would: a path if it has a slash, else the
+/// first executable of that name on PATH.
+fn find_program(program: &str) -> anyhow::Result<PathBuf> {
+    let is_executable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        if !path.exists() {
+            bail!("cannot start {program:?}: no such file");
+        }
+        if !is_executable(&path) {
+            bail!("cannot start {program:?}: it is not an executable file (chmod +x?)");
+        }
+        return Ok(path);
+    }
+    let paths = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+        .with_context(|| format!("cannot start {program:?}: no such command on PATH"))
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two fds into the array on success.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn pidfd_open(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: the AsyncFd takes ownership of the OwnedFd, which stays open and
+    // refers to the same pidfd for the AsyncFd's whole life.
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|err| err.into_parts().1)
+}
+
+/// Reads `/proc/PID/task/TID/comm`.
+pub fn read_comm(pid: u32, tid: u32) -> io::Result<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))?;
+    Ok(comm.trim_end_matches('\n').to_owned())
+}
+
+/// Kernel threads have no command line and no user memory.
+fn is_kernel_thread(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty())
+        && std::fs::read_link(format!("/proc/{pid}/exe")).is_err()
+}
+
+/// The state letter of a `/proc/PID/stat` line (after the parenthesised comm,
+/// which may itself contain spaces and parentheses).
+fn proc_state(stat: &str) -> Option<char> {
+    let after = stat.rfind(')')?;
+    stat[after + 1..].trim_start().chars().next()
+}
+
+/// The process's total CPU time (user + system) from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rfind(')')?;
+    let fields: Vec<&str> = stat[after + 1..].split_whitespace().collect();
+    // Fields after the comm start at index 0 = state (field 3); utime and
+    // stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
+    Some(std::time::Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_after_tricky_comm() {
+        assert_eq!(proc_state("42 (a) b) S 1 2 3"), Some('S'));
+        assert_eq!(proc_state("42 (x) Z 1"), Some('Z'));
+    }
+
+    #[test]
+    fn own_process_is_alive_and_named() {
+        let pid = std::process::id();
+        assert!(read_comm(pid, pid).is_ok());
+        assert!(cpu_time(pid).is_some());
+    }
+}
