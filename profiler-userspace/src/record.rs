@@ -252,8 +252,9 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
             per_thread: config.per_thread,
         },
     )?;
-    let target_cpu = match (cpu_before, cpu_last) {
-        (Some(before), Some(last)) => Some(last.saturating_sub(before)),
+    let target_cpu = match (target.spawned_cpu_time(), cpu_before, cpu_last) {
+        (Some(exact), _, _) => Some(exact),
+        (None, Some(before), Some(last)) => Some(last.saturating_sub(before)),
         _ => None,
     };
     let report = Report {

@@ -38,33 +38,41 @@ struct Spawned {
     release: Option<std::fs::File>,
     /// Carries the child's `errno` if `exec` fails; closes on success.
     exec_error: Option<std::fs::File>,
-    /// Set once the child has been reaped.
-    status: Option<ExitStatus>,
+    /// Set once the child has been reaped: how it ended and its CPU time.
+    status: Option<(ExitStatus, std::time::Duration)>,
 }
 
 impl Spawned {
     fn try_wait(&mut self, pid: u32) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = waitpid(pid, libc::WNOHANG);
+            self.status = wait4(pid, libc::WNOHANG);
         }
-        self.status
+        self.status.map(|(status, _)| status)
     }
 
     fn wait(&mut self, pid: u32) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = waitpid(pid, 0);
+            self.status = wait4(pid, 0);
         }
-        self.status
+        self.status.map(|(status, _)| status)
     }
 }
 
-fn waitpid(pid: u32, flags: libc::c_int) -> Option<ExitStatus> {
+/// Reaps our child: its exit status and the CPU time (user + system) it used.
+fn wait4(pid: u32, flags: libc::c_int) -> Option<(ExitStatus, std::time::Duration)> {
     let mut status = 0;
+    // SAFETY: rusage is plain old data; all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: waitpid on our own child, writing into a local int.
-        let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) };
+        // SAFETY: wait4 on our own child, writing into locals.
+        let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, flags, &mut usage) };
         if rc == pid as libc::pid_t {
-            return Some(ExitStatus::from_raw(status));
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
+            return Some((
+                ExitStatus::from_raw(status),
+                std::time::Duration::from_secs_f64(cpu.max(0.0)),
+            ));
         }
         if rc == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
@@ -210,6 +218,11 @@ impl Target {
             }
         }
         Ok(())
+    }
+
+    /// The CPU time a started command used, once it has been reaped.
+    pub fn spawned_cpu_time(&self) -> Option<std::time::Duration> {
+        self.spawned.as_ref()?.status.map(|(_, cpu)| cpu)
     }
 
     /// Whether we started the target ourselves.

@@ -1,1 +1,193 @@
-//! Helpers for the integration tests.
+//! Helpers for the integration tests: find the `profiler` binary, build the
+//! C workloads in `tests/workloads`, run recordings, read folded output, and
+//! check that no program of ours is left loaded in the kernel.
+//!
+//! The tests load real programs into the running kernel, so they need root;
+//! without it each test says so and skips itself.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Prefix of every eBPF program name of ours (names are at most 15 bytes).
+pub const PROGRAM_PREFIX: &str = "prf_";
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The `profiler` binary: `$PROFILER_BIN` (set by `cargo xtask test`), else
+/// the release build in the workspace's target directory.
+pub fn profiler_bin() -> PathBuf {
+    let path = std::env::var_os("PROFILER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release/profiler"));
+    assert!(
+        path.exists(),
+        "no profiler binary at {}; run the tests with `cargo xtask test`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// Whether we can load eBPF programs; prints why a test skips when not.
+pub fn can_load_bpf(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping {test}: it loads eBPF programs and needs root (run `cargo xtask test`)");
+        return false;
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        eprintln!("skipping {test}: this kernel has no BTF (/sys/kernel/btf/vmlinux)");
+        return false;
+    }
+    true
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir(test: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "profiler-test-{}-{}-{test}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory in the temp dir");
+    dir
+}
+
+/// Compiles `tests/workloads/NAME.c` with `flags` and returns the binary.
+pub fn build_workload(name: &str, flags: &[&str]) -> PathBuf {
+    let source = workspace_root()
+        .join("tests/workloads")
+        .join(format!("{name}.c"));
+    let tag: String = flags
+        .iter()
+        .flat_map(|f| f.chars())
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let out_dir = workspace_root().join("target/test-workloads");
+    std::fs::create_dir_all(&out_dir).expect("create target/test-workloads");
+    let binary = out_dir.join(format!("{name}-{tag}"));
+    let output = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .arg("-lpthread")
+        .output()
+        .expect("run gcc (install it with `cargo xtask setup`)");
+    assert!(
+        output.status.success(),
+        "gcc failed on {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    binary
+}
+
+/// Flags for workloads whose frames must all keep frame pointers.
+pub const FRAME_POINTER_FLAGS: &[&str] = &["-O0", "-g", "-fno-omit-frame-pointer"];
+
+/// Runs `profiler ARGS` and returns its output.
+pub fn profiler(args: &[&str]) -> Output {
+    Command::new(profiler_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the profiler binary")
+}
+
+/// One folded line: frames root first, and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldedStack {
+    pub frames: Vec<String>,
+    pub value: u64,
+}
+
+impl FoldedStack {
+    /// Whether a frame is exactly `name` (ignoring `_[k]`/`_[i]` suffixes).
+    pub fn has(&self, name: &str) -> bool {
+        self.frames.iter().any(|f| {
+            f == name || f.strip_suffix("_[k]") == Some(name) || f.strip_suffix("_[i]") == Some(name)
+        })
+    }
+
+    /// The leaf frame.
+    pub fn leaf(&self) -> &str {
+        self.frames.last().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Parses folded text (`a;b;c 12` per line), failing on malformed lines.
+pub fn parse_folded(text: &str) -> Vec<FoldedStack> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let (stack, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("folded line without a count: {line:?}"));
+            FoldedStack {
+                frames: stack.split(';').map(str::to_owned).collect(),
+                value: value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("folded line with a bad count: {line:?}")),
+            }
+        })
+        .collect()
+}
+
+/// Feeds folded text to inferno's flamegraph writer (the real consumer) and
+/// returns the SVG it made.
+pub fn inferno_svg(folded: &str) -> String {
+    let mut options = inferno::flamegraph::Options::default();
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, folded.lines(), &mut svg)
+        .expect("inferno accepts the folded stacks");
+    String::from_utf8(svg).expect("inferno writes UTF-8")
+}
+
+/// Names of our programs currently loaded in the kernel.
+pub fn our_loaded_programs() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_owned))
+        .filter(|name| name.starts_with(PROGRAM_PREFIX))
+        .collect()
+}
+
+/// Asserts that no program of ours is left loaded.
+pub fn assert_nothing_left_loaded() {
+    let left = our_loaded_programs();
+    assert!(left.is_empty(), "eBPF programs left loaded: {left:?}");
+}
+
+/// A value `key=value` from a workload's stdout.
+pub fn workload_value(stdout: &str, key: &str) -> Option<f64> {
+    stdout
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Sends `signal` to `pid`.
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) with a pid and a signal number.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
+}

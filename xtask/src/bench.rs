@@ -1,0 +1,172 @@
+//! Benchmarks that print ratios against a baseline measured in the same
+//! invocation (never asserted: these machines are shared and noisy).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+
+use crate::{build_profiler, run_cmd, workspace_root};
+
+#[derive(Debug, Subcommand)]
+pub enum Which {
+    /// Target throughput alone vs under `profiler record` at 99 Hz, and the
+    /// profiler's own CPU time and peak RSS.
+    Overhead {
+        /// Runs of each kind (alternated).
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+pub fn run(which: Which) -> anyhow::Result<()> {
+    match which {
+        Which::Overhead { runs, seconds } => overhead(runs, seconds),
+    }
+}
+
+/// Compiles a C workload from `tests/workloads` into `target/workloads`.
+pub fn build_workload(name: &str, flags: &[&str]) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let source = root.join("tests/workloads").join(format!("{name}.c"));
+    let out_dir = root.join("target/workloads");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let binary = out_dir.join(name);
+    run_cmd(
+        Command::new("gcc")
+            .args(flags)
+            .arg("-o")
+            .arg(&binary)
+            .arg(&source)
+            .arg("-lpthread"),
+    )?;
+    Ok(binary)
+}
+
+/// What one run of the workload reported and cost.
+struct Run {
+    rounds_per_second: f64,
+    profiler_cpu: Option<Duration>,
+    profiler_max_rss_kib: Option<i64>,
+}
+
+fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("the overhead benchmark attaches eBPF programs: run it as root (sudo -E cargo xtask bench overhead)");
+    }
+    let profiler = build_profiler()?;
+    let workload = build_workload("cpu_split", &["-O0", "-fno-omit-frame-pointer"])?;
+    let folded = std::env::temp_dir().join("profiler-bench-overhead.folded");
+    let mut alone = Vec::new();
+    let mut profiled = Vec::new();
+    for round in 1..=runs {
+        let a = run_workload(&workload, seconds, None)?;
+        println!(
+            "bench: round {round}/{runs} alone:    {:>10.1} rounds/s",
+            a.rounds_per_second
+        );
+        alone.push(a);
+        let p = run_workload(&workload, seconds, Some((&profiler, &folded)))?;
+        println!(
+            "bench: round {round}/{runs} profiled: {:>10.1} rounds/s (profiler CPU {:.3} s, peak RSS {} KiB)",
+            p.rounds_per_second,
+            p.profiler_cpu.unwrap_or_default().as_secs_f64(),
+            p.profiler_max_rss_kib.unwrap_or(0)
+        );
+        profiled.push(p);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let alone_tp = median(&mut alone.iter().map(|r| r.rounds_per_second).collect());
+    let profiled_tp = median(&mut profiled.iter().map(|r| r.rounds_per_second).collect());
+    let cpu = median(
+        &mut profiled
+            .iter()
+            .filter_map(|r| r.profiler_cpu)
+            .map(|d| d.as_secs_f64())
+            .collect(),
+    );
+    let rss = profiled
+        .iter()
+        .filter_map(|r| r.profiler_max_rss_kib)
+        .max()
+        .unwrap_or(0);
+    println!("bench overhead: cpu_split, {runs} runs of {seconds} s each, 99 Hz");
+    println!("  throughput alone (median):    {alone_tp:.1} rounds/s");
+    println!("  throughput profiled (median): {profiled_tp:.1} rounds/s");
+    println!("  ratio profiled/alone:         {:.4}", profiled_tp / alone_tp);
+    println!(
+        "  profiler CPU time (median):   {cpu:.3} s per {seconds} s run ({:.2}% of one core)",
+        100.0 * cpu / seconds
+    );
+    println!("  profiler peak RSS (max):      {:.1} MiB", rss as f64 / 1024.0);
+    let _ = std::fs::remove_file(&folded);
+    Ok(())
+}
+
+/// Runs the workload for `seconds`, optionally under `profiler record --pid`;
+/// reads its throughput from its own report and the profiler's cost from
+/// `wait4`.
+fn run_workload(
+    workload: &Path,
+    seconds: f64,
+    profiler: Option<(&Path, &Path)>,
+) -> anyhow::Result<Run> {
+    let child = Command::new(workload)
+        .arg(seconds.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", workload.display()))?;
+    let mut profiler_cost = None;
+    if let Some((profiler, folded)) = profiler {
+        let recorder = Command::new(profiler)
+            .args(["record", "--pid", &child.id().to_string(), "-o"])
+            .arg(folded)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start profiler")?;
+        profiler_cost = Some(wait4(recorder.id())?);
+    }
+    let output = child.wait_with_output().context("the workload failed")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rounds_per_second = text
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("rounds_per_second="))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("the workload printed no throughput: {text:?}"))?;
+    Ok(Run {
+        rounds_per_second,
+        profiler_cpu: profiler_cost.map(|(cpu, _)| cpu),
+        profiler_max_rss_kib: profiler_cost.map(|(_, rss)| rss),
+    })
+}
+
+/// Waits for a child and returns its CPU time and peak RSS (KiB).
+fn wait4(pid: u32) -> anyhow::Result<(Duration, i64)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; zeroes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, writing into locals.
+    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    if rc != pid as libc::pid_t {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("profiler failed during the benchmark (wait status {status})");
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok((
+        Duration::from_secs_f64(secs(usage.ru_utime) + secs(usage.ru_stime)),
+        usage.ru_maxrss,
+    ))
+}

@@ -1,0 +1,177 @@
+//! The idempotent set-up: each step checks what is there, installs what is
+//! missing, and prints one line saying which it did.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{cargo, run_cmd};
+
+/// The nightly that builds the eBPF crate (the same as in
+/// `profiler-userspace/build.rs`).
+pub const NIGHTLY: &str = "nightly-2026-10-30";
+/// bpf-linker's version, which must link against the nightly's LLVM.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages the tests and benchmarks use, with the command that shows
+/// each is installed.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[("gcc", "gcc"), ("make", "make")];
+
+pub fn run() -> anyhow::Result<()> {
+    nightly()?;
+    bpf_linker()?;
+    debian_packages(DEBIAN_PACKAGES)?;
+    Ok(())
+}
+
+fn output_of(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn nightly() -> anyhow::Result<()> {
+    let has_toolchain = output_of(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to install the eBPF toolchain; install rustup first")?
+        .lines()
+        .any(|l| l.starts_with(NIGHTLY));
+    let has_src = has_toolchain
+        && output_of(Command::new("rustup").args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            NIGHTLY,
+        ]))
+        .is_some_and(|c| c.lines().any(|l| l.starts_with("rust-src")));
+    if has_src {
+        println!("setup: {NIGHTLY} with rust-src: already installed");
+        return Ok(());
+    }
+    println!("setup: {NIGHTLY} with rust-src: installing");
+    run_cmd(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        NIGHTLY,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]))
+}
+
+/// The nightly's sysroot, where its own `libLLVM` lives.
+fn nightly_sysroot() -> anyhow::Result<PathBuf> {
+    let sysroot = output_of(Command::new("rustc").arg(format!("+{NIGHTLY}")).args([
+        "--print",
+        "sysroot",
+    ]))
+    .with_context(|| format!("cannot ask {NIGHTLY} for its sysroot"))?;
+    Ok(PathBuf::from(sysroot.trim()))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let works = output_of(Command::new("bpf-linker").arg("--version"))
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION));
+    if works {
+        println!("setup: bpf-linker {BPF_LINKER_VERSION}: already installed");
+        return Ok(());
+    }
+    println!(
+        "setup: bpf-linker {BPF_LINKER_VERSION}: installing, linked against {NIGHTLY}'s LLVM (about 90 s)"
+    );
+    let prefix = llvm_prefix()?;
+    run_cmd(
+        cargo()
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+            ])
+            .env("LLVM_PREFIX", &prefix)
+            // Build with the stable toolchain whatever the directory pins.
+            .env_remove("RUSTUP_TOOLCHAIN"),
+    )
+    .context("installing bpf-linker failed")
+}
+
+/// A small LLVM prefix for bpf-linker's build: a stub `llvm-config` and two
+/// links to the nightly's own `libLLVM` (plain `cargo install bpf-linker`
+/// finds no `-lLLVM` here). bpf-linker keeps this prefix as its RUNPATH, so
+/// it lives in a lasting place, not in a temporary directory.
+fn llvm_prefix() -> anyhow::Result<PathBuf> {
+    let sysroot = nightly_sysroot()?;
+    let lib_dir = sysroot.join("lib");
+    let libllvm = std::fs::read_dir(&lib_dir)
+        .with_context(|| format!("cannot list {}", lib_dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so."))
+        .with_context(|| format!("{NIGHTLY} has no libLLVM.so.* in {}", lib_dir.display()))?;
+    let version = libllvm
+        .trim_start_matches("libLLVM.so.")
+        .split('-')
+        .next()
+        .unwrap_or("23.1")
+        .to_owned();
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let prefix = Path::new(&home)
+        .join(".cache/profiler")
+        .join(format!("llvm-{NIGHTLY}"));
+    let bin = prefix.join("bin");
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    std::fs::create_dir_all(&lib).with_context(|| format!("cannot create {}", lib.display()))?;
+    let config = bin.join("llvm-config");
+    std::fs::write(&config, format!("#!/bin/sh\necho {version}.0\n"))
+        .with_context(|| format!("cannot write {}", config.display()))?;
+    run_cmd(Command::new("chmod").arg("+x").arg(&config))?;
+    for name in ["libLLVM.so", libllvm.as_str()] {
+        let link = lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(lib_dir.join(&libllvm), &link)
+            .with_context(|| format!("cannot link {}", link.display()))?;
+    }
+    Ok(prefix)
+}
+
+/// Installs the Debian packages whose commands are missing.
+pub fn debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, command)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {command}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        let names: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
+        println!("setup: Debian packages {}: already installed", names.join(", "));
+        return Ok(());
+    }
+    if !crate::is_root() {
+        bail!(
+            "the Debian packages {} are missing; install them (sudo apt-get install {}) and run again",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    println!("setup: Debian packages {}: installing", missing.join(", "));
+    run_cmd(Command::new("apt-get").args(["update", "-q"]))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
