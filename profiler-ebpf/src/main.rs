@@ -76,7 +76,7 @@ fn stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, user: bool) -> i32 
     match ctx.get_stackid(stacks, flags) {
         Ok(id) => id as i32,
         Err(err) => {
-            let errno = (-err) as i32;
+            let errno = -err;
             let counter = match (user, errno) {
                 // A thread sampled in user mode has no kernel stack: normal.
                 (false, stack_error::EFAULT) => return -errno,
@@ -105,7 +105,7 @@ fn add(counts: &PerCpuHashMap<SampleKey, u64>, key: &SampleKey, value: u64) {
         unsafe { *slot += value };
         return;
     }
-    if counts.insert(key, &value, BPF_NOEXIST as u64).is_err() {
+    if counts.insert(key, value, BPF_NOEXIST as u64).is_err() {
         bump(Counter::CountsMapFull);
     }
 }

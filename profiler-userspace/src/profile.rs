@@ -47,19 +47,33 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Builds the profile from drained stacks; every address in `stacks` must
-    /// have been given to `symbols.resolve` first.
-    pub fn build(
+    /// An empty profile of one process.
+    pub fn new(
         kind: ProfileKind,
         pid: u32,
         process_name: &str,
         frequency: u64,
         duration: Duration,
+    ) -> Profile {
+        Profile {
+            kind,
+            pid,
+            process_name: process_name.to_owned(),
+            frequency,
+            duration,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Fills the profile from drained stacks; every address in `stacks` must
+    /// have been given to `symbols.resolve` first.
+    pub fn with_samples(
+        mut self,
         stacks: &HashMap<RawStack, u64>,
         symbols: &Symbolize,
         thread_names: &HashMap<u32, String>,
     ) -> Profile {
-        let process: Rc<str> = process_name.into();
+        let process: Rc<str> = self.process_name.as_str().into();
         let mut names: HashMap<u32, Rc<str>> = HashMap::new();
         let mut samples: Vec<Sample> = stacks
             .iter()
@@ -83,14 +97,8 @@ impl Profile {
             .collect();
         // A stable order: exporters and tests see the same output each run.
         samples.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.tid.cmp(&b.tid)));
-        Profile {
-            kind,
-            pid,
-            process_name: process_name.to_owned(),
-            frequency,
-            duration,
-            samples,
-        }
+        self.samples = samples;
+        self
     }
 
     /// Sum of all sample values.
@@ -192,4 +200,59 @@ pub fn lookup_addrs(raw: &RawStack) -> (Vec<u64>, Vec<u64>) {
         _ => Vec::new(),
     };
     (addrs(&raw.user), addrs(&raw.kernel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(name: &str) -> Frame {
+        Frame {
+            name: name.into(),
+            kind: FrameKind::User,
+            module: None,
+            file: None,
+            line: None,
+        }
+    }
+
+    fn sample(names: &[&str], value: u64) -> Sample {
+        Sample {
+            tid: 1,
+            thread_name: "t".into(),
+            frames: names.iter().map(|n| frame(n)).collect(),
+            value,
+        }
+    }
+
+    #[test]
+    fn self_and_total_shares() {
+        let profile = Profile {
+            kind: ProfileKind::Cpu,
+            pid: 1,
+            process_name: "p".into(),
+            frequency: 99,
+            duration: Duration::from_secs(1),
+            samples: vec![
+                sample(&["main", "a", "leaf"], 6),
+                sample(&["main", "b", "leaf"], 3),
+                sample(&["main", "b"], 1),
+                // Recursion counts once towards the total of a stack.
+                sample(&["main", "rec", "rec", "rec"], 2),
+            ],
+        };
+        assert_eq!(profile.total(), 12);
+        let shares = profile.function_shares();
+        let get = |n: &str| {
+            shares
+                .iter()
+                .find(|s| &*s.name == n)
+                .map(|s| (s.self_value, s.total))
+        };
+        assert_eq!(get("leaf"), Some((9, 9)));
+        assert_eq!(get("main"), Some((0, 12)));
+        assert_eq!(get("b"), Some((1, 4)));
+        assert_eq!(get("rec"), Some((2, 2)));
+        assert_eq!(&*shares[0].name, "leaf", "sorted by self value first");
+    }
 }

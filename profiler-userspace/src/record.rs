@@ -236,16 +236,14 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let profile = Profile::build(
+    let profile = Profile::new(
         ProfileKind::Cpu,
         target.pid,
         &target.name,
         config.frequency,
         duration,
-        &collector.collected.stacks,
-        &symbols,
-        target.thread_names(),
-    );
+    )
+    .with_samples(&collector.collected.stacks, &symbols, target.thread_names());
     let written = output.write(
         &profile,
         FoldedOptions {

@@ -40,7 +40,9 @@ pub fn profiler_bin() -> PathBuf {
 pub fn can_load_bpf(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping {test}: it loads eBPF programs and needs root (run `cargo xtask test`)");
+        eprintln!(
+            "skipping {test}: it loads eBPF programs and needs root (run `cargo xtask test`)"
+        );
         return false;
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
@@ -116,7 +118,9 @@ impl FoldedStack {
     /// Whether a frame is exactly `name` (ignoring `_[k]`/`_[i]` suffixes).
     pub fn has(&self, name: &str) -> bool {
         self.frames.iter().any(|f| {
-            f == name || f.strip_suffix("_[k]") == Some(name) || f.strip_suffix("_[i]") == Some(name)
+            f == name
+                || f.strip_suffix("_[k]") == Some(name)
+                || f.strip_suffix("_[i]") == Some(name)
         })
     }
 

@@ -8,8 +8,15 @@ use tests::*;
 fn fails_with(args: &[&str], code: i32, message: &str) {
     let out = profiler(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "exit code of {args:?}: {stderr}");
-    assert!(stderr.contains(message), "{args:?} says {message:?}; it said: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit code of {args:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains(message),
+        "{args:?} says {message:?}; it said: {stderr}"
+    );
     assert!(
         !stderr.contains("panicked"),
         "{args:?} must not panic: {stderr}"
@@ -40,13 +47,21 @@ fn pid_that_does_not_exist() {
         return;
     }
     // pid_max is at most 2^22: this id is never in use.
-    fails_with(&["record", "--pid", "2147483647"], 1, "no process with PID 2147483647");
+    fails_with(
+        &["record", "--pid", "2147483647"],
+        1,
+        "no process with PID 2147483647",
+    );
 }
 
 #[test]
 fn zero_and_negative_frequency() {
     fails_with(&["record", "--pid", "1", "-F", "0"], 2, "positive number");
-    fails_with(&["record", "--pid", "1", "--frequency", "-5"], 2, "positive number");
+    fails_with(
+        &["record", "--pid", "1", "--frequency", "-5"],
+        2,
+        "positive number",
+    );
 }
 
 #[test]
@@ -60,7 +75,11 @@ fn unwritable_output_is_refused_before_attaching() {
         1,
         "cannot write the profile to /nonexistent-dir/cpu.folded",
     );
-    fails_with(&["record", "--pid", &pid, "-o", "/tmp"], 1, "it is a directory");
+    fails_with(
+        &["record", "--pid", &pid, "-o", "/tmp"],
+        1,
+        "it is a directory",
+    );
 }
 
 #[test]
@@ -71,7 +90,13 @@ fn command_that_does_not_exist() {
     let dir = scratch_dir("nocmd");
     let out = dir.join("x.folded");
     fails_with(
-        &["record", "-o", out.to_str().expect("UTF-8"), "--", "/no/such/program"],
+        &[
+            "record",
+            "-o",
+            out.to_str().expect("UTF-8"),
+            "--",
+            "/no/such/program",
+        ],
         1,
         "cannot start \"/no/such/program\"",
     );
@@ -83,7 +108,9 @@ fn unprivileged_user_is_told_to_use_sudo() {
         return;
     }
     if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipping unprivileged_user_is_told_to_use_sudo: setpriv (util-linux) is missing");
+        eprintln!(
+            "skipping unprivileged_user_is_told_to_use_sudo: setpriv (util-linux) is missing"
+        );
         return;
     }
     let out = Command::new("setpriv")
@@ -101,7 +128,8 @@ fn unprivileged_user_is_told_to_use_sudo() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("needs root, or the CAP_BPF and CAP_PERFMON capabilities") && stderr.contains("sudo"),
+        stderr.contains("needs root, or the CAP_BPF and CAP_PERFMON capabilities")
+            && stderr.contains("sudo"),
         "{stderr}"
     );
     assert_nothing_left_loaded();

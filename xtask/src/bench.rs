@@ -60,7 +60,9 @@ struct Run {
 
 fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
     if !crate::is_root() {
-        bail!("the overhead benchmark attaches eBPF programs: run it as root (sudo -E cargo xtask bench overhead)");
+        bail!(
+            "the overhead benchmark attaches eBPF programs: run it as root (sudo -E cargo xtask bench overhead)"
+        );
     }
     let profiler = build_profiler()?;
     let workload = build_workload("cpu_split", &["-O0", "-fno-omit-frame-pointer"])?;
@@ -104,12 +106,18 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
     println!("bench overhead: cpu_split, {runs} runs of {seconds} s each, 99 Hz");
     println!("  throughput alone (median):    {alone_tp:.1} rounds/s");
     println!("  throughput profiled (median): {profiled_tp:.1} rounds/s");
-    println!("  ratio profiled/alone:         {:.4}", profiled_tp / alone_tp);
+    println!(
+        "  ratio profiled/alone:         {:.4}",
+        profiled_tp / alone_tp
+    );
     println!(
         "  profiler CPU time (median):   {cpu:.3} s per {seconds} s run ({:.2}% of one core)",
         100.0 * cpu / seconds
     );
-    println!("  profiler peak RSS (max):      {:.1} MiB", rss as f64 / 1024.0);
+    println!(
+        "  profiler peak RSS (max):      {:.1} MiB",
+        rss as f64 / 1024.0
+    );
     let _ = std::fs::remove_file(&folded);
     Ok(())
 }

@@ -65,10 +65,11 @@ fn nightly() -> anyhow::Result<()> {
 
 /// The nightly's sysroot, where its own `libLLVM` lives.
 fn nightly_sysroot() -> anyhow::Result<PathBuf> {
-    let sysroot = output_of(Command::new("rustc").arg(format!("+{NIGHTLY}")).args([
-        "--print",
-        "sysroot",
-    ]))
+    let sysroot = output_of(
+        Command::new("rustc")
+            .arg(format!("+{NIGHTLY}"))
+            .args(["--print", "sysroot"]),
+    )
     .with_context(|| format!("cannot ask {NIGHTLY} for its sysroot"))?;
     Ok(PathBuf::from(sysroot.trim()))
 }
@@ -156,7 +157,10 @@ pub fn debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
         .collect();
     if missing.is_empty() {
         let names: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
-        println!("setup: Debian packages {}: already installed", names.join(", "));
+        println!(
+            "setup: Debian packages {}: already installed",
+            names.join(", ")
+        );
         return Ok(());
     }
     if !crate::is_root() {
