@@ -163,40 +163,45 @@ impl FunctionShare {
 /// caller down, then kernel frames down to the leaf.
 fn frames_of(raw: &RawStack, symbols: &Symbolize) -> Vec<Frame> {
     let mut frames = Vec::new();
-    match &raw.user {
-        Stack::Frames(ips) => {
-            // Kernel stacks are leaf first; walk from the root. Return
-            // addresses point after the call: look up `ip - 1` for callers so
-            // the call's own line and inlining are found.
-            for (depth, &ip) in ips.iter().enumerate().rev() {
-                let addr = if depth == 0 { ip } else { ip.saturating_sub(1) };
-                frames.extend(symbols.user_frames(addr).iter().cloned());
-            }
-        }
-        Stack::Empty => {}
-        Stack::Lost(loss) => frames.push(Frame::marker(loss.frame_name(true))),
-    }
-    match &raw.kernel {
-        Stack::Frames(ips) => {
-            for (depth, &ip) in ips.iter().enumerate().rev() {
-                let addr = if depth == 0 { ip } else { ip.saturating_sub(1) };
-                frames.extend(symbols.kernel_frames(addr).iter().cloned());
-            }
-        }
-        Stack::Empty => {}
-        Stack::Lost(loss) => frames.push(Frame::marker(loss.frame_name(false))),
-    }
+    push_frames(&mut frames, &raw.user, true, |a| symbols.user_frames(a));
+    push_frames(&mut frames, &raw.kernel, false, |a| {
+        symbols.kernel_frames(a)
+    });
     frames
+}
+
+/// Appends one stack's frames, root first (the kernel records them leaf
+/// first). Return addresses point after the call: callers are looked up at
+/// `ip - 1` so the call's own line and inlining are found.
+fn push_frames(
+    frames: &mut Vec<Frame>,
+    stack: &Stack,
+    user: bool,
+    lookup: impl Fn(u64) -> crate::symbolize::AddrFrames,
+) {
+    match stack {
+        Stack::Frames(ips) => {
+            for addr in lookup_order(ips).into_iter().rev() {
+                frames.extend(lookup(addr).iter().cloned());
+            }
+        }
+        Stack::Empty => {}
+        Stack::Lost(loss) => frames.push(Frame::marker(loss.frame_name(user))),
+    }
+}
+
+/// The addresses to look up for a leaf-first stack, leaf first.
+fn lookup_order(ips: &[u64]) -> Vec<u64> {
+    ips.iter()
+        .enumerate()
+        .map(|(depth, &ip)| if depth == 0 { ip } else { ip.saturating_sub(1) })
+        .collect()
 }
 
 /// The addresses `frames_of` will look up, for batching symbolization.
 pub fn lookup_addrs(raw: &RawStack) -> (Vec<u64>, Vec<u64>) {
     let addrs = |stack: &Stack| match stack {
-        Stack::Frames(ips) => ips
-            .iter()
-            .enumerate()
-            .map(|(depth, &ip)| if depth == 0 { ip } else { ip.saturating_sub(1) })
-            .collect(),
+        Stack::Frames(ips) => lookup_order(ips),
         _ => Vec::new(),
     };
     (addrs(&raw.user), addrs(&raw.kernel))

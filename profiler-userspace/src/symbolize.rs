@@ -109,18 +109,8 @@ impl Symbolize {
         kernel_addrs: impl IntoIterator<Item = u64>,
         alive: bool,
     ) {
-        let mut user: Vec<u64> = user_addrs
-            .into_iter()
-            .filter(|a| !self.user.contains_key(a))
-            .collect();
-        user.sort_unstable();
-        user.dedup();
-        let mut kernel: Vec<u64> = kernel_addrs
-            .into_iter()
-            .filter(|a| !self.kernel.contains_key(a))
-            .collect();
-        kernel.sort_unstable();
-        kernel.dedup();
+        let user = unseen(user_addrs, &self.user);
+        let kernel = unseen(kernel_addrs, &self.kernel);
 
         if !user.is_empty() {
             let mut process = Process::new(self.pid.into());
@@ -234,6 +224,17 @@ impl Symbolize {
             .cloned()
             .unwrap_or_else(|| unknown(addr, FrameKind::Kernel, "not resolved"))
     }
+}
+
+/// The addresses not in `cache`, sorted and without repeats.
+fn unseen(addrs: impl IntoIterator<Item = u64>, cache: &HashMap<u64, AddrFrames>) -> Vec<u64> {
+    let mut fresh: Vec<u64> = addrs
+        .into_iter()
+        .filter(|a| !cache.contains_key(a))
+        .collect();
+    fresh.sort_unstable();
+    fresh.dedup();
+    fresh
 }
 
 fn unknown(addr: u64, kind: FrameKind, _why: &str) -> AddrFrames {
