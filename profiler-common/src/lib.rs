@@ -20,6 +20,194 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Array of `u32` control words, indexed by the `CONTROL_*` constants.
 pub const MAP_CONTROL: &str = "CONTROL";
 
+/// Stack-trace map for off-CPU and futex stacks. These stacks are taken at
+/// one event (a switch-out, a wake-up) and counted at a later one, possibly
+/// after a drain, so their ids must stay valid: this map is never cleared
+/// during a recording (a full map is counted, and the report says so).
+pub const MAP_LONG_STACKS: &str = "LONG_STACKS";
+/// Off-CPU time by [`OffCpuKey`] (values: [`WaitStats`]), two generations.
+pub const MAP_OFFCPU: [&str; 2] = ["OFFCPU_0", "OFFCPU_1"];
+/// Futex waits by [`FutexWaitKey`] (values: [`WaitStats`]), two generations.
+pub const MAP_FUTEX_WAITS: [&str; 2] = ["FUTEX_WAITS_0", "FUTEX_WAITS_1"];
+/// Futex wake calls by [`FutexWakeKey`] (values: `u64` calls), two generations.
+pub const MAP_FUTEX_WAKES: [&str; 2] = ["FUTEX_WAKES_0", "FUTEX_WAKES_1"];
+/// Per-CPU log2 histogram of run-queue delays (ns), [`HIST_BUCKETS`] buckets.
+pub const MAP_RUNQ_HIST: &str = "RUNQ_HIST";
+/// Per-CPU log2 histogram of futex wait durations (ns).
+pub const MAP_FUTEX_HIST: &str = "FUTEX_HIST";
+/// Buckets of the log2 histograms: bucket `i` counts values in `[2^i, 2^(i+1))`
+/// nanoseconds (bucket 0 also holds 0).
+pub const HIST_BUCKETS: u32 = 64;
+
+/// Capacity of the long-lived stack map.
+pub const LONG_STACK_MAP_ENTRIES: u32 = 16_384;
+/// Capacity of the off-CPU and futex aggregation maps (per generation).
+pub const WAIT_MAP_ENTRIES: u32 = 16_384;
+/// Capacity of the per-thread in-flight maps (switched-out threads, futex
+/// waits under way). LRU maps: a thread that exits while switched out is
+/// eventually evicted.
+pub const INFLIGHT_MAP_ENTRIES: u32 = 65_536;
+
+/// Globals holding tracepoint field offsets, read from tracefs at load time.
+pub const GLOBAL_MIN_BLOCK_NS: &str = "MIN_BLOCK_NS";
+pub const GLOBAL_SWITCH_PREV_STATE: &str = "OFF_SWITCH_PREV_STATE";
+pub const GLOBAL_SWITCH_NEXT_PID: &str = "OFF_SWITCH_NEXT_PID";
+pub const GLOBAL_WAKING_PID: &str = "OFF_WAKING_PID";
+pub const GLOBAL_FUTEX_UADDR: &str = "OFF_FUTEX_UADDR";
+pub const GLOBAL_FUTEX_OP: &str = "OFF_FUTEX_OP";
+pub const GLOBAL_WAITV_WAITERS: &str = "OFF_WAITV_WAITERS";
+
+/// [`OffCpuKey::state`]: the thread blocked (sleep, I/O, a lock...).
+pub const OFFCPU_BLOCKED: u32 = 0;
+/// [`OffCpuKey::state`]: the thread was preempted while runnable.
+pub const OFFCPU_PREEMPTED: u32 = 1;
+
+/// Off-CPU time of one thread, by the stacks it switched out on and, for
+/// blocks, the thread that woke it. Stack ids are in [`MAP_LONG_STACKS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OffCpuKey {
+    pub tgid: u32,
+    pub tid: u32,
+    pub user_stack_id: i32,
+    pub kernel_stack_id: i32,
+    /// The waker's process and thread (0 when no wake-up was seen: preempted,
+    /// or woken before the switch-out completed).
+    pub waker_tgid: u32,
+    pub waker_tid: u32,
+    pub waker_user_stack_id: i32,
+    pub waker_kernel_stack_id: i32,
+    /// [`OFFCPU_BLOCKED`] or [`OFFCPU_PREEMPTED`].
+    pub state: u32,
+    pub reserved: u32,
+}
+
+/// Count, total and longest of a set of waits, in nanoseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+/// One futex wait site: the lock word's address, the waiting thread and its
+/// user stack, and the user stack of the thread that woke it (if seen).
+/// Stack ids are in [`MAP_LONG_STACKS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FutexWaitKey {
+    pub uaddr: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub user_stack_id: i32,
+    pub waker_user_stack_id: i32,
+    pub waker_tid: u32,
+    pub reserved: u32,
+}
+
+/// One futex wake site: the lock word's address and the waking thread's user
+/// stack (the code that released the lock). Stack ids are in
+/// [`MAP_LONG_STACKS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FutexWakeKey {
+    pub uaddr: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub user_stack_id: i32,
+    /// The futex command (`FUTEX_WAKE`, `FUTEX_UNLOCK_PI`, ...).
+    pub op: u32,
+}
+
+/// A thread of the target switched out and not yet back on a CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SwitchedOut {
+    pub switched_out_ns: u64,
+    /// When it was woken (0 until then).
+    pub woken_ns: u64,
+    pub user_stack_id: i32,
+    pub kernel_stack_id: i32,
+    pub waker_tgid: u32,
+    pub waker_tid: u32,
+    pub waker_user_stack_id: i32,
+    pub waker_kernel_stack_id: i32,
+    pub state: u32,
+    pub reserved: u32,
+}
+
+/// A futex wait under way.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FutexInFlight {
+    pub start_ns: u64,
+    pub uaddr: u64,
+    pub waker_user_stack_id: i32,
+    pub waker_tid: u32,
+}
+
+/// Futex commands (`op & FUTEX_CMD_MASK`), linux/futex.h.
+pub mod futex_op {
+    pub const CMD_MASK: u32 = !(128 | 256);
+    pub const WAIT: u32 = 0;
+    pub const WAKE: u32 = 1;
+    pub const REQUEUE: u32 = 3;
+    pub const CMP_REQUEUE: u32 = 4;
+    pub const WAKE_OP: u32 = 5;
+    pub const LOCK_PI: u32 = 6;
+    pub const UNLOCK_PI: u32 = 7;
+    pub const WAIT_BITSET: u32 = 9;
+    pub const WAKE_BITSET: u32 = 10;
+    pub const WAIT_REQUEUE_PI: u32 = 11;
+    pub const CMP_REQUEUE_PI: u32 = 12;
+    pub const LOCK_PI2: u32 = 13;
+
+    /// Whether the command waits (blocks the caller until woken).
+    pub const fn is_wait(cmd: u32) -> bool {
+        matches!(
+            cmd,
+            WAIT | LOCK_PI | WAIT_BITSET | WAIT_REQUEUE_PI | LOCK_PI2
+        )
+    }
+
+    /// Whether the command wakes (or requeues) waiters.
+    pub const fn is_wake(cmd: u32) -> bool {
+        matches!(
+            cmd,
+            WAKE | REQUEUE | CMP_REQUEUE | WAKE_OP | UNLOCK_PI | WAKE_BITSET | CMP_REQUEUE_PI
+        )
+    }
+
+    /// The command's name, for reports.
+    pub const fn name(cmd: u32) -> &'static str {
+        match cmd {
+            WAIT => "FUTEX_WAIT",
+            WAKE => "FUTEX_WAKE",
+            REQUEUE => "FUTEX_REQUEUE",
+            CMP_REQUEUE => "FUTEX_CMP_REQUEUE",
+            WAKE_OP => "FUTEX_WAKE_OP",
+            LOCK_PI => "FUTEX_LOCK_PI",
+            UNLOCK_PI => "FUTEX_UNLOCK_PI",
+            WAIT_BITSET => "FUTEX_WAIT_BITSET",
+            WAKE_BITSET => "FUTEX_WAKE_BITSET",
+            WAIT_REQUEUE_PI => "FUTEX_WAIT_REQUEUE_PI",
+            CMP_REQUEUE_PI => "FUTEX_CMP_REQUEUE_PI",
+            LOCK_PI2 => "FUTEX_LOCK_PI2",
+            _ => "FUTEX_?",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all): `repr(C)`, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::OffCpuKey {}
+    unsafe impl aya::Pod for super::WaitStats {}
+    unsafe impl aya::Pod for super::FutexWaitKey {}
+    unsafe impl aya::Pod for super::FutexWakeKey {}
+}
+
 /// Index in [`MAP_CONTROL`] of the generation (0 or 1) the kernel writes to.
 pub const CONTROL_GENERATION: u32 = 0;
 /// Number of control words.
@@ -86,11 +274,29 @@ pub enum Counter {
     KernelStackOther = 7,
     /// Sample dropped: the counts map was full.
     CountsMapFull = 8,
+    /// Switch-outs of the target's threads seen.
+    Switches = 9,
+    /// Blocks shorter than `--min-block`, dropped in the kernel.
+    ShortBlocksDropped = 10,
+    /// Off-CPU interval dropped: the off-CPU map was full.
+    OffCpuMapFull = 11,
+    /// Run-queue delays measured (wake-up or preemption to switch-in).
+    RunqDelays = 12,
+    /// Sum of the run-queue delays, in nanoseconds.
+    RunqDelayNs = 13,
+    /// Futex waits completed.
+    FutexWaits = 14,
+    /// Futex wake calls.
+    FutexWakes = 15,
+    /// Futex wait or wake dropped: a futex map was full.
+    FutexMapFull = 16,
+    /// A switch-out or futex wait could not be remembered (in-flight map full).
+    InFlightMapFull = 17,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 18] = [
         Counter::CpuSamples,
         Counter::UserStackCollision,
         Counter::UserStackMapFull,
@@ -100,6 +306,15 @@ impl Counter {
         Counter::KernelStackMapFull,
         Counter::KernelStackOther,
         Counter::CountsMapFull,
+        Counter::Switches,
+        Counter::ShortBlocksDropped,
+        Counter::OffCpuMapFull,
+        Counter::RunqDelays,
+        Counter::RunqDelayNs,
+        Counter::FutexWaits,
+        Counter::FutexWakes,
+        Counter::FutexMapFull,
+        Counter::InFlightMapFull,
     ];
 
     /// What the counter counts, as the report words it.
@@ -114,7 +329,30 @@ impl Counter {
             Counter::KernelStackMapFull => "kernel stack lost: stack map full",
             Counter::KernelStackOther => "kernel stack lost: other error",
             Counter::CountsMapFull => "sample dropped: counts map full",
+            Counter::Switches => "switch-outs of the target's threads",
+            Counter::ShortBlocksDropped => "blocks shorter than --min-block dropped",
+            Counter::OffCpuMapFull => "off-CPU interval dropped: off-CPU map full",
+            Counter::RunqDelays => "run-queue delays measured",
+            Counter::RunqDelayNs => "run-queue delay, total ns",
+            Counter::FutexWaits => "futex waits",
+            Counter::FutexWakes => "futex wake calls",
+            Counter::FutexMapFull => "futex event dropped: futex map full",
+            Counter::InFlightMapFull => "event dropped: in-flight map full",
         }
+    }
+
+    /// Whether the counter counts something lost (as opposed to a tally).
+    pub const fn is_loss(self) -> bool {
+        !matches!(
+            self,
+            Counter::CpuSamples
+                | Counter::Switches
+                | Counter::RunqDelays
+                | Counter::RunqDelayNs
+                | Counter::FutexWaits
+                | Counter::FutexWakes
+                | Counter::ShortBlocksDropped
+        )
     }
 }
 
@@ -133,7 +371,21 @@ mod tests {
     }
 
     #[test]
-    fn sample_key_has_no_padding() {
+    fn keys_have_no_padding() {
         assert_eq!(core::mem::size_of::<SampleKey>(), 16);
+        assert_eq!(core::mem::size_of::<OffCpuKey>(), 40);
+        assert_eq!(core::mem::size_of::<FutexWaitKey>(), 32);
+        assert_eq!(core::mem::size_of::<FutexWakeKey>(), 24);
+        assert_eq!(core::mem::size_of::<SwitchedOut>(), 48);
+        assert_eq!(core::mem::size_of::<FutexInFlight>(), 24);
+    }
+
+    #[test]
+    fn futex_commands() {
+        assert!(futex_op::is_wait(0) && futex_op::is_wait(13));
+        assert!(futex_op::is_wake(1) && futex_op::is_wake(7));
+        assert!(!futex_op::is_wait(1) && !futex_op::is_wake(0));
+        // FUTEX_WAIT | FUTEX_PRIVATE_FLAG
+        assert_eq!(128 & futex_op::CMD_MASK, futex_op::WAIT);
     }
 }

@@ -1,5 +1,7 @@
 //! The profiler's kernel side: a perf-event program that samples on-CPU
-//! stacks of one process and counts them in the kernel.
+//! stacks of one process, scheduler tracepoints that time its off-CPU
+//! intervals (with who woke it), and futex syscall tracepoints that time its
+//! lock waits by lock address. Everything is counted in the kernel.
 //!
 //! Every event is filtered by the target's tgid before anything else is done;
 //! only the target's samples touch the maps. Stacks go into a stack-trace map,
@@ -12,15 +14,17 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::bpf_get_current_pid_tgid,
-    macros::{map, perf_event},
-    maps::{Array, PerCpuArray, PerCpuHashMap, StackTrace},
-    programs::{PerfEventContext, tracing::StackIdContext},
+    bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::{map, perf_event, tracepoint},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, StackTrace},
+    programs::{PerfEventContext, TracePointContext, tracing::StackIdContext},
 };
 use profiler_common::{
-    CONTROL_GENERATION, CONTROL_LEN, COUNTER_LEN, COUNTS_MAP_ENTRIES, Counter, STACK_MAP_ENTRIES,
-    SampleKey, stack_error,
+    CONTROL_GENERATION, CONTROL_LEN, COUNTER_LEN, COUNTS_MAP_ENTRIES, Counter, FutexInFlight,
+    FutexWaitKey, FutexWakeKey, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES, LONG_STACK_MAP_ENTRIES,
+    OFFCPU_BLOCKED, OFFCPU_PREEMPTED, OffCpuKey, STACK_MAP_ENTRIES, SampleKey, SwitchedOut,
+    WAIT_MAP_ENTRIES, WaitStats, futex_op, stack_error,
 };
 
 /// The process to profile; set by userspace at load time.
@@ -47,18 +51,91 @@ static CPU_COUNTS_0: PerCpuHashMap<SampleKey, u64> =
 static CPU_COUNTS_1: PerCpuHashMap<SampleKey, u64> =
     PerCpuHashMap::with_max_entries(COUNTS_MAP_ENTRIES, BPF_F_NO_PREALLOC);
 
+// Off-CPU and futex maps. Their stacks go to LONG_STACKS, which is never
+// cleared during a recording (see profiler_common::MAP_LONG_STACKS).
+#[map]
+static LONG_STACKS: StackTrace = StackTrace::with_max_entries(LONG_STACK_MAP_ENTRIES, 0);
+#[map]
+static OFFCPU_0: PerCpuHashMap<OffCpuKey, WaitStats> =
+    PerCpuHashMap::with_max_entries(WAIT_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static OFFCPU_1: PerCpuHashMap<OffCpuKey, WaitStats> =
+    PerCpuHashMap::with_max_entries(WAIT_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static FUTEX_WAITS_0: PerCpuHashMap<FutexWaitKey, WaitStats> =
+    PerCpuHashMap::with_max_entries(WAIT_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static FUTEX_WAITS_1: PerCpuHashMap<FutexWaitKey, WaitStats> =
+    PerCpuHashMap::with_max_entries(WAIT_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static FUTEX_WAKES_0: PerCpuHashMap<FutexWakeKey, u64> =
+    PerCpuHashMap::with_max_entries(WAIT_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static FUTEX_WAKES_1: PerCpuHashMap<FutexWakeKey, u64> =
+    PerCpuHashMap::with_max_entries(WAIT_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+static RUNQ_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIST_BUCKETS, 0);
+#[map]
+static FUTEX_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIST_BUCKETS, 0);
+/// Threads of the target now switched out, by thread id.
+#[map]
+static SWITCHED_OUT: LruHashMap<u32, SwitchedOut> =
+    LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+/// Futex waits of the target under way, by thread id.
+#[map]
+static FUTEX_INFLIGHT: LruHashMap<u32, FutexInFlight> =
+    LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+
+/// Blocks shorter than this are dropped (and counted); set at load time.
+#[unsafe(no_mangle)]
+static MIN_BLOCK_NS: u64 = 0;
+// Tracepoint field offsets, read by userspace from tracefs formats.
+#[unsafe(no_mangle)]
+static OFF_SWITCH_PREV_STATE: u32 = 32;
+#[unsafe(no_mangle)]
+static OFF_SWITCH_NEXT_PID: u32 = 56;
+#[unsafe(no_mangle)]
+static OFF_WAKING_PID: u32 = 24;
+#[unsafe(no_mangle)]
+static OFF_FUTEX_UADDR: u32 = 16;
+#[unsafe(no_mangle)]
+static OFF_FUTEX_OP: u32 = 24;
+#[unsafe(no_mangle)]
+static OFF_WAITV_WAITERS: u32 = 16;
+
+/// Reads a global that userspace may rewrite at load time (volatile, so the
+/// compiler cannot fold the initial value).
+macro_rules! global {
+    ($name:ident) => {{
+        // SAFETY: a plain read of a global of the object.
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&$name) };
+        value
+    }};
+}
+
+/// Monotonic nanoseconds (`bpf_ktime_get_ns`).
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: the helper takes no arguments and cannot fail.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
+
 #[inline(always)]
 fn target_tgid() -> u32 {
-    // SAFETY: a plain read of a global that userspace may rewrite at load time;
-    // the volatile read stops the compiler from folding the initial 0.
-    unsafe { core::ptr::read_volatile(&TARGET_TGID) }
+    global!(TARGET_TGID)
 }
 
 #[inline(always)]
 fn bump(counter: Counter) {
+    bump_by(counter, 1);
+}
+
+#[inline(always)]
+fn bump_by(counter: Counter, value: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot; programs on one CPU do not preempt each other.
-        unsafe { *slot += 1 };
+        unsafe { *slot += value };
     }
 }
 
@@ -75,6 +152,7 @@ fn generation() -> u32 {
 #[inline(always)]
 fn stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, user: bool) -> i32 {
     let flags = if user { BPF_F_USER_STACK as u64 } else { 0 };
+    // Off-CPU and futex stacks are kept across drains: see LONG_STACKS.
     match ctx.get_stackid(stacks, flags) {
         Ok(id) => id as i32,
         Err(err) => {
@@ -93,6 +171,53 @@ fn stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, user: bool) -> i32 
             bump(counter);
             -errno
         }
+    }
+}
+
+/// Adds one wait of `ns` to `key` in this CPU's slot of `stats`; counts a
+/// full map under `full`.
+#[inline(always)]
+fn add_wait<K>(stats: &PerCpuHashMap<K, WaitStats>, key: &K, ns: u64, full: Counter) {
+    if let Some(slot) = stats.get_ptr_mut(key) {
+        // SAFETY: this CPU's slot of a live entry; nothing else writes it now.
+        let slot = unsafe { &mut *slot };
+        slot.count += 1;
+        slot.total_ns += ns;
+        if ns > slot.max_ns {
+            slot.max_ns = ns;
+        }
+        return;
+    }
+    let first = WaitStats {
+        count: 1,
+        total_ns: ns,
+        max_ns: ns,
+    };
+    if stats.insert(key, first, BPF_NOEXIST as u64).is_err() {
+        bump(full);
+    }
+}
+
+/// Adds `value` to a per-CPU counter by key; counts a full map under `full`.
+#[inline(always)]
+fn add_count<K>(counts: &PerCpuHashMap<K, u64>, key: &K, value: u64, full: Counter) {
+    if let Some(slot) = counts.get_ptr_mut(key) {
+        // SAFETY: this CPU's slot of a live entry; nothing else writes it now.
+        unsafe { *slot += value };
+        return;
+    }
+    if counts.insert(key, value, BPF_NOEXIST as u64).is_err() {
+        bump(full);
+    }
+}
+
+/// Counts `ns` in bucket floor(log2(ns)) of a per-CPU histogram.
+#[inline(always)]
+fn histogram(hist: &PerCpuArray<u64>, ns: u64) {
+    let bucket = if ns == 0 { 0 } else { 63 - ns.leading_zeros() };
+    if let Some(slot) = hist.get_ptr_mut(bucket) {
+        // SAFETY: per-CPU slot.
+        unsafe { *slot += 1 };
     }
 }
 
@@ -133,6 +258,256 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
         kernel_stack_id: stack_id(&ctx, stacks, false),
     };
     add(counts, &key, 1);
+    0
+}
+
+/// `sched:sched_switch`: a target thread switching out is remembered with its
+/// stacks; one switching back in is charged its off-CPU time (blocked time up
+/// to its wake-up, or preempted time) and its run-queue delay.
+#[tracepoint]
+pub fn prf_switch(ctx: TracePointContext) -> u32 {
+    let now = now_ns();
+    let target = target_tgid();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == target && tgid != 0 {
+        switch_out(&ctx, pid_tgid as u32, now);
+    }
+    // SAFETY: reading a field of the tracepoint record at its format offset.
+    let next: i32 = match unsafe { ctx.read_at(global!(OFF_SWITCH_NEXT_PID) as usize) } {
+        Ok(pid) => pid,
+        Err(_) => return 0,
+    };
+    switch_in(next as u32, now);
+    0
+}
+
+#[inline(always)]
+fn switch_out(ctx: &TracePointContext, tid: u32, now: u64) {
+    // SAFETY: as above.
+    let prev_state: i64 =
+        unsafe { ctx.read_at(global!(OFF_SWITCH_PREV_STATE) as usize) }.unwrap_or(0);
+    // The tracepoint reports a preempted task as TASK_REPORT_MAX (0x100) and a
+    // runnable one (a yield) as 0; any of the low state bits is a block.
+    let state = if prev_state & 0xff != 0 {
+        OFFCPU_BLOCKED
+    } else {
+        OFFCPU_PREEMPTED
+    };
+    let out = SwitchedOut {
+        switched_out_ns: now,
+        woken_ns: 0,
+        user_stack_id: stack_id(ctx, &LONG_STACKS, true),
+        kernel_stack_id: stack_id(ctx, &LONG_STACKS, false),
+        waker_tgid: 0,
+        waker_tid: 0,
+        waker_user_stack_id: -stack_error::EFAULT,
+        waker_kernel_stack_id: -stack_error::EFAULT,
+        state,
+        reserved: 0,
+    };
+    bump(Counter::Switches);
+    if SWITCHED_OUT.insert(tid, out, BPF_ANY as u64).is_err() {
+        bump(Counter::InFlightMapFull);
+    }
+}
+
+#[inline(always)]
+fn switch_in(tid: u32, now: u64) {
+    // SAFETY: a copy of the entry is taken before it is removed.
+    let Some(out) = (unsafe { SWITCHED_OUT.get(tid) }).copied() else {
+        return;
+    };
+    let _ = SWITCHED_OUT.remove(tid);
+    let off_ns = now.saturating_sub(out.switched_out_ns);
+    let (charged_ns, runq_ns) = if out.state == OFFCPU_BLOCKED {
+        if out.woken_ns != 0 && out.woken_ns >= out.switched_out_ns {
+            (
+                out.woken_ns - out.switched_out_ns,
+                now.saturating_sub(out.woken_ns),
+            )
+        } else {
+            (off_ns, 0)
+        }
+    } else {
+        (off_ns, off_ns)
+    };
+    if runq_ns > 0 {
+        bump(Counter::RunqDelays);
+        bump_by(Counter::RunqDelayNs, runq_ns);
+        histogram(&RUNQ_HIST, runq_ns);
+    }
+    if out.state == OFFCPU_BLOCKED && charged_ns < global!(MIN_BLOCK_NS) {
+        bump(Counter::ShortBlocksDropped);
+        return;
+    }
+    let key = OffCpuKey {
+        tgid: target_tgid(),
+        tid,
+        user_stack_id: out.user_stack_id,
+        kernel_stack_id: out.kernel_stack_id,
+        waker_tgid: out.waker_tgid,
+        waker_tid: out.waker_tid,
+        waker_user_stack_id: out.waker_user_stack_id,
+        waker_kernel_stack_id: out.waker_kernel_stack_id,
+        state: out.state,
+        reserved: 0,
+    };
+    let map = if generation() == 0 {
+        &OFFCPU_0
+    } else {
+        &OFFCPU_1
+    };
+    add_wait(map, &key, charged_ns, Counter::OffCpuMapFull);
+}
+
+/// `sched:sched_waking`, run by the waker: if the wakee is a blocked thread
+/// of the target, remember when and by whom (with the waker's stacks).
+#[tracepoint]
+pub fn prf_waking(ctx: TracePointContext) -> u32 {
+    // SAFETY: reading a field of the tracepoint record at its format offset.
+    let wakee: i32 = match unsafe { ctx.read_at(global!(OFF_WAKING_PID) as usize) } {
+        Ok(pid) => pid,
+        Err(_) => return 0,
+    };
+    let wakee = wakee as u32;
+    let switched = SWITCHED_OUT.get_ptr_mut(wakee);
+    let futex = FUTEX_INFLIGHT.get_ptr_mut(wakee);
+    if switched.is_none() && futex.is_none() {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let user = stack_id(&ctx, &LONG_STACKS, true);
+    if let Some(out) = switched {
+        // SAFETY: a live entry of an LRU map; only this wake-up writes it now.
+        let out = unsafe { &mut *out };
+        if out.state == OFFCPU_BLOCKED && out.woken_ns == 0 {
+            out.woken_ns = now_ns();
+            out.waker_tgid = (pid_tgid >> 32) as u32;
+            out.waker_tid = pid_tgid as u32;
+            out.waker_user_stack_id = user;
+            out.waker_kernel_stack_id = stack_id(&ctx, &LONG_STACKS, false);
+        }
+    }
+    if let Some(wait) = futex {
+        // SAFETY: as above.
+        let wait = unsafe { &mut *wait };
+        if wait.waker_tid == 0 {
+            wait.waker_tid = pid_tgid as u32;
+            wait.waker_user_stack_id = user;
+        }
+    }
+    0
+}
+
+/// `syscalls:sys_enter_futex`: waits are remembered until their exit; wakes
+/// are counted by lock address and the waker's stack.
+#[tracepoint]
+pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != target_tgid() || tgid == 0 {
+        return 0;
+    }
+    // SAFETY: reading fields of the tracepoint record at their format offsets.
+    let (uaddr, op) = unsafe {
+        (
+            ctx.read_at::<u64>(global!(OFF_FUTEX_UADDR) as usize),
+            ctx.read_at::<u64>(global!(OFF_FUTEX_OP) as usize),
+        )
+    };
+    let (Ok(uaddr), Ok(op)) = (uaddr, op) else {
+        return 0;
+    };
+    let cmd = (op as u32) & futex_op::CMD_MASK;
+    let tid = pid_tgid as u32;
+    if futex_op::is_wait(cmd) {
+        wait_begins(tid, uaddr);
+    } else if futex_op::is_wake(cmd) {
+        bump(Counter::FutexWakes);
+        let key = FutexWakeKey {
+            uaddr,
+            tgid,
+            tid,
+            user_stack_id: stack_id(&ctx, &LONG_STACKS, true),
+            op: cmd,
+        };
+        let map = if generation() == 0 {
+            &FUTEX_WAKES_0
+        } else {
+            &FUTEX_WAKES_1
+        };
+        add_count(map, &key, 1, Counter::FutexMapFull);
+    }
+    0
+}
+
+#[inline(always)]
+fn wait_begins(tid: u32, uaddr: u64) {
+    let wait = FutexInFlight {
+        start_ns: now_ns(),
+        uaddr,
+        waker_user_stack_id: -stack_error::EFAULT,
+        waker_tid: 0,
+    };
+    if FUTEX_INFLIGHT.insert(tid, wait, BPF_ANY as u64).is_err() {
+        bump(Counter::InFlightMapFull);
+    }
+}
+
+/// `syscalls:sys_enter_futex_waitv`: a wait on several futexes, named by the
+/// first one.
+#[tracepoint]
+pub fn prf_waitv_in(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != target_tgid() || tgid == 0 {
+        return 0;
+    }
+    // SAFETY: reading a field of the tracepoint record at its format offset.
+    let Ok(waiters) = (unsafe { ctx.read_at::<u64>(global!(OFF_WAITV_WAITERS) as usize) }) else {
+        return 0;
+    };
+    // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }
+    // SAFETY: a checked read of user memory.
+    let uaddr = unsafe { bpf_probe_read_user((waiters + 8) as *const u64) }.unwrap_or(0);
+    wait_begins(pid_tgid as u32, uaddr);
+    0
+}
+
+/// `syscalls:sys_exit_futex` and `sys_exit_futex_waitv`: a wait ends; it is
+/// counted by lock address, the waiter's stack and the waker's stack.
+#[tracepoint]
+pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != target_tgid() || tgid == 0 {
+        return 0;
+    }
+    let tid = pid_tgid as u32;
+    // SAFETY: a copy of the entry is taken before it is removed.
+    let Some(wait) = (unsafe { FUTEX_INFLIGHT.get(tid) }).copied() else {
+        return 0;
+    };
+    let _ = FUTEX_INFLIGHT.remove(tid);
+    let ns = now_ns().saturating_sub(wait.start_ns);
+    bump(Counter::FutexWaits);
+    histogram(&FUTEX_HIST, ns);
+    let key = FutexWaitKey {
+        uaddr: wait.uaddr,
+        tgid,
+        tid,
+        user_stack_id: stack_id(&ctx, &LONG_STACKS, true),
+        waker_user_stack_id: wait.waker_user_stack_id,
+        waker_tid: wait.waker_tid,
+        reserved: 0,
+    };
+    let map = if generation() == 0 {
+        &FUTEX_WAITS_0
+    } else {
+        &FUTEX_WAITS_1
+    };
+    add_wait(map, &key, ns, Counter::FutexMapFull);
     0
 }
 
