@@ -371,30 +371,32 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
         Err(_) => return 0,
     };
     let wakee = wakee as u32;
-    let switched = SWITCHED_OUT.get_ptr_mut(wakee);
-    let futex = FUTEX_INFLIGHT.get_ptr_mut(wakee);
-    if switched.is_none() && futex.is_none() {
-        return 0;
-    }
     let pid_tgid = bpf_get_current_pid_tgid();
-    let user = stack_id(&ctx, &LONG_STACKS, true);
-    if let Some(out) = switched {
+    // Each map is tested on its own: a combined null test of two map values
+    // compiles to `a | b`, which the verifier refuses on pointers.
+    let mut user = None;
+    if let Some(out) = SWITCHED_OUT.get_ptr_mut(wakee) {
         // SAFETY: a live entry of an LRU map; only this wake-up writes it now.
         let out = unsafe { &mut *out };
         if out.state == OFFCPU_BLOCKED && out.woken_ns == 0 {
+            let id = stack_id(&ctx, &LONG_STACKS, true);
+            user = Some(id);
             out.woken_ns = now_ns();
             out.waker_tgid = (pid_tgid >> 32) as u32;
             out.waker_tid = pid_tgid as u32;
-            out.waker_user_stack_id = user;
+            out.waker_user_stack_id = id;
             out.waker_kernel_stack_id = stack_id(&ctx, &LONG_STACKS, false);
         }
     }
-    if let Some(wait) = futex {
+    if let Some(wait) = FUTEX_INFLIGHT.get_ptr_mut(wakee) {
         // SAFETY: as above.
         let wait = unsafe { &mut *wait };
         if wait.waker_tid == 0 {
             wait.waker_tid = pid_tgid as u32;
-            wait.waker_user_stack_id = user;
+            wait.waker_user_stack_id = match user {
+                Some(id) => id,
+                None => stack_id(&ctx, &LONG_STACKS, true),
+            };
         }
     }
     0

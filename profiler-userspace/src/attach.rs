@@ -4,22 +4,32 @@
 //! and unloads everything (the links are file descriptors, so even a killed
 //! profiler leaves nothing attached).
 
+use std::{path::Path, time::Duration};
+
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
     programs::{
-        PerfEvent,
+        PerfEvent, TracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
 use thiserror::Error;
-use tracing::debug;
+use tracing::{debug, info, warn};
+
+use crate::profile::ProfileKind;
 
 /// The object `build.rs` compiled from `profiler-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
-/// Name of the on-CPU sampling program (also how tests find it loaded).
+/// Name of the on-CPU sampling program (every program's name starts `prf_`,
+/// which is how tests find them loaded).
 pub const CPU_PROGRAM: &str = "prf_cpu_sample";
+
+/// Where tracefs is normally mounted.
+const TRACEFS: &str = "/sys/kernel/tracing";
+/// Where older systems have it, under debugfs.
+const TRACEFS_DEBUG: &str = "/sys/kernel/debug/tracing";
 
 /// Why the programs could not be loaded or attached, each with what to do.
 #[derive(Debug, Error)]
@@ -38,12 +48,12 @@ pub enum AttachError {
     NoBtf,
     #[error("cannot list the online CPUs ({0}): {1}")]
     Cpus(&'static str, std::io::Error),
-    #[error("the kernel refused to load the eBPF object: {0}")]
-    Load(#[source] aya::EbpfError),
-    #[error("the kernel refused the program {program}: {source}")]
+    #[error("the kernel refused to load the eBPF object: {}", first_line(.0))]
+    Load(aya::EbpfError),
+    /// The verifier's whole log is logged at debug level (`-v`).
+    #[error("the kernel refused the program {program}: {}", first_line(.source))]
     Program {
         program: &'static str,
-        #[source]
         source: aya::programs::ProgramError,
     },
     #[error(
@@ -56,6 +66,39 @@ pub enum AttachError {
     },
     #[error("the eBPF object has no map named {0} (the build is inconsistent; rebuild)")]
     MissingMap(&'static str),
+    #[error(
+        "tracefs is not mounted and mounting it at {TRACEFS} failed ({0}); mount it (mount -t tracefs nodev {TRACEFS}) and run again"
+    )]
+    Tracefs(std::io::Error),
+    #[error("this kernel has no tracepoint {0} (no {1}); the {2} profile needs it")]
+    MissingTracepoint(String, String, &'static str),
+    #[error("cannot attach {program} to the tracepoint {tracepoint}: {source}")]
+    Tracepoint {
+        program: &'static str,
+        tracepoint: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
+
+/// The first line of an error, without the verifier's log (`-v` shows it).
+fn first_line(err: &dyn std::fmt::Display) -> String {
+    let text = err.to_string();
+    debug!("{text}");
+    let line = text.lines().next().unwrap_or_default();
+    line.split(". Verifier output:")
+        .next()
+        .unwrap_or(line)
+        .to_owned()
+}
+
+/// What to load and attach.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub tgid: u32,
+    pub kinds: Vec<ProfileKind>,
+    pub frequency: u64,
+    pub min_block: Duration,
 }
 
 /// Capability bits (linux/capability.h).
@@ -96,46 +139,87 @@ pub struct Attached {
 }
 
 impl Attached {
-    /// Loads the object for `tgid` and attaches the on-CPU sampler at
-    /// `frequency` Hz to every online CPU.
-    pub fn cpu_sampler(tgid: u32, frequency: u64) -> Result<Attached, AttachError> {
+    /// Loads the object for the target and attaches what the kinds need: the
+    /// on-CPU sampler at `frequency` Hz on every online CPU, the scheduler
+    /// tracepoints, the futex syscall tracepoints.
+    pub fn load(config: &LoadConfig) -> Result<Attached, AttachError> {
         // Only a debug note: BPF memory is memcg-accounted on current kernels,
         // and raising the limit needs CAP_SYS_RESOURCE anyway.
         raise_memlock_rlimit();
-        let mut ebpf = EbpfLoader::new()
-            .override_global(profiler_common::GLOBAL_TARGET_TGID, &tgid, true)
-            .load(EBPF_OBJECT)
-            .map_err(AttachError::Load)?;
-        let program: &mut PerfEvent = ebpf
-            .program_mut(CPU_PROGRAM)
-            .ok_or(AttachError::MissingMap(CPU_PROGRAM))?
-            .try_into()
-            .map_err(|source| AttachError::Program {
-                program: CPU_PROGRAM,
-                source,
-            })?;
-        program.load().map_err(|source| AttachError::Program {
-            program: CPU_PROGRAM,
-            source,
-        })?;
-        let cpus = aya::util::online_cpus().map_err(|(what, err)| AttachError::Cpus(what, err))?;
-        for &cpu in &cpus {
-            program
-                .attach(
-                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
-                    PerfEventScope::AllProcessesOneCpu { cpu },
-                    SamplePolicy::Frequency(frequency),
-                    false,
-                )
-                .map_err(|source| AttachError::PerfEvent { cpu, source })?;
+        let wants = |kind| config.kinds.contains(&kind);
+        let tracepoints = wants(ProfileKind::OffCpu) || wants(ProfileKind::Futex);
+        let offsets = if tracepoints {
+            let root = ensure_tracefs()?;
+            Some(Offsets::read(&root, config)?)
+        } else {
+            None
+        };
+        let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global(profiler_common::GLOBAL_TARGET_TGID, &config.tgid, true)
+            .override_global(profiler_common::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true);
+        if let Some(o) = &offsets {
+            use profiler_common as c;
+            loader
+                .override_global(c::GLOBAL_SWITCH_PREV_STATE, &o.switch_prev_state, true)
+                .override_global(c::GLOBAL_SWITCH_NEXT_PID, &o.switch_next_pid, true)
+                .override_global(c::GLOBAL_WAKING_PID, &o.waking_pid, true)
+                .override_global(c::GLOBAL_FUTEX_UADDR, &o.futex_uaddr, true)
+                .override_global(c::GLOBAL_FUTEX_OP, &o.futex_op, true)
+                .override_global(c::GLOBAL_WAITV_WAITERS, &o.waitv_waiters, true);
         }
-        debug!(
-            cpus = cpus.len(),
-            frequency, tgid, "attached the on-CPU sampler"
-        );
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(AttachError::Load)?;
+        let mut cpus = 0;
+        if wants(ProfileKind::Cpu) {
+            cpus = attach_cpu_sampler(&mut ebpf, config.frequency)?;
+        }
+        if wants(ProfileKind::OffCpu) {
+            attach_tracepoint(&mut ebpf, "prf_switch", "sched", "sched_switch", "offcpu")?;
+        }
+        if wants(ProfileKind::Futex) {
+            attach_tracepoint(
+                &mut ebpf,
+                "prf_futex_in",
+                "syscalls",
+                "sys_enter_futex",
+                "futex",
+            )?;
+            attach_tracepoint(
+                &mut ebpf,
+                "prf_futex_out",
+                "syscalls",
+                "sys_exit_futex",
+                "futex",
+            )?;
+            // futex_waitv (Linux 5.16+): optional, older kernels lack it.
+            if offsets.as_ref().is_some_and(|o| o.has_waitv) {
+                attach_tracepoint(
+                    &mut ebpf,
+                    "prf_waitv_in",
+                    "syscalls",
+                    "sys_enter_futex_waitv",
+                    "futex",
+                )?;
+                attach_tracepoint(
+                    &mut ebpf,
+                    "prf_futex_out",
+                    "syscalls",
+                    "sys_exit_futex_waitv",
+                    "futex",
+                )?;
+            } else {
+                warn!("this kernel has no futex_waitv tracepoints; futex_waitv waits are not seen");
+            }
+        }
+        if tracepoints {
+            // Wake-ups: who woke a blocked thread or a futex waiter.
+            attach_tracepoint(&mut ebpf, "prf_waking", "sched", "sched_waking", "offcpu")?;
+        }
+        debug!(?config.kinds, cpus, tgid = config.tgid, "attached");
         Ok(Attached {
             ebpf: Some(ebpf),
-            cpus: cpus.len(),
+            cpus,
         })
     }
 
@@ -155,6 +239,181 @@ impl Attached {
     }
 }
 
+fn attach_cpu_sampler(ebpf: &mut Ebpf, frequency: u64) -> Result<usize, AttachError> {
+    let program: &mut PerfEvent = ebpf
+        .program_mut(CPU_PROGRAM)
+        .ok_or(AttachError::MissingMap(CPU_PROGRAM))?
+        .try_into()
+        .map_err(|source| AttachError::Program {
+            program: CPU_PROGRAM,
+            source,
+        })?;
+    program.load().map_err(|source| AttachError::Program {
+        program: CPU_PROGRAM,
+        source,
+    })?;
+    let cpus = aya::util::online_cpus().map_err(|(what, err)| AttachError::Cpus(what, err))?;
+    for &cpu in &cpus {
+        program
+            .attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Frequency(frequency),
+                false,
+            )
+            .map_err(|source| AttachError::PerfEvent { cpu, source })?;
+    }
+    Ok(cpus.len())
+}
+
+/// Loads `program` (once) and attaches it to `category:name`.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    category: &str,
+    name: &str,
+    kind: &'static str,
+) -> Result<(), AttachError> {
+    let tracepoint = format!("{category}:{name}");
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(AttachError::MissingMap(program))?
+        .try_into()
+        .map_err(|source| AttachError::Program { program, source })?;
+    if prog.fd().is_err() {
+        prog.load()
+            .map_err(|source| AttachError::Program { program, source })?;
+    }
+    prog.attach(category, name)
+        .map_err(|source| AttachError::Tracepoint {
+            program,
+            tracepoint: tracepoint.clone(),
+            source,
+        })
+        .map_err(|err| match tracefs_root() {
+            Some(root) if !root.join("events").join(category).join(name).exists() => {
+                AttachError::MissingTracepoint(
+                    tracepoint.clone(),
+                    format!("{}/events/{category}/{name}", root.display()),
+                    kind,
+                )
+            }
+            _ => err,
+        })?;
+    debug!(program, %tracepoint, "attached");
+    Ok(())
+}
+
+/// The mounted tracefs, if any.
+fn tracefs_root() -> Option<std::path::PathBuf> {
+    [TRACEFS, TRACEFS_DEBUG]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.join("events").is_dir())
+        .map(Path::to_path_buf)
+}
+
+/// Returns the mounted tracefs, mounting it at /sys/kernel/tracing when it is
+/// missing (classic tracepoints take their ids and formats from it).
+fn ensure_tracefs() -> Result<std::path::PathBuf, AttachError> {
+    if let Some(root) = tracefs_root() {
+        return Ok(root);
+    }
+    let target = std::ffi::CString::new(TRACEFS).map_err(|e| AttachError::Tracefs(e.into()))?;
+    let fstype = c"tracefs";
+    let source = c"nodev";
+    // SAFETY: mount(2) with NUL-terminated strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(AttachError::Tracefs(std::io::Error::last_os_error()));
+    }
+    info!("mounted tracefs at {TRACEFS} (tracepoints need it; it stays mounted)");
+    tracefs_root().ok_or_else(|| {
+        AttachError::Tracefs(std::io::Error::other("no events directory after mounting"))
+    })
+}
+
+/// Field offsets of the tracepoint records the programs read, from the
+/// formats tracefs publishes (they can differ between kernels).
+struct Offsets {
+    switch_prev_state: u32,
+    switch_next_pid: u32,
+    waking_pid: u32,
+    futex_uaddr: u32,
+    futex_op: u32,
+    waitv_waiters: u32,
+    has_waitv: bool,
+}
+
+impl Offsets {
+    fn read(root: &Path, config: &LoadConfig) -> Result<Offsets, AttachError> {
+        let field = |category: &str, name: &str, field: &str, kind: &'static str| {
+            field_offset(root, category, name, field).ok_or_else(|| {
+                AttachError::MissingTracepoint(
+                    format!("{category}:{name} (field {field})"),
+                    format!("{}/events/{category}/{name}/format", root.display()),
+                    kind,
+                )
+            })
+        };
+        let futex = config.kinds.contains(&ProfileKind::Futex);
+        let waitv = if futex {
+            field_offset(root, "syscalls", "sys_enter_futex_waitv", "waiters")
+        } else {
+            None
+        };
+        Ok(Offsets {
+            switch_prev_state: field("sched", "sched_switch", "prev_state", "offcpu")?,
+            switch_next_pid: field("sched", "sched_switch", "next_pid", "offcpu")?,
+            waking_pid: field("sched", "sched_waking", "pid", "offcpu")?,
+            futex_uaddr: if futex {
+                field("syscalls", "sys_enter_futex", "uaddr", "futex")?
+            } else {
+                16
+            },
+            futex_op: if futex {
+                field("syscalls", "sys_enter_futex", "op", "futex")?
+            } else {
+                24
+            },
+            waitv_waiters: waitv.unwrap_or(16),
+            has_waitv: waitv.is_some(),
+        })
+    }
+}
+
+/// The offset of `field` in a tracepoint's format file (lines such as
+/// `field:pid_t next_pid;	offset:56;	size:4;	signed:1;`).
+fn field_offset(root: &Path, category: &str, name: &str, field: &str) -> Option<u32> {
+    let format =
+        std::fs::read_to_string(root.join("events").join(category).join(name).join("format"))
+            .ok()?;
+    parse_field_offset(&format, field)
+}
+
+fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let declared = decl.rsplit([' ', '*']).next()?;
+        let declared = declared.split('[').next()?;
+        if declared != field {
+            return None;
+        }
+        rest.split(';')
+            .find_map(|part| part.trim().strip_prefix("offset:"))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
 fn raise_memlock_rlimit() {
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -166,5 +425,29 @@ fn raise_memlock_rlimit() {
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels that account BPF memory to the cgroup",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SWITCH: &str = "name: sched_switch
+ID: 322
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;
+\tfield:long prev_state;\toffset:32;\tsize:8;\tsigned:1;
+\tfield:pid_t next_pid;\toffset:56;\tsize:4;\tsigned:1;
+\tfield:u32 * uaddr;\toffset:16;\tsize:8;\tsigned:0;
+";
+
+    #[test]
+    fn tracepoint_field_offsets() {
+        assert_eq!(parse_field_offset(SWITCH, "prev_state"), Some(32));
+        assert_eq!(parse_field_offset(SWITCH, "next_pid"), Some(56));
+        assert_eq!(parse_field_offset(SWITCH, "prev_comm"), Some(8));
+        assert_eq!(parse_field_offset(SWITCH, "uaddr"), Some(16));
+        assert_eq!(parse_field_offset(SWITCH, "pid"), None);
     }
 }

@@ -6,6 +6,8 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::profile::ProfileKind;
+
 /// A zero-instrumentation profiler for Linux, on eBPF.
 #[derive(Debug, Parser)]
 #[command(name = "profiler", version, about, long_about = None)]
@@ -49,7 +51,20 @@ pub struct RecordArgs {
     )]
     pub frequency: String,
 
-    /// Where to write the folded stacks (`comm;root;...;leaf count`).
+    /// What to profile, a comma list of: cpu (on-CPU samples), offcpu (time
+    /// switched out: blocked, preempted, and who woke it), futex (lock waits
+    /// by lock address), or all.
+    #[arg(long, value_name = "KINDS", default_value = "cpu")]
+    pub profile: String,
+
+    /// Drop off-CPU blocks shorter than this in the kernel ("1ms", "500us");
+    /// the report says how many were dropped.
+    #[arg(long, value_name = "DURATION")]
+    pub min_block: Option<String>,
+
+    /// Where to write the folded stacks (`comm;root;...;leaf value`). With
+    /// several kinds, each gets its own file: out.folded -> out.cpu.folded,
+    /// out.offcpu.folded, out.futex.folded.
     #[arg(short, long, value_name = "FILE", default_value = "profile.folded")]
     pub output: PathBuf,
 
@@ -81,9 +96,63 @@ pub struct RecordConfig {
     pub target: TargetSpec,
     pub duration: Option<Duration>,
     pub frequency: u64,
-    pub output: PathBuf,
+    /// The kinds asked for, each once, in [`ProfileKind::ALL`] order.
+    pub kinds: Vec<ProfileKind>,
+    pub min_block: Duration,
+    /// One output path per kind, in the order of `kinds`.
+    pub outputs: Vec<PathBuf>,
     pub per_thread: bool,
     pub top: usize,
+}
+
+/// Parses `--profile`: a comma list of kinds, or `all`.
+pub fn parse_kinds(text: &str) -> anyhow::Result<Vec<ProfileKind>> {
+    let mut kinds = Vec::new();
+    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match word {
+            "all" => kinds.extend(ProfileKind::ALL),
+            "cpu" => kinds.push(ProfileKind::Cpu),
+            "offcpu" | "off-cpu" => kinds.push(ProfileKind::OffCpu),
+            "futex" | "lock" | "locks" => kinds.push(ProfileKind::Futex),
+            other => bail!(
+                "--profile: unknown kind {other:?}; choose from cpu, offcpu, futex, all (comma-separated)"
+            ),
+        }
+    }
+    if kinds.is_empty() {
+        bail!("--profile needs at least one kind: cpu, offcpu, futex or all");
+    }
+    kinds.sort();
+    kinds.dedup();
+    Ok(kinds)
+}
+
+/// The output file of each kind: `-o` itself for one kind; for several, the
+/// kind's name before the extension (out.folded -> out.cpu.folded).
+pub fn output_paths(
+    output: &std::path::Path,
+    kinds: &[ProfileKind],
+) -> anyhow::Result<Vec<PathBuf>> {
+    if kinds.len() == 1 {
+        return Ok(vec![output.to_owned()]);
+    }
+    if output == std::path::Path::new("-") {
+        bail!("with several profile kinds each goes to its own file: give -o a file name, not -");
+    }
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile".to_owned());
+    Ok(kinds
+        .iter()
+        .map(|kind| {
+            let name = match output.extension() {
+                Some(ext) => format!("{stem}.{}.{}", kind.name(), ext.to_string_lossy()),
+                None => format!("{stem}.{}", kind.name()),
+            };
+            output.with_file_name(name)
+        })
+        .collect())
 }
 
 /// The kernel's cap on sampling frequencies.
@@ -104,11 +173,26 @@ impl RecordArgs {
         };
         let duration = self.duration.as_deref().map(parse_duration).transpose()?;
         let frequency = parse_frequency(&self.frequency)?;
+        let kinds = parse_kinds(&self.profile)?;
+        let min_block = match &self.min_block {
+            Some(text) => {
+                if !kinds.contains(&ProfileKind::OffCpu) {
+                    bail!("--min-block applies to off-CPU profiles: add --profile offcpu");
+                }
+                parse_duration(text).map_err(|err| {
+                    anyhow::anyhow!("{}", err.to_string().replace("--duration", "--min-block"))
+                })?
+            }
+            None => Duration::ZERO,
+        };
+        let outputs = output_paths(&self.output, &kinds)?;
         Ok(RecordConfig {
             target,
             duration,
             frequency,
-            output: self.output,
+            kinds,
+            min_block,
+            outputs,
             per_thread: self.per_thread,
             top: self.top,
         })
@@ -191,6 +275,38 @@ mod tests {
         assert!(parse_frequency("0").is_err());
         assert!(parse_frequency("-5").is_err());
         assert!(parse_frequency("fast").is_err());
+    }
+
+    #[test]
+    fn kinds_and_outputs() {
+        use std::path::Path;
+        assert_eq!(parse_kinds("cpu").ok(), Some(vec![ProfileKind::Cpu]));
+        assert_eq!(
+            parse_kinds("futex,cpu,futex").ok(),
+            Some(vec![ProfileKind::Cpu, ProfileKind::Futex])
+        );
+        assert_eq!(parse_kinds("all").ok(), Some(ProfileKind::ALL.to_vec()));
+        assert!(parse_kinds("gpu").is_err());
+        assert!(parse_kinds(",").is_err());
+        let all = ProfileKind::ALL;
+        let paths = output_paths(Path::new("dir/out.folded"), &all).ok();
+        assert_eq!(
+            paths,
+            Some(vec![
+                "dir/out.cpu.folded".into(),
+                "dir/out.offcpu.folded".into(),
+                "dir/out.futex.folded".into()
+            ])
+        );
+        assert_eq!(
+            output_paths(Path::new("out"), &all[..2]).ok(),
+            Some(vec!["out.cpu".into(), "out.offcpu".into()])
+        );
+        assert_eq!(
+            output_paths(Path::new("x.folded"), &all[..1]).ok(),
+            Some(vec!["x.folded".into()])
+        );
+        assert!(output_paths(Path::new("-"), &all).is_err());
     }
 
     #[test]

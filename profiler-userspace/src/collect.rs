@@ -1,18 +1,29 @@
 //! Draining the kernel's maps into userspace aggregates.
 //!
-//! The kernel counts samples in one of two generations of maps. A drain
-//! flips the generation, waits for programs still writing the old one to
-//! finish, then reads every count and its stacks out of the old generation
-//! and clears it. Identical stacks are summed into [`RawStack`] keys, so each
-//! unique stack is later symbolized once. Drains run periodically (the maps
-//! never fill on long runs) and once more at the end.
+//! The kernel counts into one of two generations of maps. A drain flips the
+//! generation, waits for programs still writing the old one to finish, then
+//! reads every entry and its stacks out of the old generation and clears it.
+//! Identical stacks are summed into raw keys, so each unique stack is later
+//! symbolized once. Drains run periodically (the maps never fill on long
+//! runs) and once more at the end.
+//!
+//! On-CPU stacks live in per-generation stack maps, cleared with their
+//! generation. Off-CPU and futex stacks are taken at one event and counted at
+//! a later one, so they live in one stack map that is never cleared during a
+//! recording; their ids are resolved once and cached here.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, hash::Hash, time::Duration};
 
 use anyhow::Context as _;
-use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, StackTraceMap};
+use aya::{
+    Pod,
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, StackTraceMap},
+};
 use profiler_common::{
-    CONTROL_GENERATION, Counter, MAP_CONTROL, MAP_COUNTERS, MAP_CPU_COUNTS, MAP_STACKS, SampleKey,
+    CONTROL_GENERATION, Counter, FutexWaitKey, FutexWakeKey, HIST_BUCKETS, MAP_CONTROL,
+    MAP_COUNTERS, MAP_CPU_COUNTS, MAP_FUTEX_HIST, MAP_FUTEX_WAITS, MAP_FUTEX_WAKES,
+    MAP_LONG_STACKS, MAP_OFFCPU, MAP_RUNQ_HIST, MAP_STACKS, OffCpuKey, SampleKey, WaitStats,
+    stack_error,
 };
 
 use crate::attach::Attached;
@@ -31,13 +42,11 @@ impl StackLoss {
     pub fn frame_name(self, user: bool) -> String {
         let side = if user { "user" } else { "kernel" };
         match self {
-            StackLoss::Errno(profiler_common::stack_error::EEXIST) => {
+            StackLoss::Errno(stack_error::EEXIST) => {
                 format!("[{side} stack lost: stack map collision]")
             }
-            StackLoss::Errno(profiler_common::stack_error::ENOMEM) => {
-                format!("[{side} stack lost: stack map full]")
-            }
-            StackLoss::Errno(profiler_common::stack_error::EFAULT) => format!("[no {side} stack]"),
+            StackLoss::Errno(stack_error::ENOMEM) => format!("[{side} stack lost: stack map full]"),
+            StackLoss::Errno(stack_error::EFAULT) => format!("[no {side} stack]"),
             StackLoss::Errno(errno) => format!("[{side} stack lost: errno {errno}]"),
             StackLoss::Vanished => format!("[{side} stack lost: evicted before drain]"),
         }
@@ -48,12 +57,13 @@ impl StackLoss {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stack {
     Frames(Box<[u64]>),
-    /// No kernel frames: the thread was in user mode (the normal case).
+    /// No frames: a kernel stack of a thread in user mode (the normal case),
+    /// or a stack that was not asked for.
     Empty,
     Lost(StackLoss),
 }
 
-/// One unique (thread, user stack, kernel stack).
+/// One unique on-CPU (thread, user stack, kernel stack).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawStack {
     pub tid: u32,
@@ -61,11 +71,95 @@ pub struct RawStack {
     pub kernel: Stack,
 }
 
-/// The samples drained so far and the kernel's counters.
+/// The thread that woke a blocked thread, with its stacks at the wake-up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Waker {
+    pub tgid: u32,
+    pub tid: u32,
+    pub user: Stack,
+    pub kernel: Stack,
+}
+
+/// Whether an off-CPU interval was a block or a preemption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OffCpuState {
+    /// Blocked (sleep, I/O, a lock): charged from switch-out to wake-up.
+    Blocked,
+    /// Preempted while runnable: all of it is run-queue delay.
+    Preempted,
+}
+
+/// One unique off-CPU stack of one thread (and who woke it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OffCpuStack {
+    pub tid: u32,
+    pub state: OffCpuState,
+    pub user: Stack,
+    pub kernel: Stack,
+    pub waker: Option<Waker>,
+}
+
+/// One unique futex wait site.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FutexWait {
+    pub uaddr: u64,
+    pub tid: u32,
+    pub user: Stack,
+    /// The thread that woke the waiter (0 if no wake-up was seen: a timeout,
+    /// or the lock word changed before the wait began).
+    pub waker_tid: u32,
+    pub waker_user: Stack,
+}
+
+/// One unique futex wake site.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FutexWake {
+    pub uaddr: u64,
+    pub tid: u32,
+    pub user: Stack,
+    pub op: u32,
+}
+
+/// Count, total and longest of a set of waits, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waits {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+impl Waits {
+    pub fn add(&mut self, other: Waits) {
+        self.count += other.count;
+        self.total_ns += other.total_ns;
+        self.max_ns = self.max_ns.max(other.max_ns);
+    }
+
+    fn from_per_cpu(values: &PerCpuValues<WaitStats>) -> Waits {
+        let mut waits = Waits::default();
+        for v in values.iter() {
+            waits.add(Waits {
+                count: v.count,
+                total_ns: v.total_ns,
+                max_ns: v.max_ns,
+            });
+        }
+        waits
+    }
+}
+
+/// Everything drained so far.
 #[derive(Debug, Default)]
 pub struct Collected {
-    /// Sample count per unique stack.
+    /// On-CPU sample count per unique stack.
     pub stacks: HashMap<RawStack, u64>,
+    pub offcpu: HashMap<OffCpuStack, Waits>,
+    pub futex_waits: HashMap<FutexWait, Waits>,
+    pub futex_wakes: HashMap<FutexWake, u64>,
+    /// Run-queue delays, log2 buckets of nanoseconds.
+    pub runq_hist: Vec<u64>,
+    /// Futex wait durations, log2 buckets of nanoseconds.
+    pub futex_hist: Vec<u64>,
     /// The kernel's counters, summed over CPUs, indexed by [`Counter`].
     pub counters: [u64; Counter::ALL.len()],
     /// Drains done.
@@ -78,14 +172,48 @@ impl Collected {
     pub fn counter(&self, counter: Counter) -> u64 {
         self.counters[counter as usize]
     }
+
+    /// Every stack drained so far with whether it is a user stack, for
+    /// batching symbolization.
+    pub fn all_stacks(&self, target: u32) -> Vec<(&Stack, bool)> {
+        let mut out: Vec<(&Stack, bool)> = Vec::new();
+        for raw in self.stacks.keys() {
+            out.extend([(&raw.user, true), (&raw.kernel, false)]);
+        }
+        for raw in self.offcpu.keys() {
+            out.extend([(&raw.user, true), (&raw.kernel, false)]);
+            if let Some(waker) = &raw.waker {
+                out.push((&waker.kernel, false));
+                // Other processes' user stacks are not symbolized here.
+                if waker.tgid == target {
+                    out.push((&waker.user, true));
+                }
+            }
+        }
+        for raw in self.futex_waits.keys() {
+            out.extend([(&raw.user, true), (&raw.waker_user, true)]);
+        }
+        for raw in self.futex_wakes.keys() {
+            out.push((&raw.user, true));
+        }
+        out
+    }
 }
 
-/// The maps of the on-CPU profile, taken out of the loaded object.
+/// The maps taken out of the loaded object.
 pub struct Collector {
     control: Array<MapData, u32>,
     counters: PerCpuArray<MapData, u64>,
-    counts: [PerCpuHashMap<MapData, SampleKey, u64>; 2],
+    cpu_counts: [PerCpuHashMap<MapData, SampleKey, u64>; 2],
     stacks: [StackTraceMap<MapData>; 2],
+    offcpu: [PerCpuHashMap<MapData, OffCpuKey, WaitStats>; 2],
+    futex_waits: [PerCpuHashMap<MapData, FutexWaitKey, WaitStats>; 2],
+    futex_wakes: [PerCpuHashMap<MapData, FutexWakeKey, u64>; 2],
+    long_stacks: StackTraceMap<MapData>,
+    /// Resolved long-lived stacks by id (the map is never cleared).
+    long_cache: HashMap<i32, Stack>,
+    runq_hist: PerCpuArray<MapData, u64>,
+    futex_hist: PerCpuArray<MapData, u64>,
     generation: u32,
     pub collected: Collected,
 }
@@ -96,26 +224,40 @@ const GRACE: Duration = Duration::from_millis(5);
 
 impl Collector {
     pub fn new(attached: &mut Attached) -> anyhow::Result<Collector> {
-        let take = |attached: &mut Attached, name: &'static str| -> anyhow::Result<Map> {
-            Ok(attached.take_map(name)?)
-        };
-        let control = Array::try_from(take(attached, MAP_CONTROL)?)?;
-        let counters = PerCpuArray::try_from(take(attached, MAP_COUNTERS)?)?;
-        let counts = [
-            PerCpuHashMap::try_from(take(attached, MAP_CPU_COUNTS[0])?)?,
-            PerCpuHashMap::try_from(take(attached, MAP_CPU_COUNTS[1])?)?,
-        ];
-        let stacks = [
-            StackTraceMap::try_from(take(attached, MAP_STACKS[0])?)?,
-            StackTraceMap::try_from(take(attached, MAP_STACKS[1])?)?,
-        ];
+        let mut take = |name: &'static str| -> anyhow::Result<Map> { Ok(attached.take_map(name)?) };
         Ok(Collector {
-            control,
-            counters,
-            counts,
-            stacks,
+            control: Array::try_from(take(MAP_CONTROL)?)?,
+            counters: PerCpuArray::try_from(take(MAP_COUNTERS)?)?,
+            cpu_counts: [
+                PerCpuHashMap::try_from(take(MAP_CPU_COUNTS[0])?)?,
+                PerCpuHashMap::try_from(take(MAP_CPU_COUNTS[1])?)?,
+            ],
+            stacks: [
+                StackTraceMap::try_from(take(MAP_STACKS[0])?)?,
+                StackTraceMap::try_from(take(MAP_STACKS[1])?)?,
+            ],
+            offcpu: [
+                PerCpuHashMap::try_from(take(MAP_OFFCPU[0])?)?,
+                PerCpuHashMap::try_from(take(MAP_OFFCPU[1])?)?,
+            ],
+            futex_waits: [
+                PerCpuHashMap::try_from(take(MAP_FUTEX_WAITS[0])?)?,
+                PerCpuHashMap::try_from(take(MAP_FUTEX_WAITS[1])?)?,
+            ],
+            futex_wakes: [
+                PerCpuHashMap::try_from(take(MAP_FUTEX_WAKES[0])?)?,
+                PerCpuHashMap::try_from(take(MAP_FUTEX_WAKES[1])?)?,
+            ],
+            long_stacks: StackTraceMap::try_from(take(MAP_LONG_STACKS)?)?,
+            long_cache: HashMap::new(),
+            runq_hist: PerCpuArray::try_from(take(MAP_RUNQ_HIST)?)?,
+            futex_hist: PerCpuArray::try_from(take(MAP_FUTEX_HIST)?)?,
             generation: 0,
-            collected: Collected::default(),
+            collected: Collected {
+                runq_hist: vec![0; HIST_BUCKETS as usize],
+                futex_hist: vec![0; HIST_BUCKETS as usize],
+                ..Collected::default()
+            },
         })
     }
 
@@ -129,7 +271,7 @@ impl Collector {
         self.generation = new;
         std::thread::sleep(GRACE);
         self.drain_generation(old as usize)?;
-        self.read_counters()?;
+        self.read_totals()?;
         self.collected.drains += 1;
         Ok(())
     }
@@ -138,66 +280,94 @@ impl Collector {
     pub fn drain_all(&mut self) -> anyhow::Result<()> {
         self.drain_generation(0)?;
         self.drain_generation(1)?;
-        self.read_counters()?;
+        self.read_totals()?;
         self.collected.drains += 1;
         Ok(())
     }
 
     fn drain_generation(&mut self, generation: usize) -> anyhow::Result<()> {
-        let counts = &mut self.counts[generation];
-        let stack_map = &mut self.stacks[generation];
-        let keys = counts
-            .keys()
-            .collect::<Result<Vec<SampleKey>, _>>()
-            .context("cannot list the kernel's sample counts")?;
-        let mut resolved: HashMap<i32, Stack> = HashMap::new();
-        let mut resolve = |id: i32, kernel: bool, vanished: &mut u64| -> Stack {
-            if id < 0 {
-                return if kernel && -id == profiler_common::stack_error::EFAULT {
-                    Stack::Empty
-                } else {
-                    Stack::Lost(StackLoss::Errno(-id))
-                };
-            }
-            resolved
-                .entry(id)
-                .or_insert_with(|| match stack_map.get(&(id as u32), 0) {
-                    Ok(trace) => {
-                        let ips: Box<[u64]> = trace.frames().iter().map(|f| f.ip).collect();
-                        if ips.is_empty() {
-                            Stack::Empty
-                        } else {
-                            Stack::Frames(ips)
-                        }
-                    }
-                    Err(_) => {
-                        *vanished += 1;
-                        Stack::Lost(StackLoss::Vanished)
-                    }
-                })
-                .clone()
+        self.drain_cpu(generation)?;
+        let long = LongStacks {
+            map: &self.long_stacks,
+            cache: &mut self.long_cache,
+            vanished: &mut self.collected.vanished_stacks,
         };
-        for key in keys {
-            let value: u64 = match counts.get(&key, 0) {
-                Ok(per_cpu) => per_cpu.iter().sum(),
-                // Removed between listing and reading: nothing to count.
-                Err(_) => continue,
+        drain_waits(
+            long,
+            &mut self.offcpu[generation],
+            &mut self.collected.offcpu,
+            |key, long| {
+                let waker = (key.waker_tid != 0).then(|| Waker {
+                    tgid: key.waker_tgid,
+                    tid: key.waker_tid,
+                    user: long.resolve(key.waker_user_stack_id, false),
+                    kernel: long.resolve(key.waker_kernel_stack_id, true),
+                });
+                OffCpuStack {
+                    tid: key.tid,
+                    state: if key.state == profiler_common::OFFCPU_PREEMPTED {
+                        OffCpuState::Preempted
+                    } else {
+                        OffCpuState::Blocked
+                    },
+                    user: long.resolve(key.user_stack_id, false),
+                    kernel: long.resolve(key.kernel_stack_id, true),
+                    waker,
+                }
+            },
+        )?;
+        let long = LongStacks {
+            map: &self.long_stacks,
+            cache: &mut self.long_cache,
+            vanished: &mut self.collected.vanished_stacks,
+        };
+        drain_waits(
+            long,
+            &mut self.futex_waits[generation],
+            &mut self.collected.futex_waits,
+            |key, long| FutexWait {
+                uaddr: key.uaddr,
+                tid: key.tid,
+                user: long.resolve(key.user_stack_id, false),
+                waker_tid: key.waker_tid,
+                waker_user: long.resolve(key.waker_user_stack_id, false),
+            },
+        )?;
+        let mut long = LongStacks {
+            map: &self.long_stacks,
+            cache: &mut self.long_cache,
+            vanished: &mut self.collected.vanished_stacks,
+        };
+        let wakes = &mut self.futex_wakes[generation];
+        for (key, per_cpu) in drain_entries(wakes)? {
+            let raw = FutexWake {
+                uaddr: key.uaddr,
+                tid: key.tid,
+                user: long.resolve(key.user_stack_id, false),
+                op: key.op,
+            };
+            *self.collected.futex_wakes.entry(raw).or_default() += per_cpu.iter().sum::<u64>();
+        }
+        Ok(())
+    }
+
+    fn drain_cpu(&mut self, generation: usize) -> anyhow::Result<()> {
+        let stack_map = &mut self.stacks[generation];
+        let mut resolved: HashMap<i32, Stack> = HashMap::new();
+        let vanished = &mut self.collected.vanished_stacks;
+        for (key, per_cpu) in drain_entries(&mut self.cpu_counts[generation])? {
+            let mut resolve = |id: i32, kernel: bool| {
+                resolved
+                    .entry(id)
+                    .or_insert_with(|| stack_of(stack_map, id, kernel, vanished))
+                    .clone()
             };
             let raw = RawStack {
                 tid: key.tid,
-                user: resolve(
-                    key.user_stack_id,
-                    false,
-                    &mut self.collected.vanished_stacks,
-                ),
-                kernel: resolve(
-                    key.kernel_stack_id,
-                    true,
-                    &mut self.collected.vanished_stacks,
-                ),
+                user: resolve(key.user_stack_id, false),
+                kernel: resolve(key.kernel_stack_id, true),
             };
-            *self.collected.stacks.entry(raw).or_default() += value;
-            let _ = counts.remove(&key);
+            *self.collected.stacks.entry(raw).or_default() += per_cpu.iter().sum::<u64>();
         }
         let ids = stack_map
             .stack_ids()
@@ -209,7 +379,7 @@ impl Collector {
         Ok(())
     }
 
-    fn read_counters(&mut self) -> anyhow::Result<()> {
+    fn read_totals(&mut self) -> anyhow::Result<()> {
         for counter in Counter::ALL {
             let per_cpu = self
                 .counters
@@ -217,6 +387,98 @@ impl Collector {
                 .context("cannot read the kernel's counters")?;
             self.collected.counters[counter as usize] = per_cpu.iter().sum();
         }
+        for (hist, out) in [
+            (&self.runq_hist, &mut self.collected.runq_hist),
+            (&self.futex_hist, &mut self.collected.futex_hist),
+        ] {
+            for (bucket, slot) in out.iter_mut().enumerate() {
+                *slot = hist
+                    .get(&(bucket as u32), 0)
+                    .context("cannot read a histogram")?
+                    .iter()
+                    .sum();
+            }
+        }
         Ok(())
     }
+}
+
+/// The never-cleared stack map and the stacks resolved from it so far.
+struct LongStacks<'a> {
+    map: &'a StackTraceMap<MapData>,
+    cache: &'a mut HashMap<i32, Stack>,
+    vanished: &'a mut u64,
+}
+
+impl LongStacks<'_> {
+    fn resolve(&mut self, id: i32, kernel: bool) -> Stack {
+        if id < 0 {
+            return stack_of(self.map, id, kernel, self.vanished);
+        }
+        if let Some(stack) = self.cache.get(&id) {
+            return stack.clone();
+        }
+        let stack = stack_of(self.map, id, kernel, self.vanished);
+        self.cache.insert(id, stack.clone());
+        stack
+    }
+}
+
+/// Resolves a stack id (or `-errno`) against a stack map.
+fn stack_of(map: &StackTraceMap<MapData>, id: i32, kernel: bool, vanished: &mut u64) -> Stack {
+    if id < 0 {
+        return if -id == stack_error::EFAULT {
+            Stack::Empty
+        } else {
+            Stack::Lost(StackLoss::Errno(-id))
+        };
+    }
+    match map.get(&(id as u32), 0) {
+        Ok(trace) => {
+            let ips: Box<[u64]> = trace.frames().iter().map(|f| f.ip).collect();
+            if ips.is_empty() {
+                Stack::Empty
+            } else {
+                Stack::Frames(ips)
+            }
+        }
+        Err(_) => {
+            let _ = kernel;
+            *vanished += 1;
+            Stack::Lost(StackLoss::Vanished)
+        }
+    }
+}
+
+/// Reads and removes every entry of a per-CPU hash map.
+fn drain_entries<K: Pod + Eq + Hash, V: Pod>(
+    map: &mut PerCpuHashMap<MapData, K, V>,
+) -> anyhow::Result<Vec<(K, PerCpuValues<V>)>> {
+    let keys = map
+        .keys()
+        .collect::<Result<Vec<K>, _>>()
+        .context("cannot list a kernel map")?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        // An entry removed between listing and reading has nothing to count.
+        if let Ok(values) = map.get(&key, 0) {
+            out.push((key, values));
+        }
+        let _ = map.remove(&key);
+    }
+    Ok(out)
+}
+
+/// Drains a wait-statistics map into `into`, turning keys into raw stacks.
+fn drain_waits<K: Pod + Eq + Hash, R: Eq + Hash>(
+    mut long: LongStacks<'_>,
+    map: &mut PerCpuHashMap<MapData, K, WaitStats>,
+    into: &mut HashMap<R, Waits>,
+    mut raw: impl FnMut(&K, &mut LongStacks<'_>) -> R,
+) -> anyhow::Result<()> {
+    for (key, per_cpu) in drain_entries(map)? {
+        let waits = Waits::from_per_cpu(&per_cpu);
+        into.entry(raw(&key, &mut long)).or_default().add(waits);
+    }
+    Ok(())
 }

@@ -1,25 +1,61 @@
 //! The in-memory profile every exporter reads: symbolized stacks (root
-//! first) with their values, the target, and what was lost on the way.
+//! first) with their values, for each kind (cpu samples, off-CPU and futex
+//! nanoseconds), built from the drained raw stacks.
 
 use std::{collections::HashMap, rc::Rc, time::Duration};
 
 use crate::{
-    collect::{RawStack, Stack},
-    symbolize::{Frame, FrameKind, Symbolize},
+    collect::{Collected, OffCpuState, RawStack, Stack, Waker},
+    symbolize::{AddrFrames, Frame, FrameKind, Symbolize},
 };
 
-/// What a profile measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Names of threads and of other processes (wakers), by id.
+#[derive(Debug, Default)]
+pub struct Names {
+    pub threads: HashMap<u32, String>,
+    pub processes: HashMap<u32, String>,
+}
+
+/// Frames of the Go runtime parking an idle thread (no work to run): waits
+/// under them are the scheduler idling, not the program waiting.
+const GO_RUNTIME_IDLE: &[&str] = &[
+    "runtime.futexsleep",
+    "runtime.notesleep",
+    "runtime.notetsleep",
+    "runtime.notetsleepg",
+    "runtime.stopm",
+    "runtime.mPark",
+    "runtime.findRunnable",
+    "runtime.findrunnable",
+    "runtime.sysmon",
+];
+
+/// Whether frames show the Go runtime's own idle parking.
+pub fn is_go_runtime_idle(frames: &[Frame]) -> bool {
+    frames
+        .iter()
+        .any(|f| GO_RUNTIME_IDLE.contains(&f.name.as_ref()))
+}
+
+/// A kind of profile `record` can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProfileKind {
     /// On-CPU samples at a fixed frequency.
     Cpu,
+    /// Time switched out, weighted in nanoseconds.
+    OffCpu,
+    /// Futex waits by lock address, weighted in nanoseconds.
+    Futex,
 }
 
 impl ProfileKind {
-    /// The unit of a sample's value.
-    pub fn unit(self) -> &'static str {
+    pub const ALL: [ProfileKind; 3] = [ProfileKind::Cpu, ProfileKind::OffCpu, ProfileKind::Futex];
+
+    pub fn name(self) -> &'static str {
         match self {
-            ProfileKind::Cpu => "samples",
+            ProfileKind::Cpu => "cpu",
+            ProfileKind::OffCpu => "offcpu",
+            ProfileKind::Futex => "futex",
         }
     }
 }
@@ -65,38 +101,84 @@ impl Profile {
         }
     }
 
-    /// Fills the profile from drained stacks; every address in `stacks` must
-    /// have been given to `symbols.resolve` first.
+    /// Fills the profile with the drained samples of its kind; every
+    /// address must have been given to `symbols` first.
     pub fn with_samples(
         mut self,
-        stacks: &HashMap<RawStack, u64>,
+        collected: &Collected,
         symbols: &Symbolize,
-        thread_names: &HashMap<u32, String>,
+        names: &Names,
     ) -> Profile {
-        let process: Rc<str> = self.process_name.as_str().into();
-        let mut names: HashMap<u32, Rc<str>> = HashMap::new();
-        let mut samples: Vec<Sample> = stacks
-            .iter()
-            .map(|(raw, &value)| {
-                let thread_name = names
-                    .entry(raw.tid)
-                    .or_insert_with(|| {
-                        thread_names
-                            .get(&raw.tid)
-                            .map(|n| Rc::from(n.as_str()))
-                            .unwrap_or_else(|| process.clone())
-                    })
-                    .clone();
-                Sample {
-                    tid: raw.tid,
-                    thread_name,
-                    frames: frames_of(raw, symbols),
-                    value,
+        let mut threads = ThreadNames::new(&self.process_name, names);
+        let mut samples = Vec::new();
+        match self.kind {
+            ProfileKind::Cpu => {
+                for (raw, &value) in &collected.stacks {
+                    samples.push(Sample {
+                        tid: raw.tid,
+                        thread_name: threads.get(raw.tid),
+                        frames: frames_of(raw, symbols),
+                        value,
+                    });
                 }
-            })
-            .collect();
+            }
+            ProfileKind::OffCpu => {
+                for (raw, waits) in &collected.offcpu {
+                    let blocked = frames_of(
+                        &RawStack {
+                            tid: raw.tid,
+                            user: raw.user.clone(),
+                            kernel: raw.kernel.clone(),
+                        },
+                        symbols,
+                    );
+                    let marker = match raw.state {
+                        OffCpuState::Preempted => "[preempted]",
+                        OffCpuState::Blocked if is_go_runtime_idle(&blocked) => "[runtime idle]",
+                        OffCpuState::Blocked => "[blocked]",
+                    };
+                    let mut frames = vec![Frame::marker(marker.to_owned())];
+                    frames.extend(blocked);
+                    if let Some(waker) = &raw.waker {
+                        frames.push(Frame::marker("--".to_owned()));
+                        frames.extend(waker_frames(waker, self.pid, symbols, names));
+                    }
+                    samples.push(Sample {
+                        tid: raw.tid,
+                        thread_name: threads.get(raw.tid),
+                        frames,
+                        value: waits.total_ns,
+                    });
+                }
+            }
+            ProfileKind::Futex => {
+                for (raw, waits) in &collected.futex_waits {
+                    let mut waiter = Vec::new();
+                    push_frames(&mut waiter, &raw.user, true, |a| symbols.user_frames(a));
+                    let lock = symbols.lock_name(raw.uaddr);
+                    let lock = if is_go_runtime_idle(&waiter) {
+                        format!("[Go runtime idle] {lock}")
+                    } else {
+                        lock.to_string()
+                    };
+                    let mut frames = vec![Frame::marker(lock)];
+                    frames.extend(waiter);
+                    samples.push(Sample {
+                        tid: raw.tid,
+                        thread_name: threads.get(raw.tid),
+                        frames,
+                        value: waits.total_ns,
+                    });
+                }
+            }
+        }
         // A stable order: exporters and tests see the same output each run.
-        samples.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.tid.cmp(&b.tid)));
+        samples.sort_by(|a, b| {
+            b.value
+                .cmp(&a.value)
+                .then_with(|| a.tid.cmp(&b.tid))
+                .then_with(|| a.frames.len().cmp(&b.frames.len()))
+        });
         self.samples = samples;
         self
     }
@@ -106,13 +188,22 @@ impl Profile {
         self.samples.iter().map(|s| s.value).sum()
     }
 
-    /// Functions by self value (leaf) and total value (anywhere on the
-    /// stack, counted once per stack), largest first.
+    /// Functions by self value and total value (anywhere on the stack,
+    /// counted once per stack), largest first. For cpu, "self" is the leaf;
+    /// for waits (whose leaf is always the scheduler) it is the deepest user
+    /// frame: the program's code that waited. Marker frames and the waker's
+    /// half of an off-CPU stack are left out.
     pub fn function_shares(&self) -> Vec<FunctionShare> {
         let mut by_name: HashMap<Rc<str>, FunctionShare> = HashMap::new();
         for sample in &self.samples {
-            let mut seen: Vec<&Rc<str>> = Vec::with_capacity(sample.frames.len());
-            for frame in &sample.frames {
+            let own: Vec<&Frame> = sample
+                .frames
+                .iter()
+                .take_while(|f| !(f.kind == FrameKind::Lost && &*f.name == "--"))
+                .filter(|f| f.kind != FrameKind::Lost)
+                .collect();
+            let mut seen: Vec<&Rc<str>> = Vec::with_capacity(own.len());
+            for frame in &own {
                 if !seen.contains(&&frame.name) {
                     seen.push(&frame.name);
                     by_name
@@ -121,7 +212,15 @@ impl Profile {
                         .total += sample.value;
                 }
             }
-            if let Some(leaf) = sample.frames.last() {
+            let leaf = match self.kind {
+                ProfileKind::Cpu => own.last(),
+                ProfileKind::OffCpu | ProfileKind::Futex => own
+                    .iter()
+                    .rev()
+                    .find(|f| matches!(f.kind, FrameKind::User | FrameKind::Inlined))
+                    .or(own.last()),
+            };
+            if let Some(leaf) = leaf {
                 by_name
                     .entry(leaf.name.clone())
                     .or_insert_with(|| FunctionShare::new(leaf))
@@ -159,6 +258,38 @@ impl FunctionShare {
     }
 }
 
+/// Thread names, falling back to the process name for threads that were
+/// never seen alive.
+struct ThreadNames<'a> {
+    process: Rc<str>,
+    names: &'a Names,
+    cache: HashMap<u32, Rc<str>>,
+}
+
+impl<'a> ThreadNames<'a> {
+    fn new(process: &str, names: &'a Names) -> Self {
+        ThreadNames {
+            process: process.into(),
+            names,
+            cache: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, tid: u32) -> Rc<str> {
+        let (process, names) = (&self.process, self.names);
+        self.cache
+            .entry(tid)
+            .or_insert_with(|| {
+                names
+                    .threads
+                    .get(&tid)
+                    .map(|n| Rc::from(n.as_str()))
+                    .unwrap_or_else(|| process.clone())
+            })
+            .clone()
+    }
+}
+
 /// The frames of a raw stack, root first: user frames from the outermost
 /// caller down, then kernel frames down to the leaf.
 fn frames_of(raw: &RawStack, symbols: &Symbolize) -> Vec<Frame> {
@@ -170,14 +301,41 @@ fn frames_of(raw: &RawStack, symbols: &Symbolize) -> Vec<Frame> {
     frames
 }
 
+/// The waker's frames as offwaketime draws them above the blocked stack:
+/// from the waker's leaf (kernel) up to its root, then who it is.
+fn waker_frames(waker: &Waker, target: u32, symbols: &Symbolize, names: &Names) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    if waker.tgid == target {
+        push_frames(&mut frames, &waker.user, true, |a| symbols.user_frames(a));
+    }
+    push_frames(&mut frames, &waker.kernel, false, |a| {
+        symbols.kernel_frames(a)
+    });
+    frames.reverse();
+    let who = if waker.tgid == 0 {
+        "[woken by the kernel]".to_owned()
+    } else if waker.tgid == target {
+        format!("[woken by thread {}]", waker.tid)
+    } else {
+        let name = names
+            .processes
+            .get(&waker.tgid)
+            .map(String::as_str)
+            .unwrap_or("?");
+        format!("[woken by {name} (pid {})]", waker.tgid)
+    };
+    frames.push(Frame::marker(who));
+    frames
+}
+
 /// Appends one stack's frames, root first (the kernel records them leaf
 /// first). Return addresses point after the call: callers are looked up at
 /// `ip - 1` so the call's own line and inlining are found.
-fn push_frames(
+pub fn push_frames(
     frames: &mut Vec<Frame>,
     stack: &Stack,
     user: bool,
-    lookup: impl Fn(u64) -> crate::symbolize::AddrFrames,
+    lookup: impl Fn(u64) -> AddrFrames,
 ) {
     match stack {
         Stack::Frames(ips) => {
@@ -198,13 +356,12 @@ fn lookup_order(ips: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-/// The addresses `frames_of` will look up, for batching symbolization.
-pub fn lookup_addrs(raw: &RawStack) -> (Vec<u64>, Vec<u64>) {
-    let addrs = |stack: &Stack| match stack {
+/// The addresses a stack's frames are looked up at, for batching.
+pub fn lookup_addrs(stack: &Stack) -> Vec<u64> {
+    match stack {
         Stack::Frames(ips) => lookup_order(ips),
         _ => Vec::new(),
-    };
-    (addrs(&raw.user), addrs(&raw.kernel))
+    }
 }
 
 #[cfg(test)]

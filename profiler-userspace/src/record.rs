@@ -1,7 +1,7 @@
 //! `profiler record`: the path of one recording from start to file. Check
-//! the output, find or start the target, attach, drain periodically until
+//! the outputs, find or start the target, attach, drain periodically until
 //! the duration, a signal or the target's exit, then detach, drain the rest,
-//! symbolize, write the profile and print the report.
+//! symbolize, write one profile per kind and print the report.
 
 use std::{
     fs::File,
@@ -15,11 +15,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info};
 
 use crate::{
-    attach::{self, Attached},
+    attach::{self, Attached, LoadConfig},
     cli::{RecordConfig, TargetSpec},
     collect::Collector,
     export::folded::{self, FoldedOptions},
-    profile::{Profile, ProfileKind, lookup_addrs},
+    profile::{Names, Profile, lookup_addrs},
     report::Report,
     symbolize::Symbolize,
     target::{self, Target},
@@ -135,19 +135,29 @@ impl Drop for Output {
     }
 }
 
-/// Runs one recording; returns the process exit code.
+/// Runs one recording.
 pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     attach::preflight()?;
-    let output = Output::open(&config.output)?;
+    let outputs = config
+        .outputs
+        .iter()
+        .map(|path| Output::open(path))
+        .collect::<anyhow::Result<Vec<Output>>>()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let _runtime_context = runtime.enter();
     let mut target = Target::open(&config.target)?;
-    let mut attached = Attached::cpu_sampler(target.pid, config.frequency)?;
+    let mut attached = Attached::load(&LoadConfig {
+        tgid: target.pid,
+        kinds: config.kinds.clone(),
+        frequency: config.frequency,
+        min_block: config.min_block,
+    })?;
     let mut collector = Collector::new(&mut attached)?;
     let mut symbols = Symbolize::new(target.pid);
+    let mut names = Names::default();
     let cpu_before = if target.is_spawned() {
         Some(Duration::ZERO)
     } else {
@@ -157,21 +167,22 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     symbols.cache_mappings();
     target.refresh_thread_names();
     let started = Instant::now();
+    let kinds: Vec<&str> = config.kinds.iter().map(|k| k.name()).collect();
     match &config.target {
         TargetSpec::Pid(pid) => info!(
-            "recording PID {pid} ({}) at {} Hz{}; Ctrl-C to stop",
+            "recording {} of PID {pid} ({}){}; Ctrl-C to stop",
+            kinds.join(", "),
             target.name,
-            config.frequency,
             config
                 .duration
                 .map(|d| format!(" for {:.1} s", d.as_secs_f64()))
                 .unwrap_or_default()
         ),
         TargetSpec::Command(argv) => info!(
-            "recording `{}` (PID {}) at {} Hz until it exits; Ctrl-C to stop",
+            "recording {} of `{}` (PID {}) until it exits; Ctrl-C to stop",
+            kinds.join(", "),
             argv.join(" "),
             target.pid,
-            config.frequency
         ),
     }
 
@@ -206,7 +217,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 _ = drain_tick.tick() => {
                     collector.drain()?;
                     target.refresh_thread_names();
-                    symbolize_new(&collector, &mut symbols, target.is_alive());
+                    resolve_new(&collector, &mut symbols, &mut names, target.pid, target.is_alive());
                     debug!(stacks = collector.collected.stacks.len(), "drained");
                 }
             }
@@ -227,7 +238,8 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         target.refresh_thread_names();
         symbols.cache_mappings();
     }
-    symbolize_new(&collector, &mut symbols, alive);
+    resolve_new(&collector, &mut symbols, &mut names, target.pid, alive);
+    names.threads = target.thread_names().clone();
     let target_exit = target.finish(ending != Ending::TargetExited);
     let target_exit = match (ending, target_exit) {
         (Ending::TargetExited, Some(exit)) => Some(exit.to_string()),
@@ -236,48 +248,74 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let profile = Profile::new(
-        ProfileKind::Cpu,
-        target.pid,
-        &target.name,
-        config.frequency,
-        duration,
-    )
-    .with_samples(&collector.collected.stacks, &symbols, target.thread_names());
-    let written = output.write(
-        &profile,
-        FoldedOptions {
-            per_thread: config.per_thread,
-        },
-    )?;
+    let profiles: Vec<Profile> =
+        config
+            .kinds
+            .iter()
+            .map(|kind| {
+                Profile::new(*kind, target.pid, &target.name, config.frequency, duration)
+                    .with_samples(&collector.collected, &symbols, &names)
+            })
+            .collect();
+    let options = FoldedOptions {
+        per_thread: config.per_thread,
+    };
+    let mut written = Vec::with_capacity(profiles.len());
+    for (profile, output) in profiles.iter().zip(outputs) {
+        written.push((profile, output.write(profile, options)?));
+    }
     let target_cpu = match (target.spawned_cpu_time(), cpu_before, cpu_last) {
         (Some(exact), _, _) => Some(exact),
         (None, Some(before), Some(last)) => Some(last.saturating_sub(before)),
         _ => None,
     };
     let report = Report {
-        profile: &profile,
+        profiles: written,
         collected: &collector.collected,
-        symbols: &symbols.stats,
+        symbols: &symbols,
         cpus: attached.cpus,
         ended: ending.describe().to_owned(),
         target_exit,
         target_cpu,
-        output: written,
+        min_block: config.min_block,
         top: config.top,
     };
     eprint!("{}", report.render());
     Ok(())
 }
 
-/// Symbolizes the addresses of stacks drained since the last call.
-fn symbolize_new(collector: &Collector, symbols: &mut Symbolize, alive: bool) {
+/// Symbolizes the addresses drained since the last call, names new lock
+/// words, and names the processes of wakers from outside the target.
+fn resolve_new(
+    collector: &Collector,
+    symbols: &mut Symbolize,
+    names: &mut Names,
+    pid: u32,
+    alive: bool,
+) {
+    let collected = &collector.collected;
     let mut user = Vec::new();
     let mut kernel = Vec::new();
-    for raw in collector.collected.stacks.keys() {
-        let (u, k) = lookup_addrs(raw);
-        user.extend(u);
-        kernel.extend(k);
+    for (stack, is_user) in collected.all_stacks(pid) {
+        let addrs = lookup_addrs(stack);
+        if is_user {
+            user.extend(addrs);
+        } else {
+            kernel.extend(addrs);
+        }
     }
     symbols.resolve(user, kernel, alive);
+    let locks = collected
+        .futex_waits
+        .keys()
+        .map(|k| k.uaddr)
+        .chain(collected.futex_wakes.keys().map(|k| k.uaddr));
+    symbols.name_locks(locks);
+    for waker in collected.offcpu.keys().filter_map(|k| k.waker.as_ref()) {
+        if waker.tgid != 0 && waker.tgid != pid && !names.processes.contains_key(&waker.tgid) {
+            let name =
+                target::read_comm(waker.tgid, waker.tgid).unwrap_or_else(|_| "exited".to_owned());
+            names.processes.insert(waker.tgid, name);
+        }
+    }
 }

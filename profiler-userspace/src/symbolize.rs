@@ -72,7 +72,140 @@ pub struct Symbolize {
     pid: u32,
     user: HashMap<u64, AddrFrames>,
     kernel: HashMap<u64, AddrFrames>,
+    /// Names of lock words (futex addresses), by address.
+    locks: HashMap<u64, Rc<str>>,
+    /// The target's mappings as last read, to name addresses in no symbol.
+    mappings: Vec<Mapping>,
+    /// Variables of the files mapped, by path.
+    data_symbols: HashMap<String, Option<DataSymbols>>,
     pub stats: SymbolizeStats,
+}
+
+/// One line of `/proc/PID/maps`: an address range and what is mapped there.
+/// (blazesym parses this file too, but keeps the result private.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mapping {
+    start: u64,
+    end: u64,
+    /// File offset of `start`.
+    offset: u64,
+    /// The file's name, or `[heap]`, `[stack]`, `[anon]`.
+    name: String,
+    /// The file's path, for file mappings.
+    path: Option<String>,
+}
+
+/// The data symbols (variables) of one ELF file, sorted by address, and the
+/// lowest address it loads at.
+#[derive(Debug, Default)]
+struct DataSymbols {
+    first_load: u64,
+    last_load_end: u64,
+    /// (address, size, name), sorted by address.
+    symbols: Vec<(u64, u64, String)>,
+}
+
+impl DataSymbols {
+    /// Reads the variables of an ELF file from its symbol tables.
+    /// (blazesym finds variables too, but translates addresses only within a
+    /// segment's file bytes, and `.bss` lies past them.)
+    fn read(path: &str) -> Option<DataSymbols> {
+        use object::{Object as _, ObjectSegment as _, ObjectSymbol as _, SymbolKind};
+        let data = std::fs::read(path).ok()?;
+        let file = object::File::parse(&*data).ok()?;
+        let mut first_load = u64::MAX;
+        let mut last_load_end = 0;
+        for segment in file.segments() {
+            first_load = first_load.min(segment.address());
+            last_load_end = last_load_end.max(segment.address() + segment.size());
+        }
+        let mut symbols: Vec<(u64, u64, String)> = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .filter(|s| s.kind() == SymbolKind::Data && s.address() != 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
+            .collect();
+        symbols.sort();
+        symbols.dedup_by(|a, b| a.0 == b.0);
+        Some(DataSymbols {
+            first_load: first_load & !0xfff,
+            last_load_end,
+            symbols,
+        })
+    }
+
+    /// The variable containing the file address, as `name` or `name+0xoff`.
+    fn name(&self, vaddr: u64) -> Option<String> {
+        let i = self
+            .symbols
+            .partition_point(|(a, _, _)| *a <= vaddr)
+            .checked_sub(1)?;
+        let (addr, size, name) = &self.symbols[i];
+        let offset = vaddr - addr;
+        if offset >= (*size).max(1) {
+            return None;
+        }
+        let name = demangle(name);
+        Some(if offset == 0 {
+            name
+        } else {
+            format!("{name}+{offset:#x}")
+        })
+    }
+}
+
+/// Demangles a Rust or C++ symbol name (as blazesym does for functions).
+fn demangle(name: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        return format!("{d:#}");
+    }
+    if let Ok(sym) = cpp_demangle::Symbol::new(name)
+        && let Ok(d) = sym.demangle()
+    {
+        return d;
+    }
+    name.to_owned()
+}
+
+/// The file offset (third field) of a maps line.
+fn fields_offset(line: &str) -> Option<u64> {
+    u64::from_str_radix(line.split_whitespace().nth(2)?, 16).ok()
+}
+
+fn read_mappings(pid: u32) -> Option<Vec<Mapping>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some((start, end)) = fields.next().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        let path = fields.nth(4).unwrap_or("");
+        let offset = fields_offset(line).unwrap_or(0);
+        let (name, path) = match path {
+            "" => ("[anon]".to_owned(), None),
+            p if p.starts_with('[') => (p.to_owned(), None),
+            p => (
+                std::path::Path::new(p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.to_owned()),
+                Some(p.to_owned()),
+            ),
+        };
+        out.push(Mapping {
+            start,
+            end,
+            offset,
+            name,
+            path,
+        });
+    }
+    Some(out)
 }
 
 impl Symbolize {
@@ -87,13 +220,21 @@ impl Symbolize {
             pid,
             user: HashMap::new(),
             kernel: HashMap::new(),
+            locks: HashMap::new(),
+            mappings: Vec::new(),
+            data_symbols: HashMap::new(),
             stats: SymbolizeStats::default(),
         }
     }
 
     /// Caches the target's current mappings (call while it runs: on start and
     /// before each batch, which also picks up libraries loaded since).
-    pub fn cache_mappings(&self) {
+    pub fn cache_mappings(&mut self) {
+        if let Some(mappings) = read_mappings(self.pid)
+            && !mappings.is_empty()
+        {
+            self.mappings = mappings;
+        }
         let mut cache = ProcessCache::new(self.pid.into());
         cache.cache_vmas = true;
         if let Err(err) = self.symbolizer.cache(&Cache::Process(cache)) {
@@ -209,6 +350,62 @@ impl Symbolize {
         out
     }
 
+    /// Names lock words not seen before: the variable an address lies in (a
+    /// global `pthread_mutex_t g_lock` is `g_lock`), else the mapping
+    /// (`[heap]`, `[stack]`, a file) and the address.
+    pub fn name_locks(&mut self, addrs: impl IntoIterator<Item = u64>) {
+        for addr in unseen(addrs, &self.locks) {
+            let name = self.variable_at(addr).unwrap_or_else(|| {
+                match self
+                    .mappings
+                    .iter()
+                    .find(|m| m.start <= addr && addr < m.end)
+                {
+                    Some(m) => format!("{addr:#x} {}", m.name),
+                    None => format!("{addr:#x}"),
+                }
+            });
+            self.locks.insert(addr, name.into());
+        }
+    }
+
+    /// The variable of a mapped ELF file at a process address. The load bias
+    /// comes from the file's mapping at offset 0; `.bss` past the file's
+    /// bytes (in an anonymous mapping) is covered too.
+    fn variable_at(&mut self, addr: u64) -> Option<String> {
+        let bases: Vec<(String, u64)> = self
+            .mappings
+            .iter()
+            .filter(|m| m.offset == 0)
+            .filter_map(|m| Some((m.path.clone()?, m.start)))
+            .collect();
+        for (path, base) in bases {
+            if base > addr {
+                continue;
+            }
+            let symbols = self
+                .data_symbols
+                .entry(path.clone())
+                .or_insert_with(|| DataSymbols::read(&path));
+            let Some(symbols) = symbols else { continue };
+            let vaddr = addr - base + symbols.first_load;
+            if vaddr < symbols.last_load_end
+                && let Some(name) = symbols.name(vaddr)
+            {
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    /// The name of a lock word (after [`Symbolize::name_locks`]).
+    pub fn lock_name(&self, addr: u64) -> Rc<str> {
+        self.locks
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| format!("{addr:#x}").into())
+    }
+
     /// The frames of a user address (after [`Symbolize::resolve`]).
     pub fn user_frames(&self, addr: u64) -> AddrFrames {
         self.user
@@ -227,7 +424,7 @@ impl Symbolize {
 }
 
 /// The addresses not in `cache`, sorted and without repeats.
-fn unseen(addrs: impl IntoIterator<Item = u64>, cache: &HashMap<u64, AddrFrames>) -> Vec<u64> {
+fn unseen<V>(addrs: impl IntoIterator<Item = u64>, cache: &HashMap<u64, V>) -> Vec<u64> {
     let mut fresh: Vec<u64> = addrs
         .into_iter()
         .filter(|a| !cache.contains_key(a))
