@@ -103,7 +103,8 @@ pub struct FutexWaitKey {
     pub user_stack_id: i32,
     pub waker_user_stack_id: i32,
     pub waker_tid: u32,
-    pub reserved: u32,
+    /// The waker's process (another process's stack is not symbolized).
+    pub waker_tgid: u32,
 }
 
 /// One futex wake site: the lock word's address and the waking thread's user
@@ -145,6 +146,8 @@ pub struct FutexInFlight {
     pub uaddr: u64,
     pub waker_user_stack_id: i32,
     pub waker_tid: u32,
+    pub waker_tgid: u32,
+    pub reserved: u32,
 }
 
 /// Futex commands (`op & FUTEX_CMD_MASK`), linux/futex.h.
@@ -210,8 +213,13 @@ mod pod {
 
 /// Index in [`MAP_CONTROL`] of the generation (0 or 1) the kernel writes to.
 pub const CONTROL_GENERATION: u32 = 0;
+/// Index in [`MAP_CONTROL`] of the armed flag: the programs ignore every
+/// event until it is 1. Userspace sets it for `--pid`; for a command the
+/// profiler starts, the exec of the target sets it, so nothing the held
+/// child did before its new image was in place is recorded.
+pub const CONTROL_ARMED: u32 = 1;
 /// Number of control words.
-pub const CONTROL_LEN: u32 = 1;
+pub const CONTROL_LEN: u32 = 2;
 
 /// Capacity of each stack-trace map (unique stacks per generation).
 pub const STACK_MAP_ENTRIES: u32 = 16_384;
@@ -377,7 +385,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FutexWaitKey>(), 32);
         assert_eq!(core::mem::size_of::<FutexWakeKey>(), 24);
         assert_eq!(core::mem::size_of::<SwitchedOut>(), 48);
-        assert_eq!(core::mem::size_of::<FutexInFlight>(), 24);
+        assert_eq!(core::mem::size_of::<FutexInFlight>(), 32);
     }
 
     #[test]

@@ -16,15 +16,17 @@
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::{map, perf_event, tracepoint},
+    macros::{map, perf_event, raw_tracepoint, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, StackTrace},
-    programs::{PerfEventContext, TracePointContext, tracing::StackIdContext},
+    programs::{
+        PerfEventContext, RawTracePointContext, TracePointContext, tracing::StackIdContext,
+    },
 };
 use profiler_common::{
-    CONTROL_GENERATION, CONTROL_LEN, COUNTER_LEN, COUNTS_MAP_ENTRIES, Counter, FutexInFlight,
-    FutexWaitKey, FutexWakeKey, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES, LONG_STACK_MAP_ENTRIES,
-    OFFCPU_BLOCKED, OFFCPU_PREEMPTED, OffCpuKey, STACK_MAP_ENTRIES, SampleKey, SwitchedOut,
-    WAIT_MAP_ENTRIES, WaitStats, futex_op, stack_error,
+    CONTROL_ARMED, CONTROL_GENERATION, CONTROL_LEN, COUNTER_LEN, COUNTS_MAP_ENTRIES, Counter,
+    FutexInFlight, FutexWaitKey, FutexWakeKey, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES,
+    LONG_STACK_MAP_ENTRIES, OFFCPU_BLOCKED, OFFCPU_PREEMPTED, OffCpuKey, STACK_MAP_ENTRIES,
+    SampleKey, SwitchedOut, WAIT_MAP_ENTRIES, WaitStats, futex_op, stack_error,
 };
 
 /// The process to profile; set by userspace at load time.
@@ -126,6 +128,28 @@ fn target_tgid() -> u32 {
     global!(TARGET_TGID)
 }
 
+/// Whether `tgid` is the target and recording has begun (see
+/// `profiler_common::CONTROL_ARMED`).
+#[inline(always)]
+fn is_target(tgid: u32) -> bool {
+    tgid == target_tgid() && tgid != 0 && matches!(CONTROL.get(CONTROL_ARMED), Some(1))
+}
+
+/// `sched_process_exec` (raw tracepoint, no tracefs needed): the target's
+/// new image is in place, so recording begins.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn prf_exec(_ctx: RawTracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == target_tgid()
+        && tgid != 0
+        && let Some(armed) = CONTROL.get_ptr_mut(CONTROL_ARMED)
+    {
+        // SAFETY: a live array slot; a plain word store.
+        unsafe { *armed = 1 };
+    }
+    0
+}
+
 #[inline(always)]
 fn bump(counter: Counter) {
     bump_by(counter, 1);
@@ -151,6 +175,18 @@ fn generation() -> u32 {
 /// Takes a stack id, or returns `-errno` and counts the reason.
 #[inline(always)]
 fn stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, user: bool) -> i32 {
+    stack_id_of(ctx, stacks, user, false)
+}
+
+/// A waker's stack: a wake-up from an interrupt or a kernel thread has no
+/// user stack, which is normal and not counted as a loss.
+#[inline(always)]
+fn waker_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, user: bool) -> i32 {
+    stack_id_of(ctx, stacks, user, true)
+}
+
+#[inline(always)]
+fn stack_id_of<C: StackIdContext>(ctx: &C, stacks: &StackTrace, user: bool, waker: bool) -> i32 {
     let flags = if user { BPF_F_USER_STACK as u64 } else { 0 };
     // Off-CPU and futex stacks are kept across drains: see LONG_STACKS.
     match ctx.get_stackid(stacks, flags) {
@@ -160,6 +196,7 @@ fn stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, user: bool) -> i32 
             let counter = match (user, errno) {
                 // A thread sampled in user mode has no kernel stack: normal.
                 (false, stack_error::EFAULT) => return -errno,
+                (true, stack_error::EFAULT) if waker => return -errno,
                 (true, stack_error::EFAULT) => Counter::UserStackMissing,
                 (true, stack_error::EEXIST) => Counter::UserStackCollision,
                 (true, stack_error::ENOMEM) => Counter::UserStackMapFull,
@@ -242,7 +279,7 @@ fn add(counts: &PerCpuHashMap<SampleKey, u64>, key: &SampleKey, value: u64) {
 pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid != target_tgid() || tgid == 0 {
+    if !is_target(tgid) {
         return 0;
     }
     bump(Counter::CpuSamples);
@@ -267,10 +304,9 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
 #[tracepoint]
 pub fn prf_switch(ctx: TracePointContext) -> u32 {
     let now = now_ns();
-    let target = target_tgid();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid == target && tgid != 0 {
+    if is_target(tgid) {
         switch_out(&ctx, pid_tgid as u32, now);
     }
     // SAFETY: reading a field of the tracepoint record at its format offset.
@@ -372,6 +408,9 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
     };
     let wakee = wakee as u32;
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Only the target's own user stacks can be symbolized; another process's
+    // (or an interrupt's) is not taken.
+    let own = (pid_tgid >> 32) as u32 == target_tgid();
     // Each map is tested on its own: a combined null test of two map values
     // compiles to `a | b`, which the verifier refuses on pointers.
     let mut user = None;
@@ -379,13 +418,17 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
         // SAFETY: a live entry of an LRU map; only this wake-up writes it now.
         let out = unsafe { &mut *out };
         if out.state == OFFCPU_BLOCKED && out.woken_ns == 0 {
-            let id = stack_id(&ctx, &LONG_STACKS, true);
+            let id = if own {
+                waker_stack_id(&ctx, &LONG_STACKS, true)
+            } else {
+                -stack_error::EFAULT
+            };
             user = Some(id);
             out.woken_ns = now_ns();
             out.waker_tgid = (pid_tgid >> 32) as u32;
             out.waker_tid = pid_tgid as u32;
             out.waker_user_stack_id = id;
-            out.waker_kernel_stack_id = stack_id(&ctx, &LONG_STACKS, false);
+            out.waker_kernel_stack_id = waker_stack_id(&ctx, &LONG_STACKS, false);
         }
     }
     if let Some(wait) = FUTEX_INFLIGHT.get_ptr_mut(wakee) {
@@ -393,9 +436,11 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
         let wait = unsafe { &mut *wait };
         if wait.waker_tid == 0 {
             wait.waker_tid = pid_tgid as u32;
+            wait.waker_tgid = (pid_tgid >> 32) as u32;
             wait.waker_user_stack_id = match user {
                 Some(id) => id,
-                None => stack_id(&ctx, &LONG_STACKS, true),
+                None if own => waker_stack_id(&ctx, &LONG_STACKS, true),
+                None => -stack_error::EFAULT,
             };
         }
     }
@@ -408,7 +453,7 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
 pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid != target_tgid() || tgid == 0 {
+    if !is_target(tgid) {
         return 0;
     }
     // SAFETY: reading fields of the tracepoint record at their format offsets.
@@ -451,6 +496,8 @@ fn wait_begins(tid: u32, uaddr: u64) {
         uaddr,
         waker_user_stack_id: -stack_error::EFAULT,
         waker_tid: 0,
+        waker_tgid: 0,
+        reserved: 0,
     };
     if FUTEX_INFLIGHT.insert(tid, wait, BPF_ANY as u64).is_err() {
         bump(Counter::InFlightMapFull);
@@ -463,7 +510,7 @@ fn wait_begins(tid: u32, uaddr: u64) {
 pub fn prf_waitv_in(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid != target_tgid() || tgid == 0 {
+    if !is_target(tgid) {
         return 0;
     }
     // SAFETY: reading a field of the tracepoint record at its format offset.
@@ -483,7 +530,7 @@ pub fn prf_waitv_in(ctx: TracePointContext) -> u32 {
 pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid != target_tgid() || tgid == 0 {
+    if !is_target(tgid) {
         return 0;
     }
     let tid = pid_tgid as u32;
@@ -502,7 +549,7 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
         user_stack_id: stack_id(&ctx, &LONG_STACKS, true),
         waker_user_stack_id: wait.waker_user_stack_id,
         waker_tid: wait.waker_tid,
-        reserved: 0,
+        waker_tgid: wait.waker_tgid,
     };
     let map = if generation() == 0 {
         &FUTEX_WAITS_0

@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
     programs::{
-        PerfEvent, TracePoint,
+        PerfEvent, RawTracePoint, TracePoint,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
 };
@@ -25,6 +25,8 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Name of the on-CPU sampling program (every program's name starts `prf_`,
 /// which is how tests find them loaded).
 pub const CPU_PROGRAM: &str = "prf_cpu_sample";
+/// Arms recording when a started command's exec completes.
+const EXEC_PROGRAM: &str = "prf_exec";
 
 /// Where tracefs is normally mounted.
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -96,6 +98,8 @@ fn first_line(err: &dyn std::fmt::Display) -> String {
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
     pub tgid: u32,
+    /// Start recording when the target execs (a command held before exec).
+    pub arm_on_exec: bool,
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
@@ -170,6 +174,23 @@ impl Attached {
                 .override_global(c::GLOBAL_WAITV_WAITERS, &o.waitv_waiters, true);
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(AttachError::Load)?;
+        if config.arm_on_exec {
+            let program: &mut RawTracePoint = ebpf
+                .program_mut(EXEC_PROGRAM)
+                .ok_or(AttachError::MissingMap(EXEC_PROGRAM))?
+                .try_into()
+                .map_err(|source| AttachError::Program {
+                    program: EXEC_PROGRAM,
+                    source,
+                })?;
+            program
+                .load()
+                .and_then(|()| program.attach("sched_process_exec").map(|_| ()))
+                .map_err(|source| AttachError::Program {
+                    program: EXEC_PROGRAM,
+                    source,
+                })?;
+        }
         let mut cpus = 0;
         if wants(ProfileKind::Cpu) {
             cpus = attach_cpu_sampler(&mut ebpf, config.frequency)?;
@@ -391,7 +412,7 @@ impl Offsets {
 }
 
 /// The offset of `field` in a tracepoint's format file (lines such as
-/// `field:pid_t next_pid;	offset:56;	size:4;	signed:1;`).
+/// `field:pid_t next_pid;<TAB>offset:56;<TAB>size:4;<TAB>signed:1;`).
 fn field_offset(root: &Path, category: &str, name: &str, field: &str) -> Option<u32> {
     let format =
         std::fs::read_to_string(root.join("events").join(category).join(name).join("format"))

@@ -106,8 +106,10 @@ pub struct FutexWait {
     pub tid: u32,
     pub user: Stack,
     /// The thread that woke the waiter (0 if no wake-up was seen: a timeout,
-    /// or the lock word changed before the wait began).
+    /// or the lock word changed before the wait began), and its process.
     pub waker_tid: u32,
+    pub waker_tgid: u32,
+    /// The waker's user stack (kept only for wakers of the target itself).
     pub waker_user: Stack,
 }
 
@@ -191,7 +193,10 @@ impl Collected {
             }
         }
         for raw in self.futex_waits.keys() {
-            out.extend([(&raw.user, true), (&raw.waker_user, true)]);
+            out.push((&raw.user, true));
+            if raw.waker_tgid == target {
+                out.push((&raw.waker_user, true));
+            }
         }
         for raw in self.futex_wakes.keys() {
             out.push((&raw.user, true));
@@ -276,6 +281,13 @@ impl Collector {
         Ok(())
     }
 
+    /// Starts recording (see `profiler_common::CONTROL_ARMED`).
+    pub fn arm(&mut self) -> anyhow::Result<()> {
+        self.control
+            .set(profiler_common::CONTROL_ARMED, 1, 0)
+            .context("cannot start the kernel side recording")
+    }
+
     /// Drains both generations (after the programs are detached).
     pub fn drain_all(&mut self) -> anyhow::Result<()> {
         self.drain_generation(0)?;
@@ -330,7 +342,12 @@ impl Collector {
                 tid: key.tid,
                 user: long.resolve(key.user_stack_id, false),
                 waker_tid: key.waker_tid,
-                waker_user: long.resolve(key.waker_user_stack_id, false),
+                waker_tgid: key.waker_tgid,
+                waker_user: if key.waker_tgid == key.tgid {
+                    long.resolve(key.waker_user_stack_id, false)
+                } else {
+                    Stack::Empty
+                },
             },
         )?;
         let mut long = LongStacks {
@@ -430,6 +447,7 @@ fn stack_of(map: &StackTraceMap<MapData>, id: i32, kernel: bool, vanished: &mut 
         return if -id == stack_error::EFAULT {
             Stack::Empty
         } else {
+            tracing::debug!(errno = -id, kernel, "stack not taken");
             Stack::Lost(StackLoss::Errno(-id))
         };
     }

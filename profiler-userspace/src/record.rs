@@ -151,6 +151,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let mut target = Target::open(&config.target)?;
     let mut attached = Attached::load(&LoadConfig {
         tgid: target.pid,
+        arm_on_exec: target.is_spawned(),
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,
@@ -163,6 +164,12 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     } else {
         target::cpu_time(target.pid)
     };
+    if !target.is_spawned() {
+        collector.arm()?;
+    }
+    // A started command arms the programs itself when its exec completes:
+    // what the held child did before, as a copy of this program, is not
+    // recorded.
     target.release()?;
     symbols.cache_mappings();
     target.refresh_thread_names();

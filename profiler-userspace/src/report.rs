@@ -127,9 +127,6 @@ impl Report<'_> {
                 let _ = writeln!(out, "    {n:>8}  kernel: {why}");
             }
         }
-        for err in &stats.batch_errors {
-            let _ = writeln!(out, "  symbolization error: {err}");
-        }
     }
 
     fn cpu(&self, out: &mut String, p: &Profile) {

@@ -63,8 +63,6 @@ pub type AddrFrames = Rc<[Frame]>;
 pub struct SymbolizeStats {
     pub user_unknown: HashMap<&'static str, u64>,
     pub kernel_unknown: HashMap<&'static str, u64>,
-    /// Errors of whole batches (for example a binary that cannot be read).
-    pub batch_errors: Vec<String>,
 }
 
 pub struct Symbolize {
@@ -274,17 +272,17 @@ impl Symbolize {
     fn batch(&mut self, source: &Source<'_>, addrs: &[u64], kind: FrameKind) -> Vec<AddrFrames> {
         let results = match self.symbolizer.symbolize(source, Input::AbsAddr(addrs)) {
             Ok(results) => results,
-            Err(err) => {
-                let side = if kind == FrameKind::Kernel {
-                    "kernel"
-                } else {
-                    "user"
-                };
-                self.stats
-                    .batch_errors
-                    .push(format!("{side} symbols of PID {}: {err}", self.pid));
-                return addrs.iter().map(|a| unknown(*a, kind, "error")).collect();
-            }
+            // One address blazesym cannot handle (a mapping gone since) fails
+            // the whole batch: try each address on its own; those that still
+            // fail are counted as unknown below.
+            Err(_) => addrs
+                .iter()
+                .map(|addr| {
+                    self.symbolizer
+                        .symbolize_single(source, Input::AbsAddr(*addr))
+                        .unwrap_or(Symbolized::Unknown(Reason::IgnoredError))
+                })
+                .collect(),
         };
         let mut out = Vec::with_capacity(addrs.len());
         for (addr, result) in addrs.iter().zip(results) {
@@ -343,7 +341,7 @@ impl Symbolize {
                         &mut self.stats.user_unknown
                     };
                     *counts.entry(why).or_default() += 1;
-                    out.push(unknown(*addr, kind, why));
+                    out.push(unknown(*addr, kind));
                 }
             }
         }
@@ -411,7 +409,7 @@ impl Symbolize {
         self.user
             .get(&addr)
             .cloned()
-            .unwrap_or_else(|| unknown(addr, FrameKind::User, "not resolved"))
+            .unwrap_or_else(|| unknown(addr, FrameKind::User))
     }
 
     /// The frames of a kernel address (after [`Symbolize::resolve`]).
@@ -419,7 +417,7 @@ impl Symbolize {
         self.kernel
             .get(&addr)
             .cloned()
-            .unwrap_or_else(|| unknown(addr, FrameKind::Kernel, "not resolved"))
+            .unwrap_or_else(|| unknown(addr, FrameKind::Kernel))
     }
 }
 
@@ -434,7 +432,7 @@ fn unseen<V>(addrs: impl IntoIterator<Item = u64>, cache: &HashMap<u64, V>) -> V
     fresh
 }
 
-fn unknown(addr: u64, kind: FrameKind, _why: &str) -> AddrFrames {
+fn unknown(addr: u64, kind: FrameKind) -> AddrFrames {
     let name = if kind == FrameKind::Kernel {
         format!("[unknown kernel {addr:#x}]")
     } else {

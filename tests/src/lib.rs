@@ -95,6 +95,38 @@ pub fn build_workload(name: &str, flags: &[&str]) -> PathBuf {
     binary
 }
 
+/// Compiles the Rust workload `tests/workloads/NAME.rs` (release, with
+/// frame pointers and debug info) and returns the binary.
+pub fn build_rust_workload(name: &str) -> PathBuf {
+    let source = workspace_root()
+        .join("tests/workloads")
+        .join(format!("{name}.rs"));
+    let out_dir = workspace_root().join("target/test-workloads");
+    std::fs::create_dir_all(&out_dir).expect("create target/test-workloads");
+    let binary = out_dir.join(name);
+    let output = Command::new("rustc")
+        .args([
+            "-O",
+            "-g",
+            "-C",
+            "force-frame-pointers=yes",
+            "--edition",
+            "2021",
+            "-o",
+        ])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .expect("run rustc");
+    assert!(
+        output.status.success(),
+        "rustc failed on {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    binary
+}
+
 /// Flags for workloads whose frames must all keep frame pointers.
 pub const FRAME_POINTER_FLAGS: &[&str] = &["-O0", "-g", "-fno-omit-frame-pointer"];
 
@@ -167,10 +199,22 @@ pub fn our_loaded_programs() -> Vec<String> {
         .collect()
 }
 
-/// Asserts that no program of ours is left loaded.
+/// Asserts that no program of ours is left loaded. The kernel frees a
+/// detached program after an RCU grace period, so a program may still be
+/// listed for a moment after the profiler exits: this waits up to 3 s.
 pub fn assert_nothing_left_loaded() {
-    let left = our_loaded_programs();
-    assert!(left.is_empty(), "eBPF programs left loaded: {left:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let left = our_loaded_programs();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "eBPF programs left loaded 3 s after the profiler exited: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// A value `key=value` from a workload's stdout.
@@ -194,4 +238,40 @@ pub fn process_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.trim_start().chars().next())
             .is_some_and(|state| state != 'Z' && state != 'X')
     })
+}
+
+/// Runs `profiler record ARGS -- WORKLOAD WORKLOAD_ARGS` and returns (the
+/// profiler's stderr, the workload's stdout); panics if the profiler fails.
+pub fn record_command(args: &[&str], workload: &Path, workload_args: &[&str]) -> (String, String) {
+    let output = Command::new(profiler_bin())
+        .arg("record")
+        .args(args)
+        .arg("--")
+        .arg(workload)
+        .args(workload_args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the profiler");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "profiler failed: {stderr}");
+    (stderr, String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The sum of the values of the stacks that satisfy `pick`.
+pub fn total_where(stacks: &[FoldedStack], pick: impl Fn(&FoldedStack) -> bool) -> u64 {
+    stacks.iter().filter(|s| pick(s)).map(|s| s.value).sum()
+}
+
+/// Whether `measured` is within `percent` of `truth`.
+pub fn within(measured: f64, truth: f64, percent: f64) -> bool {
+    (measured - truth).abs() <= truth * percent / 100.0
+}
+
+/// The lines of the report that follow the first line containing `start`.
+pub fn report_after<'a>(report: &'a str, start: &str) -> Vec<&'a str> {
+    report
+        .lines()
+        .skip_while(|l| !l.contains(start))
+        .skip(1)
+        .collect()
 }

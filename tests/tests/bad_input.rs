@@ -134,3 +134,30 @@ fn unprivileged_user_is_told_to_use_sudo() {
     );
     assert_nothing_left_loaded();
 }
+
+#[test]
+fn unknown_profile_kind() {
+    fails_with(
+        &["record", "--pid", "1", "--profile", "gpu"],
+        2,
+        "unknown kind \"gpu\"",
+    );
+}
+
+#[test]
+fn min_block_needs_offcpu() {
+    fails_with(
+        &["record", "--pid", "1", "--min-block", "1ms"],
+        2,
+        "--min-block applies to off-CPU",
+    );
+}
+
+#[test]
+fn several_kinds_need_a_file_name() {
+    fails_with(
+        &["record", "--pid", "1", "--profile", "all", "-o", "-"],
+        2,
+        "give -o a file name",
+    );
+}

@@ -12,10 +12,17 @@ static unsigned long now_ns(void) {
     return ts.tv_sec * 1000000000UL + ts.tv_nsec;
 }
 
-__attribute__((noinline)) unsigned long sleepy_function(long sleep_us) {
+/* The call into libc goes through sleep_once(): glibc has no frame pointers,
+ * so a frame-pointer stack taken inside nanosleep skips its direct caller
+ * (sleep_once) but keeps sleepy_function. */
+__attribute__((noinline)) void sleep_once(long sleep_us) {
     struct timespec req = {sleep_us / 1000000, (sleep_us % 1000000) * 1000};
-    unsigned long start = now_ns();
     nanosleep(&req, NULL);
+}
+
+__attribute__((noinline)) unsigned long sleepy_function(long sleep_us) {
+    unsigned long start = now_ns();
+    sleep_once(sleep_us);
     return now_ns() - start;
 }
 
