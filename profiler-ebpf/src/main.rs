@@ -428,7 +428,14 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
             out.waker_tgid = (pid_tgid >> 32) as u32;
             out.waker_tid = pid_tgid as u32;
             out.waker_user_stack_id = id;
-            out.waker_kernel_stack_id = waker_stack_id(&ctx, &LONG_STACKS, false);
+            // A waker of the target's own says who released the thread with
+            // its user stack; for an interrupt or another process the kernel
+            // stack is all there is (one stack walk saved per wake-up).
+            out.waker_kernel_stack_id = if own {
+                -stack_error::EFAULT
+            } else {
+                waker_stack_id(&ctx, &LONG_STACKS, false)
+            };
         }
     }
     if let Some(wait) = FUTEX_INFLIGHT.get_ptr_mut(wakee) {

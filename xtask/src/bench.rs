@@ -24,12 +24,163 @@ pub enum Which {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// A futex storm (millions of futex calls/s) alone, under `profiler
+    /// record --profile futex`, and under bpftrace timing the same syscalls
+    /// into a map by lock address and user stack.
+    Futex {
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// A context-switch-heavy ping-pong alone, under `profiler record
+    /// --profile offcpu`, and under bpftrace summing off-CPU time by stack.
+    Offcpu {
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Overhead { runs, seconds } => overhead(runs, seconds),
+        Which::Futex { runs, seconds } => {
+            let workload = build_workload("futex_storm", &["-O2", "-fno-omit-frame-pointer"])?;
+            compare(&Comparison {
+                title: "futex storm (1 thread: FUTEX_WAIT returning EAGAIN + FUTEX_WAKE, no waiter)",
+                workload: &workload,
+                args: vec!["1".to_owned(), seconds.to_string()],
+                metric: "futex_calls_per_second",
+                profile: "futex",
+                bpftrace: FUTEX_BT,
+                runs,
+            })
+        }
+        Which::Offcpu { runs, seconds } => {
+            let workload = build_workload("pingpong", &["-O2", "-fno-omit-frame-pointer"])?;
+            compare(&Comparison {
+                title: "pipe ping-pong (two threads, every hand-off a block and a wake-up)",
+                workload: &workload,
+                args: vec![seconds.to_string()],
+                metric: "round_trips_per_second",
+                profile: "offcpu",
+                bpftrace: OFFCPU_BT,
+                runs,
+            })
+        }
     }
+}
+
+/// bpftrace doing the futex profile's job: every futex call of the target
+/// timed from entry to exit, summed by lock address and user stack.
+const FUTEX_BT: &str = r#"
+tracepoint:syscalls:sys_enter_futex /pid == cpid/ { @start[tid] = nsecs; @addr[tid] = args->uaddr; }
+tracepoint:syscalls:sys_exit_futex /@start[tid]/ { @wait[@addr[tid], ustack] = sum(nsecs - @start[tid]); delete(@start[tid]); delete(@addr[tid]); }
+"#;
+
+/// bpftrace doing the off-CPU profile's job (without wakers): time each
+/// target thread is switched out, summed by its user and kernel stacks.
+const OFFCPU_BT: &str = r#"
+tracepoint:sched:sched_switch {
+  if (pid == cpid) { @ts[tid] = nsecs; @ustk[tid] = ustack; @kstk[tid] = kstack; }
+  $t = @ts[args->next_pid];
+  if ($t) {
+    @off[@ustk[args->next_pid], @kstk[args->next_pid]] = sum(nsecs - $t);
+    delete(@ts[args->next_pid]); delete(@ustk[args->next_pid]); delete(@kstk[args->next_pid]);
+  }
+}
+"#;
+
+/// One workload measured alone, under the profiler and under bpftrace.
+struct Comparison<'a> {
+    title: &'a str,
+    workload: &'a Path,
+    args: Vec<String>,
+    /// The `key=value` the workload prints its throughput as.
+    metric: &'a str,
+    /// The `--profile` the profiler records.
+    profile: &'a str,
+    bpftrace: &'a str,
+    runs: u32,
+}
+
+fn compare(c: &Comparison<'_>) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("benchmarks attach eBPF programs: run them as root");
+    }
+    crate::setup::debian_packages(&[("bpftrace", "bpftrace")])?;
+    let profiler = build_profiler()?;
+    let folded = std::env::temp_dir().join("profiler-bench.folded");
+    let script = std::env::temp_dir().join("profiler-bench.bt");
+    std::fs::write(&script, c.bpftrace).context("cannot write the bpftrace script")?;
+    let command_line = std::iter::once(c.workload.display().to_string())
+        .chain(c.args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (mut alone, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=c.runs {
+        let a = metric_of(Command::new(c.workload).args(&c.args), c.metric)?;
+        let p = metric_of(
+            Command::new(&profiler)
+                .args(["record", "--profile", c.profile, "-o"])
+                .arg(&folded)
+                .arg("--")
+                .arg(c.workload)
+                .args(&c.args),
+            c.metric,
+        )?;
+        let b = metric_of(
+            Command::new("bpftrace")
+                .arg(&script)
+                .args(["-c", &command_line]),
+            c.metric,
+        )?;
+        println!(
+            "bench: round {round}/{}: alone {a:.0}, profiler {p:.0}, bpftrace {b:.0}",
+            c.runs
+        );
+        alone.push(a);
+        ours.push(p);
+        theirs.push(b);
+    }
+    let (a, p, b) = (median(&mut alone), median(&mut ours), median(&mut theirs));
+    println!("bench {}: {}", c.profile, c.title);
+    println!("  {} (median of {} runs):", c.metric, c.runs);
+    println!("    alone:                {a:>12.0}");
+    println!(
+        "    profiler --profile {}: {p:>12.0}  ratio to alone {:.3}",
+        c.profile,
+        p / a
+    );
+    println!(
+        "    bpftrace:             {b:>12.0}  ratio to alone {:.3}",
+        b / a
+    );
+    println!("  profiler vs bpftrace throughput: {:.2}x", p / b);
+    let _ = std::fs::remove_file(&folded);
+    let _ = std::fs::remove_file(&script);
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs a command and reads `key=value` from its stdout.
+fn metric_of(cmd: &mut Command, key: &str) -> anyhow::Result<f64> {
+    let output = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{cmd:?} printed no {key} ({})", output.status))
 }
 
 /// Compiles a C workload from `tests/workloads` into `target/workloads`.
@@ -85,18 +236,24 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
         );
         profiled.push(p);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let alone_tp = median(&mut alone.iter().map(|r| r.rounds_per_second).collect());
-    let profiled_tp = median(&mut profiled.iter().map(|r| r.rounds_per_second).collect());
+    let alone_tp = median(
+        &mut alone
+            .iter()
+            .map(|r| r.rounds_per_second)
+            .collect::<Vec<_>>(),
+    );
+    let profiled_tp = median(
+        &mut profiled
+            .iter()
+            .map(|r| r.rounds_per_second)
+            .collect::<Vec<_>>(),
+    );
     let cpu = median(
         &mut profiled
             .iter()
             .filter_map(|r| r.profiler_cpu)
             .map(|d| d.as_secs_f64())
-            .collect(),
+            .collect::<Vec<_>>(),
     );
     let rss = profiled
         .iter()
