@@ -79,7 +79,9 @@ pub struct OffCpuKey {
     pub waker_kernel_stack_id: i32,
     /// [`OFFCPU_BLOCKED`] or [`OFFCPU_PREEMPTED`].
     pub state: u32,
-    pub reserved: u32,
+    /// 1 when a wake-up was seen (the waker fields are then valid; a waker
+    /// of tgid 0 is the kernel: an interrupt on an idle CPU).
+    pub woken: u32,
 }
 
 /// Count, total and longest of a set of waits, in nanoseconds.

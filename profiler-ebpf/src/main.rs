@@ -387,7 +387,7 @@ fn switch_in(tid: u32, now: u64) {
         waker_user_stack_id: out.waker_user_stack_id,
         waker_kernel_stack_id: out.waker_kernel_stack_id,
         state: out.state,
-        reserved: 0,
+        woken: u32::from(out.woken_ns != 0),
     };
     let map = if generation() == 0 {
         &OFFCPU_0

@@ -309,7 +309,7 @@ impl Collector {
             &mut self.offcpu[generation],
             &mut self.collected.offcpu,
             |key, long| {
-                let waker = (key.waker_tid != 0).then(|| Waker {
+                let waker = (key.woken != 0).then(|| Waker {
                     tgid: key.waker_tgid,
                     tid: key.waker_tid,
                     user: long.resolve(key.waker_user_stack_id, false),

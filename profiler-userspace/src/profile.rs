@@ -313,7 +313,7 @@ fn waker_frames(waker: &Waker, target: u32, symbols: &Symbolize, names: &Names) 
     });
     frames.reverse();
     let who = if waker.tgid == 0 {
-        "[woken by the kernel]".to_owned()
+        "[woken by the kernel: an interrupt on an idle CPU]".to_owned()
     } else if waker.tgid == target {
         format!("[woken by thread {}]", waker.tid)
     } else {
