@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::profile::ProfileKind;
+pub use crate::{export::Format, profile::ProfileKind};
 
 /// A zero-instrumentation profiler for Linux, on eBPF.
 #[derive(Debug, Parser)]
@@ -62,11 +62,18 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION")]
     pub min_block: Option<String>,
 
-    /// Where to write the folded stacks (`comm;root;...;leaf value`). With
-    /// several kinds, each gets its own file: out.folded -> out.cpu.folded,
-    /// out.offcpu.folded, out.futex.folded.
+    /// Where to write the profile; the extension picks the format: .folded
+    /// or .txt (collapsed stacks), .svg (flamegraph), .pb.gz or .pprof
+    /// (pprof), .json (speedscope). Give it several times for several
+    /// formats. With several kinds, each gets its own file: out.folded ->
+    /// out.cpu.folded, out.offcpu.folded, out.futex.folded.
     #[arg(short, long, value_name = "FILE", default_value = "profile.folded")]
-    pub output: PathBuf,
+    pub output: Vec<PathBuf>,
+
+    /// The output format, whatever the extension: folded, svg, pprof,
+    /// speedscope.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 
     /// Split stacks by thread: a `thread-name-tid` frame under the process.
     #[arg(long)]
@@ -99,10 +106,18 @@ pub struct RecordConfig {
     /// The kinds asked for, each once, in [`ProfileKind::ALL`] order.
     pub kinds: Vec<ProfileKind>,
     pub min_block: Duration,
-    /// One output path per kind, in the order of `kinds`.
-    pub outputs: Vec<PathBuf>,
+    /// Every file to write: which kind, in which format, where.
+    pub outputs: Vec<OutputSpec>,
     pub per_thread: bool,
     pub top: usize,
+}
+
+/// One file `record` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub kind: ProfileKind,
+    pub format: Format,
+    pub path: PathBuf,
 }
 
 /// Parses `--profile`: a comma list of kinds, or `all`.
@@ -139,15 +154,26 @@ pub fn output_paths(
     if output == std::path::Path::new("-") {
         bail!("with several profile kinds each goes to its own file: give -o a file name, not -");
     }
-    let stem = output
-        .file_stem()
+    let file_name = output
+        .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "profile".to_owned());
+    // The kind goes before the whole extension, `.pb.gz` included.
+    let (stem, ext) = match file_name.to_ascii_lowercase().strip_suffix(".pb.gz") {
+        Some(_) => (
+            file_name[..file_name.len() - ".pb.gz".len()].to_owned(),
+            Some(file_name[file_name.len() - "pb.gz".len()..].to_owned()),
+        ),
+        None => match file_name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), Some(ext.to_owned())),
+            _ => (file_name.clone(), None),
+        },
+    };
     Ok(kinds
         .iter()
         .map(|kind| {
-            let name = match output.extension() {
-                Some(ext) => format!("{stem}.{}.{}", kind.name(), ext.to_string_lossy()),
+            let name = match &ext {
+                Some(ext) => format!("{stem}.{}.{ext}", kind.name()),
                 None => format!("{stem}.{}", kind.name()),
             };
             output.with_file_name(name)
@@ -185,7 +211,19 @@ impl RecordArgs {
             }
             None => Duration::ZERO,
         };
-        let outputs = output_paths(&self.output, &kinds)?;
+        let format = self.format.as_deref().map(Format::parse).transpose()?;
+        let mut outputs = Vec::new();
+        for output in &self.output {
+            let paths = output_paths(output, &kinds)?;
+            for (kind, path) in kinds.iter().zip(paths) {
+                let format = Format::for_output(output, format)?;
+                outputs.push(OutputSpec {
+                    kind: *kind,
+                    format,
+                    path,
+                });
+            }
+        }
         Ok(RecordConfig {
             target,
             duration,
@@ -305,6 +343,10 @@ mod tests {
         assert_eq!(
             output_paths(Path::new("x.folded"), &all[..1]).ok(),
             Some(vec!["x.folded".into()])
+        );
+        assert_eq!(
+            output_paths(Path::new("/t/p.pb.gz"), &all[1..]).ok(),
+            Some(vec!["/t/p.offcpu.pb.gz".into(), "/t/p.futex.pb.gz".into()])
         );
         assert!(output_paths(Path::new("-"), &all).is_err());
     }

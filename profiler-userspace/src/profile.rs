@@ -60,14 +60,25 @@ impl ProfileKind {
     }
 }
 
-/// One unique stack and its value (a sample count for cpu profiles).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One unique stack and its value: samples for cpu profiles, nanoseconds
+/// for waits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sample {
     pub tid: u32,
     pub thread_name: Rc<str>,
-    /// Root (outermost caller) first, leaf last.
+    /// Root (outermost caller) first, leaf last. Structural frames
+    /// ([`FrameKind::Marker`]) carry the lock, state and waker for text
+    /// formats; the fields below carry the same for structured ones.
     pub frames: Vec<Frame>,
     pub value: u64,
+    /// How many events the value sums (samples, blocks, waits).
+    pub count: u64,
+    /// The lock of a futex wait.
+    pub lock: Option<Rc<str>>,
+    /// `blocked`, `preempted` or `runtime idle` for off-CPU samples.
+    pub state: Option<&'static str>,
+    /// Who woke an off-CPU sample's thread.
+    pub waker: Option<String>,
 }
 
 /// A recorded profile of one process.
@@ -80,6 +91,8 @@ pub struct Profile {
     pub frequency: u64,
     pub duration: Duration,
     pub samples: Vec<Sample>,
+    /// The target's executable, listed first among pprof's mappings.
+    pub executable: Option<Rc<str>>,
 }
 
 impl Profile {
@@ -98,6 +111,7 @@ impl Profile {
             frequency,
             duration,
             samples: Vec::new(),
+            executable: None,
         }
     }
 
@@ -119,6 +133,8 @@ impl Profile {
                         thread_name: threads.get(raw.tid),
                         frames: frames_of(raw, symbols),
                         value,
+                        count: value,
+                        ..Sample::default()
                     });
                 }
             }
@@ -132,22 +148,34 @@ impl Profile {
                         },
                         symbols,
                     );
-                    let marker = match raw.state {
-                        OffCpuState::Preempted => "[preempted]",
-                        OffCpuState::Blocked if is_go_runtime_idle(&blocked) => "[runtime idle]",
-                        OffCpuState::Blocked => "[blocked]",
+                    let state = match raw.state {
+                        OffCpuState::Preempted => "preempted",
+                        OffCpuState::Blocked if is_go_runtime_idle(&blocked) => "runtime idle",
+                        OffCpuState::Blocked => "blocked",
                     };
-                    let mut frames = vec![Frame::marker(marker.to_owned())];
+                    let mut frames = vec![Frame::marker(format!("[{state}]"))];
                     frames.extend(blocked);
+                    let mut waker_name = None;
                     if let Some(waker) = &raw.waker {
                         frames.push(Frame::marker("--".to_owned()));
-                        frames.extend(waker_frames(waker, self.pid, symbols, names));
+                        let waker = waker_frames(waker, self.pid, symbols, names);
+                        waker_name = waker.last().map(|f| {
+                            f.name
+                                .trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .to_owned()
+                        });
+                        frames.extend(waker);
                     }
                     samples.push(Sample {
                         tid: raw.tid,
                         thread_name: threads.get(raw.tid),
                         frames,
                         value: waits.total_ns,
+                        count: waits.count,
+                        state: Some(state),
+                        waker: waker_name,
+                        ..Sample::default()
                     });
                 }
             }
@@ -161,13 +189,16 @@ impl Profile {
                     } else {
                         lock.to_string()
                     };
-                    let mut frames = vec![Frame::marker(lock)];
+                    let mut frames = vec![Frame::marker(lock.clone())];
                     frames.extend(waiter);
                     samples.push(Sample {
                         tid: raw.tid,
                         thread_name: threads.get(raw.tid),
                         frames,
                         value: waits.total_ns,
+                        count: waits.count,
+                        lock: Some(lock.into()),
+                        ..Sample::default()
                     });
                 }
             }
@@ -199,8 +230,8 @@ impl Profile {
             let own: Vec<&Frame> = sample
                 .frames
                 .iter()
-                .take_while(|f| !(f.kind == FrameKind::Lost && &*f.name == "--"))
-                .filter(|f| f.kind != FrameKind::Lost)
+                .take_while(|f| !(f.kind == FrameKind::Marker && &*f.name == "--"))
+                .filter(|f| !matches!(f.kind, FrameKind::Lost | FrameKind::Marker))
                 .collect();
             let mut seen: Vec<&Rc<str>> = Vec::with_capacity(own.len());
             for frame in &own {
@@ -344,7 +375,7 @@ pub fn push_frames(
             }
         }
         Stack::Empty => {}
-        Stack::Lost(loss) => frames.push(Frame::marker(loss.frame_name(user))),
+        Stack::Lost(loss) => frames.push(Frame::lost(loss.frame_name(user))),
     }
 }
 
@@ -372,6 +403,7 @@ mod tests {
         Frame {
             name: name.into(),
             kind: FrameKind::User,
+            addr: 0,
             module: None,
             file: None,
             line: None,
@@ -384,6 +416,8 @@ mod tests {
             thread_name: "t".into(),
             frames: names.iter().map(|n| frame(n)).collect(),
             value,
+            count: value,
+            ..Sample::default()
         }
     }
 
@@ -395,6 +429,7 @@ mod tests {
             process_name: "p".into(),
             frequency: 99,
             duration: Duration::from_secs(1),
+            executable: None,
             samples: vec![
                 sample(&["main", "a", "leaf"], 6),
                 sample(&["main", "b", "leaf"], 3),

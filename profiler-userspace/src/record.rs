@@ -18,7 +18,10 @@ use crate::{
     attach::{self, Attached, LoadConfig},
     cli::{RecordConfig, TargetSpec},
     collect::Collector,
-    export::folded::{self, FoldedOptions},
+    export::{
+        self, Format,
+        folded::{self, FoldedOptions},
+    },
     profile::{Names, Profile, lookup_addrs},
     report::Report,
     symbolize::Symbolize,
@@ -97,30 +100,40 @@ impl Output {
         })
     }
 
-    fn write(mut self, profile: &Profile, options: FoldedOptions) -> anyhow::Result<String> {
+    fn write(
+        mut self,
+        profile: &Profile,
+        format: Format,
+        options: FoldedOptions,
+        start_unix_ns: i64,
+    ) -> anyhow::Result<String> {
         self.kept = true;
+        let stacks = folded::lines(profile, options).len();
         match self.file.take() {
             None => {
                 let stdout = std::io::stdout();
                 let mut out = BufWriter::new(stdout.lock());
-                folded::write(profile, options, &mut out)
+                export::write(format, profile, options, start_unix_ns, &mut out)
                     .and_then(|()| out.flush())
                     .context("cannot write the profile to stdout")?;
-                Ok("folded stacks to stdout".to_owned())
+                Ok(format!(
+                    "{} to stdout ({stacks} unique stacks)",
+                    format.name()
+                ))
             }
             Some(file) => {
                 file.set_len(0)
                     .with_context(|| format!("cannot truncate {}", self.path.display()))?;
                 let mut out = BufWriter::new(file);
-                folded::write(profile, options, &mut out)
+                export::write(format, profile, options, start_unix_ns, &mut out)
                     .and_then(|()| out.flush())
                     .with_context(|| {
                         format!("cannot write the profile to {}", self.path.display())
                     })?;
                 Ok(format!(
-                    "{} ({} folded stacks)",
+                    "{} ({}, {stacks} unique stacks)",
                     self.path.display(),
-                    folded::lines(profile, options).len()
+                    format.name()
                 ))
             }
         }
@@ -141,7 +154,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let outputs = config
         .outputs
         .iter()
-        .map(|path| Output::open(path))
+        .map(|spec| Output::open(&spec.path))
         .collect::<anyhow::Result<Vec<Output>>>()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -174,6 +187,9 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     symbols.cache_mappings();
     target.refresh_thread_names();
     let started = Instant::now();
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     let kinds: Vec<&str> = config.kinds.iter().map(|k| k.name()).collect();
     match &config.target {
         TargetSpec::Pid(pid) => info!(
@@ -255,21 +271,32 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let profiles: Vec<Profile> =
-        config
-            .kinds
-            .iter()
-            .map(|kind| {
-                Profile::new(*kind, target.pid, &target.name, config.frequency, duration)
-                    .with_samples(&collector.collected, &symbols, &names)
-            })
-            .collect();
+    let profiles: Vec<Profile> = config
+        .kinds
+        .iter()
+        .map(|kind| {
+            let mut profile =
+                Profile::new(*kind, target.pid, &target.name, config.frequency, duration);
+            profile.executable = target.executable.as_deref().map(Into::into);
+            profile.with_samples(&collector.collected, &symbols, &names)
+        })
+        .collect();
     let options = FoldedOptions {
         per_thread: config.per_thread,
     };
-    let mut written = Vec::with_capacity(profiles.len());
-    for (profile, output) in profiles.iter().zip(outputs) {
-        written.push((profile, output.write(profile, options)?));
+    let mut written: Vec<(&Profile, String)> = Vec::with_capacity(profiles.len());
+    for (spec, output) in config.outputs.iter().zip(outputs) {
+        let Some(profile) = profiles.iter().find(|p| p.kind == spec.kind) else {
+            continue;
+        };
+        let what = output.write(profile, spec.format, options, start_unix_ns)?;
+        match written.iter_mut().find(|(p, _)| p.kind == spec.kind) {
+            Some((_, all)) => {
+                all.push_str("; ");
+                all.push_str(&what);
+            }
+            None => written.push((profile, what)),
+        }
     }
     let target_cpu = match (target.spawned_cpu_time(), cpu_before, cpu_last) {
         (Some(exact), _, _) => Some(exact),

@@ -28,6 +28,9 @@ pub enum FrameKind {
     Unknown,
     /// A marker frame standing for a lost stack.
     Lost,
+    /// A structural frame of a profile (a lock, `[blocked]`, `--`, a
+    /// waker): text in folded output, labels in pprof.
+    Marker,
 }
 
 /// One symbolized frame.
@@ -35,7 +38,10 @@ pub enum FrameKind {
 pub struct Frame {
     pub name: Rc<str>,
     pub kind: FrameKind,
-    /// The binary (file name) the frame is in, when known.
+    /// The address looked up (0 for markers); the frames of one address
+    /// (a function and those inlined into it) share it.
+    pub addr: u64,
+    /// The binary (path) the frame is in, when known.
     pub module: Option<Rc<str>>,
     /// Source file and line, when debug info has them.
     pub file: Option<Rc<str>>,
@@ -43,13 +49,23 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn marker(name: String) -> Frame {
+    /// A frame standing for a lost stack.
+    pub fn lost(name: String) -> Frame {
         Frame {
             name: name.into(),
             kind: FrameKind::Lost,
+            addr: 0,
             module: None,
             file: None,
             line: None,
+        }
+    }
+
+    /// A structural frame (a lock, `[blocked]`, `--`, a waker).
+    pub fn marker(name: String) -> Frame {
+        Frame {
+            kind: FrameKind::Marker,
+            ..Frame::lost(name)
         }
     }
 }
@@ -288,13 +304,8 @@ impl Symbolize {
         for (addr, result) in addrs.iter().zip(results) {
             match result {
                 Symbolized::Sym(sym) => {
-                    let module: Option<Rc<str>> = sym.module.as_ref().map(|m| {
-                        let path = std::path::Path::new::<std::ffi::OsStr>(m);
-                        path.file_name()
-                            .unwrap_or(path.as_os_str())
-                            .to_string_lossy()
-                            .into()
-                    });
+                    let module: Option<Rc<str>> =
+                        sym.module.as_ref().map(|m| m.to_string_lossy().into());
                     let mut frames = Vec::with_capacity(1 + sym.inlined.len());
                     // The outer function's own location is where the first
                     // inlined call sits, or the symbolized line itself.
@@ -314,6 +325,7 @@ impl Symbolize {
                     frames.push(Frame {
                         name: sym.name.as_ref().into(),
                         kind,
+                        addr: *addr,
                         module: module.clone(),
                         file: outer_location.0,
                         line: outer_location.1,
@@ -326,6 +338,7 @@ impl Symbolize {
                         frames.push(Frame {
                             name: inlined.name.as_ref().into(),
                             kind: FrameKind::Inlined,
+                            addr: *addr,
                             module: module.clone(),
                             file,
                             line,
@@ -441,6 +454,7 @@ fn unknown(addr: u64, kind: FrameKind) -> AddrFrames {
     Rc::from(vec![Frame {
         name: name.into(),
         kind: FrameKind::Unknown,
+        addr,
         module: None,
         file: None,
         line: None,

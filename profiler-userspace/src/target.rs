@@ -24,6 +24,8 @@ pub struct Target {
     pub pid: u32,
     /// The process name (`/proc/PID/comm`), read when the target was found.
     pub name: String,
+    /// The program's path (for a started command, the one we exec).
+    pub executable: Option<String>,
     pidfd: AsyncFd<OwnedFd>,
     /// Set for a command we started: its handle, and the pipe that releases it.
     spawned: Option<Spawned>,
@@ -127,9 +129,13 @@ impl Target {
         }
         let pidfd = pidfd_open(pid)
             .with_context(|| format!("cannot watch PID {pid} for exit (pidfd_open)"))?;
+        let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
         Ok(Target {
             pid,
             name,
+            executable,
             pidfd,
             spawned: None,
             thread_names: HashMap::new(),
@@ -185,9 +191,14 @@ impl Target {
             .file_name()
             .map(|n| n.to_string_lossy().chars().take(15).collect())
             .unwrap_or_else(|| program.clone());
+        let executable = path
+            .canonicalize()
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
         Ok(Target {
             pid,
             name,
+            executable,
             pidfd,
             spawned: Some(Spawned {
                 program: program.clone(),

@@ -52,7 +52,7 @@ fn frame_text(frame: &Frame) -> String {
     match frame.kind {
         FrameKind::Kernel => format!("{name}_[k]"),
         FrameKind::Inlined => format!("{name}_[i]"),
-        FrameKind::User | FrameKind::Unknown | FrameKind::Lost => name,
+        FrameKind::User | FrameKind::Unknown | FrameKind::Lost | FrameKind::Marker => name,
     }
 }
 
@@ -78,6 +78,7 @@ mod tests {
         Frame {
             name: name.into(),
             kind,
+            addr: 0,
             module: None,
             file: None,
             line: None,
@@ -90,6 +91,8 @@ mod tests {
             thread_name: Rc::from(thread),
             frames: names.iter().map(|(n, k)| frame(n, *k)).collect(),
             value,
+            count: value,
+            ..Sample::default()
         };
         Profile {
             kind: ProfileKind::Cpu,
@@ -97,6 +100,7 @@ mod tests {
             process_name: "app".into(),
             frequency: 99,
             duration: Duration::from_secs(1),
+            executable: None,
             samples: vec![
                 sample(
                     10,
