@@ -15,9 +15,18 @@ use crate::{cargo, run_cmd};
 pub const NIGHTLY: &str = "nightly-2026-10-30";
 /// bpf-linker's version, which must link against the nightly's LLVM.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages the tests and benchmarks use, with the command that shows
-/// each is installed.
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[("gcc", "gcc"), ("make", "make")];
+/// Debian packages the tests use, with the command (or file) that shows each
+/// is installed: gcc builds the workloads, `go tool pprof` reads our pprof
+/// files, python3-jsonschema validates our speedscope files.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("gcc", "gcc"),
+    ("make", "make"),
+    ("golang-go", "go"),
+    (
+        "python3-jsonschema",
+        "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
+    ),
+];
 
 pub fn run() -> anyhow::Result<()> {
     nightly()?;
@@ -147,11 +156,16 @@ pub fn debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, command)| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {command}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+            let present = if command.starts_with('/') {
+                Path::new(command).exists()
+            } else {
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {command}")])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            !present
         })
         .map(|(package, _)| *package)
         .collect();

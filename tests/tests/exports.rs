@@ -1,0 +1,252 @@
+//! The exports, read by the real clients: `go tool pprof` reads our pprof,
+//! inferno our folded stacks, an XML parser our SVG, and speedscope's
+//! published JSON schema checks our speedscope files.
+
+use std::{path::Path, process::Command};
+
+use tests::*;
+
+/// Whether `go` is installed; says why a test skips when it is not.
+fn have_go(test: &str) -> bool {
+    let ok = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping {test}: `go` is missing (cargo xtask setup installs golang-go)");
+    }
+    ok
+}
+
+/// Runs `go tool pprof ARGS FILE` and returns its stdout.
+fn go_pprof(args: &[&str], file: &Path) -> String {
+    let output = Command::new("go")
+        .args(["tool", "pprof"])
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run go tool pprof");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "go tool pprof {args:?} failed: {}{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+/// The number after "Total samples = " in `go tool pprof -top` output.
+fn pprof_total(top: &str) -> f64 {
+    let rest = top
+        .split("Total samples = ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no total in: {top}"));
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("bad total in: {top}"))
+}
+
+#[test]
+fn go_tool_pprof_reads_cpu_and_futex_profiles_and_agrees_with_folded() {
+    let test = "go_tool_pprof_reads_cpu_and_futex_profiles_and_agrees_with_folded";
+    if !can_load_bpf(test) || !have_go(test) {
+        return;
+    }
+    let workload = build_workload("mutex_contend", FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("pprof");
+    let folded = dir.join("p.folded");
+    let pprof = dir.join("p.pb.gz");
+    let (report, _) = record_command(
+        &[
+            "--profile",
+            "cpu,futex",
+            "-o",
+            folded.to_str().expect("UTF-8"),
+            "-o",
+            pprof.to_str().expect("UTF-8"),
+        ],
+        &workload,
+        &["4", "100", "1000"],
+    );
+    assert_nothing_left_loaded();
+
+    // cpu: samples agree with the folded file; functions named; main binary first.
+    let cpu = dir.join("p.cpu.pb.gz");
+    let top = go_pprof(&["-top", "-sample_index=samples"], &cpu);
+    let folded_cpu =
+        parse_folded(&std::fs::read_to_string(dir.join("p.cpu.folded")).expect("folded"));
+    let folded_total: u64 = folded_cpu.iter().map(|s| s.value).sum();
+    assert_eq!(pprof_total(&top) as u64, folded_total, "{top}");
+    assert!(top.contains("hold_lock"), "{top}");
+    let binary = workload
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    assert!(top.starts_with(&format!("File: {binary}")), "{top}");
+    let cpu_ns = go_pprof(&["-top", "-sample_index=cpu", "-unit=ns"], &cpu);
+    assert_eq!(
+        pprof_total(&cpu_ns) as u64,
+        folded_total * (1_000_000_000 / 99),
+        "cpu nanoseconds are samples times the period: {cpu_ns}"
+    );
+    let traces = go_pprof(&["-traces"], &cpu);
+    assert!(
+        traces.contains("thread_id:") && traces.contains("hold_lock"),
+        "{traces}"
+    );
+
+    // futex: delay agrees with the folded file to the nanosecond; the lock is a label.
+    let futex = dir.join("p.futex.pb.gz");
+    let delay = go_pprof(&["-top", "-sample_index=delay", "-unit=ns"], &futex);
+    let folded_futex =
+        parse_folded(&std::fs::read_to_string(dir.join("p.futex.folded")).expect("folded"));
+    let folded_ns: u64 = folded_futex.iter().map(|s| s.value).sum();
+    assert_eq!(pprof_total(&delay) as u64, folded_ns, "{delay}");
+    assert!(delay.contains("hold_lock"), "{delay}");
+    let contentions = go_pprof(&["-top", "-sample_index=contentions"], &futex);
+    let waits: u64 = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("futex waits: "))
+        .and_then(|v| v.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the report counts futex waits: {report}"));
+    assert_eq!(pprof_total(&contentions) as u64, waits, "{contentions}");
+    let traces = go_pprof(&["-traces"], &futex);
+    assert!(
+        traces.contains("lock:  g_lock") && traces.contains("hold_lock"),
+        "{traces}"
+    );
+}
+
+#[test]
+fn flamegraph_svg_is_well_formed_and_folded_is_read_by_inferno() {
+    if !can_load_bpf("flamegraph_svg_is_well_formed_and_folded_is_read_by_inferno") {
+        return;
+    }
+    let workload = build_workload("cpu_split", FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("svg");
+    let folded = dir.join("cpu.folded");
+    let svg = dir.join("cpu.svg");
+    record_command(
+        &[
+            "-o",
+            folded.to_str().expect("UTF-8"),
+            "-o",
+            svg.to_str().expect("UTF-8"),
+        ],
+        &workload,
+        &["2"],
+    );
+    let folded_text = std::fs::read_to_string(&folded).expect("folded written");
+    let inferno = inferno_svg(&folded_text);
+    assert!(inferno.contains("hot_three"));
+    let svg_text = std::fs::read_to_string(&svg).expect("svg written");
+    let mut reader = quick_xml::Reader::from_str(&svg_text);
+    let mut elements = 0;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(_) | quick_xml::events::Event::Empty(_)) => {
+                elements += 1
+            }
+            Ok(_) => {}
+            Err(err) => panic!("the SVG is not well-formed XML: {err}"),
+        }
+    }
+    assert!(elements > 10, "the SVG has content");
+    for name in ["hot_three", "hot_one", "main", "CPU of", "samples"] {
+        assert!(svg_text.contains(name), "the SVG shows {name:?}");
+    }
+}
+
+#[test]
+fn speedscope_json_validates_against_the_published_schema() {
+    let test = "speedscope_json_validates_against_the_published_schema";
+    if !can_load_bpf(test) {
+        return;
+    }
+    let python = "/usr/bin/python3";
+    let has_jsonschema = Command::new(python)
+        .args(["-c", "import jsonschema"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_jsonschema {
+        eprintln!("skipping {test}: python3-jsonschema is missing (cargo xtask setup installs it)");
+        return;
+    }
+    let workload = build_workload("mutex_contend", FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("speedscope");
+    let out = dir.join("p.json");
+    record_command(
+        &["--profile", "all", "-o", out.to_str().expect("UTF-8")],
+        &workload,
+        &["3", "60", "1000"],
+    );
+    let schema = workspace_root().join("tests/data/speedscope/file-format-schema.json");
+    for kind in ["cpu", "offcpu", "futex"] {
+        let file = dir.join(format!("p.{kind}.json"));
+        let check = Command::new(python)
+            .arg("-c")
+            .arg(
+                "import json, sys, jsonschema\n\
+                 schema = json.load(open(sys.argv[1]))\n\
+                 doc = json.load(open(sys.argv[2]))\n\
+                 jsonschema.validate(doc, schema)\n\
+                 p = doc['profiles'][0]\n\
+                 assert p['type'] == 'sampled' and len(p['samples']) == len(p['weights']) > 0\n\
+                 n = len(doc['shared']['frames'])\n\
+                 assert all(0 <= i < n for s in p['samples'] for i in s)\n\
+                 print(sum(p['weights']))",
+            )
+            .arg(&schema)
+            .arg(&file)
+            .output()
+            .expect("run python3");
+        assert!(
+            check.status.success(),
+            "{kind}: speedscope JSON does not validate: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
+
+#[test]
+fn an_unknown_extension_lists_the_formats() {
+    let out = profiler(&["record", "--pid", "1", "-o", "profile.xyz"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot tell the format of profile.xyz")
+            && stderr.contains("svg (.svg)")
+            && stderr.contains("pprof (.pb.gz, .pprof)"),
+        "{stderr}"
+    );
+    let out = profiler(&["record", "--pid", "1", "--format", "png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format \"png\""));
+}
+
+#[test]
+fn top_sizes_the_report() {
+    if !can_load_bpf("top_sizes_the_report") {
+        return;
+    }
+    let workload = build_workload("cpu_split", FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("top");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(
+        &["--top", "1", "-o", out.to_str().expect("UTF-8")],
+        &workload,
+        &["1"],
+    );
+    let listed: Vec<&str> = report_after(&report, "top functions by self:")
+        .into_iter()
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert_eq!(listed.len(), 1, "--top 1 lists one function: {report}");
+    assert!(listed[0].contains("hot_three"), "{report}");
+}
