@@ -15,11 +15,13 @@ use crate::{
 /// The schema speedscope publishes for its file format.
 const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";
 
+/// What makes two frames the same speedscope frame: name, kind, file, line.
+type FrameKey = (Rc<str>, FrameKind, Option<Rc<str>>, Option<u32>);
+
 /// The speedscope document of a profile.
 pub fn to_json(profile: &Profile) -> Value {
     let mut frames: Vec<Value> = Vec::new();
-    let mut index: HashMap<(Rc<str>, FrameKind, Option<Rc<str>>, Option<u32>), usize> =
-        HashMap::new();
+    let mut index: HashMap<FrameKey, usize> = HashMap::new();
     let mut intern = |frame: &Frame| -> usize {
         let key = (
             frame.name.clone(),
