@@ -214,6 +214,13 @@ impl RecordArgs {
         let format = self.format.as_deref().map(Format::parse).transpose()?;
         let mut outputs = Vec::new();
         for output in &self.output {
+            if output.is_dir() {
+                bail!(
+                    "cannot write the profile to {}: it is a directory; give a file name such as {}/cpu.folded",
+                    output.display(),
+                    output.display()
+                );
+            }
             let paths = output_paths(output, &kinds)?;
             for (kind, path) in kinds.iter().zip(paths) {
                 let format = Format::for_output(output, format)?;
