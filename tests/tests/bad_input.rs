@@ -77,7 +77,7 @@ fn unwritable_output_is_refused_before_attaching() {
     );
     fails_with(
         &["record", "--pid", &pid, "-o", "/tmp"],
-        1,
+        2,
         "it is a directory",
     );
 }
