@@ -68,6 +68,8 @@ pub enum AttachError {
     },
     #[error("the eBPF object has no map named {0} (the build is inconsistent; rebuild)")]
     MissingMap(&'static str),
+    #[error("the eBPF object has no program named {0} (the build is inconsistent; rebuild)")]
+    MissingProgram(&'static str),
     #[error(
         "tracefs is not mounted and mounting it at {TRACEFS} failed ({0}); mount it (mount -t tracefs nodev {TRACEFS}) and run again"
     )]
@@ -175,14 +177,7 @@ impl Attached {
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(AttachError::Load)?;
         if config.arm_on_exec {
-            let program: &mut RawTracePoint = ebpf
-                .program_mut(EXEC_PROGRAM)
-                .ok_or(AttachError::MissingMap(EXEC_PROGRAM))?
-                .try_into()
-                .map_err(|source| AttachError::Program {
-                    program: EXEC_PROGRAM,
-                    source,
-                })?;
+            let program: &mut RawTracePoint = program(&mut ebpf, EXEC_PROGRAM)?;
             program
                 .load()
                 .and_then(|()| program.attach("sched_process_exec").map(|_| ()))
@@ -260,15 +255,22 @@ impl Attached {
     }
 }
 
-fn attach_cpu_sampler(ebpf: &mut Ebpf, frequency: u64) -> Result<usize, AttachError> {
-    let program: &mut PerfEvent = ebpf
-        .program_mut(CPU_PROGRAM)
-        .ok_or(AttachError::MissingMap(CPU_PROGRAM))?
+/// A program of the object, as its type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, AttachError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(AttachError::MissingProgram(name))?
         .try_into()
         .map_err(|source| AttachError::Program {
-            program: CPU_PROGRAM,
+            program: name,
             source,
-        })?;
+        })
+}
+
+fn attach_cpu_sampler(ebpf: &mut Ebpf, frequency: u64) -> Result<usize, AttachError> {
+    let program: &mut PerfEvent = program(ebpf, CPU_PROGRAM)?;
     program.load().map_err(|source| AttachError::Program {
         program: CPU_PROGRAM,
         source,
@@ -296,11 +298,7 @@ fn attach_tracepoint(
     kind: &'static str,
 ) -> Result<(), AttachError> {
     let tracepoint = format!("{category}:{name}");
-    let prog: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or(AttachError::MissingMap(program))?
-        .try_into()
-        .map_err(|source| AttachError::Program { program, source })?;
+    let prog: &mut TracePoint = self::program(ebpf, program)?;
     if prog.fd().is_err() {
         prog.load()
             .map_err(|source| AttachError::Program { program, source })?;

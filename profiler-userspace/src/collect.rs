@@ -230,29 +230,21 @@ const GRACE: Duration = Duration::from_millis(5);
 impl Collector {
     pub fn new(attached: &mut Attached) -> anyhow::Result<Collector> {
         let mut take = |name: &'static str| -> anyhow::Result<Map> { Ok(attached.take_map(name)?) };
+        // Both generations of a map, as its type.
+        fn pair<T: TryFrom<Map, Error = aya::maps::MapError>>(
+            take: &mut impl FnMut(&'static str) -> anyhow::Result<Map>,
+            names: [&'static str; 2],
+        ) -> anyhow::Result<[T; 2]> {
+            Ok([T::try_from(take(names[0])?)?, T::try_from(take(names[1])?)?])
+        }
         Ok(Collector {
             control: Array::try_from(take(MAP_CONTROL)?)?,
             counters: PerCpuArray::try_from(take(MAP_COUNTERS)?)?,
-            cpu_counts: [
-                PerCpuHashMap::try_from(take(MAP_CPU_COUNTS[0])?)?,
-                PerCpuHashMap::try_from(take(MAP_CPU_COUNTS[1])?)?,
-            ],
-            stacks: [
-                StackTraceMap::try_from(take(MAP_STACKS[0])?)?,
-                StackTraceMap::try_from(take(MAP_STACKS[1])?)?,
-            ],
-            offcpu: [
-                PerCpuHashMap::try_from(take(MAP_OFFCPU[0])?)?,
-                PerCpuHashMap::try_from(take(MAP_OFFCPU[1])?)?,
-            ],
-            futex_waits: [
-                PerCpuHashMap::try_from(take(MAP_FUTEX_WAITS[0])?)?,
-                PerCpuHashMap::try_from(take(MAP_FUTEX_WAITS[1])?)?,
-            ],
-            futex_wakes: [
-                PerCpuHashMap::try_from(take(MAP_FUTEX_WAKES[0])?)?,
-                PerCpuHashMap::try_from(take(MAP_FUTEX_WAKES[1])?)?,
-            ],
+            cpu_counts: pair(&mut take, MAP_CPU_COUNTS)?,
+            stacks: pair(&mut take, MAP_STACKS)?,
+            offcpu: pair(&mut take, MAP_OFFCPU)?,
+            futex_waits: pair(&mut take, MAP_FUTEX_WAITS)?,
+            futex_wakes: pair(&mut take, MAP_FUTEX_WAKES)?,
             long_stacks: StackTraceMap::try_from(take(MAP_LONG_STACKS)?)?,
             long_cache: HashMap::new(),
             runq_hist: PerCpuArray::try_from(take(MAP_RUNQ_HIST)?)?,
