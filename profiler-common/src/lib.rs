@@ -213,6 +213,35 @@ mod pod {
     unsafe impl aya::Pod for super::FutexWakeKey {}
 }
 
+/// Ring buffer of [`UserStackSample`]s (DWARF unwinding mode).
+pub const MAP_USER_STACKS: &str = "USER_STACKS";
+/// Global: 1 when cpu samples copy the user stack for unwinding in
+/// userspace (`--unwind dwarf`), 0 for in-kernel frame-pointer stacks.
+pub const GLOBAL_UNWIND_DWARF: &str = "UNWIND_DWARF";
+/// Bytes of user stack copied per sample, in [`STACK_CHUNK`] chunks.
+pub const STACK_COPY_BYTES: usize = 16 * 1024;
+/// The stack is copied in chunks of this size, as far as it is readable.
+pub const STACK_CHUNK: usize = 1024;
+/// Capacity of the user-stack ring buffer in bytes (a power of two).
+pub const USER_STACKS_RING_BYTES: u32 = 8 * 1024 * 1024;
+
+/// A cpu sample for userspace unwinding: the thread's user registers and a
+/// copy of its user stack from `rsp` up; the kernel stack is an id in
+/// [`MAP_LONG_STACKS`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UserStackSample {
+    pub tgid: u32,
+    pub tid: u32,
+    pub kernel_stack_id: i32,
+    /// Bytes of `stack` that hold the copy (a multiple of [`STACK_CHUNK`]).
+    pub stack_len: u32,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    pub stack: [u8; STACK_COPY_BYTES],
+}
+
 /// Index in [`MAP_CONTROL`] of the generation (0 or 1) the kernel writes to.
 pub const CONTROL_GENERATION: u32 = 0;
 /// Index in [`MAP_CONTROL`] of the armed flag: the programs ignore every
@@ -302,11 +331,15 @@ pub enum Counter {
     FutexMapFull = 16,
     /// A switch-out or futex wait could not be remembered (in-flight map full).
     InFlightMapFull = 17,
+    /// DWARF-mode sample dropped: the user-stack ring buffer was full.
+    UserStackRingFull = 18,
+    /// DWARF-mode sample without user registers.
+    UserRegsMissing = 19,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 18] = [
+    pub const ALL: [Counter; 20] = [
         Counter::CpuSamples,
         Counter::UserStackCollision,
         Counter::UserStackMapFull,
@@ -325,6 +358,8 @@ impl Counter {
         Counter::FutexWakes,
         Counter::FutexMapFull,
         Counter::InFlightMapFull,
+        Counter::UserStackRingFull,
+        Counter::UserRegsMissing,
     ];
 
     /// What the counter counts, as the report words it.
@@ -348,6 +383,8 @@ impl Counter {
             Counter::FutexWakes => "futex wake calls",
             Counter::FutexMapFull => "futex event dropped: futex map full",
             Counter::InFlightMapFull => "event dropped: in-flight map full",
+            Counter::UserStackRingFull => "sample dropped: user-stack ring buffer full",
+            Counter::UserRegsMissing => "sample without user registers",
         }
     }
 

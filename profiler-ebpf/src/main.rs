@@ -17,7 +17,7 @@ use aya_ebpf::{
     bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{map, perf_event, raw_tracepoint, tracepoint},
-    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, StackTrace},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
     programs::{
         PerfEventContext, RawTracePointContext, TracePointContext, tracing::StackIdContext,
     },
@@ -25,8 +25,9 @@ use aya_ebpf::{
 use profiler_common::{
     CONTROL_ARMED, CONTROL_GENERATION, CONTROL_LEN, COUNTER_LEN, COUNTS_MAP_ENTRIES, Counter,
     FutexInFlight, FutexWaitKey, FutexWakeKey, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES,
-    LONG_STACK_MAP_ENTRIES, OFFCPU_BLOCKED, OFFCPU_PREEMPTED, OffCpuKey, STACK_MAP_ENTRIES,
-    SampleKey, SwitchedOut, WAIT_MAP_ENTRIES, WaitStats, futex_op, stack_error,
+    LONG_STACK_MAP_ENTRIES, OFFCPU_BLOCKED, OFFCPU_PREEMPTED, OffCpuKey, STACK_CHUNK,
+    STACK_COPY_BYTES, STACK_MAP_ENTRIES, SampleKey, SwitchedOut, USER_STACKS_RING_BYTES,
+    UserStackSample, WAIT_MAP_ENTRIES, WaitStats, futex_op, stack_error,
 };
 
 /// The process to profile; set by userspace at load time.
@@ -87,6 +88,14 @@ static SWITCHED_OUT: LruHashMap<u32, SwitchedOut> =
 #[map]
 static FUTEX_INFLIGHT: LruHashMap<u32, FutexInFlight> =
     LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+
+/// Copied user stacks for unwinding in userspace (`--unwind dwarf`).
+#[map]
+static USER_STACKS: RingBuf = RingBuf::with_byte_size(USER_STACKS_RING_BYTES, 0);
+
+/// 1: cpu samples copy the user stack for userspace unwinding.
+#[unsafe(no_mangle)]
+static UNWIND_DWARF: u32 = 0;
 
 /// Blocks shorter than this are dropped (and counted); set at load time.
 #[unsafe(no_mangle)]
@@ -283,6 +292,10 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
         return 0;
     }
     bump(Counter::CpuSamples);
+    if global!(UNWIND_DWARF) == 1 {
+        copy_user_stack(&ctx, pid_tgid);
+        return 0;
+    }
     let (stacks, counts) = if generation() == 0 {
         (&STACKS_0, &CPU_COUNTS_0)
     } else {
@@ -296,6 +309,69 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     };
     add(counts, &key, 1);
     0
+}
+
+/// Offsets of `ip`, `sp` and `bp` in x86_64's `struct pt_regs` (a stable
+/// layout: it is the user-kernel register frame).
+const PT_REGS_IP: usize = 16 * 8;
+const PT_REGS_SP: usize = 19 * 8;
+const PT_REGS_BP: usize = 4 * 8;
+
+/// Sends the thread's user registers and a copy of its user stack to
+/// userspace. `task_pt_regs` holds the user registers whether the sample
+/// hit user or kernel mode (every entry from user mode saves them there).
+#[inline(always)]
+fn copy_user_stack(ctx: &PerfEventContext, pid_tgid: u64) {
+    use aya_ebpf::helpers::{
+        bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user_buf,
+    };
+    // SAFETY: the helpers return the current task and its register frame.
+    let regs = unsafe { aya_ebpf::helpers::bpf_task_pt_regs(bpf_get_current_task_btf()) };
+    if regs == 0 {
+        bump(Counter::UserRegsMissing);
+        return;
+    }
+    let regs = regs as usize;
+    // SAFETY: checked reads of kernel memory at fixed offsets of pt_regs.
+    let (ip, sp, bp) = unsafe {
+        (
+            bpf_probe_read_kernel((regs + PT_REGS_IP) as *const u64).unwrap_or(0),
+            bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64).unwrap_or(0),
+            bpf_probe_read_kernel((regs + PT_REGS_BP) as *const u64).unwrap_or(0),
+        )
+    };
+    if ip == 0 || sp == 0 {
+        bump(Counter::UserRegsMissing);
+        return;
+    }
+    let Some(mut entry) = USER_STACKS.reserve::<UserStackSample>(0) else {
+        bump(Counter::UserStackRingFull);
+        return;
+    };
+    let sample = entry.as_mut_ptr();
+    // SAFETY: the reserved entry is ours until submitted; fields are written
+    // through the raw pointer before it is handed over.
+    unsafe {
+        (*sample).tgid = (pid_tgid >> 32) as u32;
+        (*sample).tid = pid_tgid as u32;
+        (*sample).kernel_stack_id = stack_id(ctx, &LONG_STACKS, false);
+        (*sample).ip = ip;
+        (*sample).sp = sp;
+        (*sample).bp = bp;
+        let mut copied = 0u32;
+        let mut chunk = 0usize;
+        while chunk < STACK_COPY_BYTES / STACK_CHUNK {
+            let offset = chunk * STACK_CHUNK;
+            let dst = &mut (&mut (*sample).stack)[offset..offset + STACK_CHUNK];
+            if bpf_probe_read_user_buf((sp as usize + offset) as *const u8, dst).is_err() {
+                break;
+            }
+            copied += STACK_CHUNK as u32;
+            chunk += 1;
+        }
+        (*sample).stack_len = copied;
+    }
+    entry.submit(0);
 }
 
 /// `sched:sched_switch`: a target thread switching out is remembered with its

@@ -102,6 +102,8 @@ pub struct LoadConfig {
     pub tgid: u32,
     /// Start recording when the target execs (a command held before exec).
     pub arm_on_exec: bool,
+    /// cpu samples copy the user stack for userspace unwinding.
+    pub unwind_dwarf: bool,
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
@@ -161,10 +163,12 @@ impl Attached {
             None
         };
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
+        let unwind_dwarf = u32::from(config.unwind_dwarf);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(profiler_common::GLOBAL_TARGET_TGID, &config.tgid, true)
-            .override_global(profiler_common::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true);
+            .override_global(profiler_common::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true)
+            .override_global(profiler_common::GLOBAL_UNWIND_DWARF, &unwind_dwarf, true);
         if let Some(o) = &offsets {
             use profiler_common as c;
             loader

@@ -79,6 +79,17 @@ pub struct RecordArgs {
     #[arg(long)]
     pub per_thread: bool,
 
+    /// How user stacks are walked: fp (frame pointers, in the kernel), dwarf
+    /// (each binary's .eh_frame, from a copy of the stack: whole stacks for
+    /// code without frame pointers), auto (dwarf for cpu samples; off-CPU
+    /// and futex stacks use frame pointers).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub unwind: String,
+
+    /// Deepest user stack kept (frames beyond are cut, and counted).
+    #[arg(long, value_name = "FRAMES", default_value_t = 127)]
+    pub max_depth: usize,
+
     /// How many functions the report lists by self and by total share.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
@@ -110,6 +121,9 @@ pub struct RecordConfig {
     pub outputs: Vec<OutputSpec>,
     pub per_thread: bool,
     pub top: usize,
+    /// Unwind cpu samples' user stacks from .eh_frame in userspace.
+    pub unwind_dwarf: bool,
+    pub max_depth: usize,
 }
 
 /// One file `record` writes.
@@ -231,6 +245,14 @@ impl RecordArgs {
                 });
             }
         }
+        let unwind_dwarf = match self.unwind.as_str() {
+            "dwarf" | "auto" => true,
+            "fp" => false,
+            other => bail!("--unwind: unknown mode {other:?}; choose fp, dwarf or auto"),
+        };
+        if self.max_depth == 0 {
+            bail!("--max-depth must be at least 1 frame");
+        }
         Ok(RecordConfig {
             target,
             duration,
@@ -240,6 +262,8 @@ impl RecordArgs {
             outputs,
             per_thread: self.per_thread,
             top: self.top,
+            unwind_dwarf,
+            max_depth: self.max_depth,
         })
     }
 }

@@ -26,7 +26,10 @@ use profiler_common::{
     stack_error,
 };
 
-use crate::attach::Attached;
+use crate::{
+    attach::Attached,
+    unwind::{CopiedStack, Unwind},
+};
 
 /// Why a stack is missing from a sample; the sample itself is still counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -219,6 +222,8 @@ pub struct Collector {
     long_cache: HashMap<i32, Stack>,
     runq_hist: PerCpuArray<MapData, u64>,
     futex_hist: PerCpuArray<MapData, u64>,
+    /// Copied user stacks (`--unwind dwarf`).
+    user_stacks: aya::maps::RingBuf<MapData>,
     generation: u32,
     pub collected: Collected,
 }
@@ -249,6 +254,7 @@ impl Collector {
             long_cache: HashMap::new(),
             runq_hist: PerCpuArray::try_from(take(MAP_RUNQ_HIST)?)?,
             futex_hist: PerCpuArray::try_from(take(MAP_FUTEX_HIST)?)?,
+            user_stacks: aya::maps::RingBuf::try_from(take(profiler_common::MAP_USER_STACKS)?)?,
             generation: 0,
             collected: Collected {
                 runq_hist: vec![0; HIST_BUCKETS as usize],
@@ -271,6 +277,33 @@ impl Collector {
         self.read_totals()?;
         self.collected.drains += 1;
         Ok(())
+    }
+
+    /// Unwinds every copied user stack waiting in the ring buffer and counts
+    /// it with its kernel stack.
+    pub fn drain_user_stacks(&mut self, unwind: &mut Unwind) {
+        while let Some(item) = self.user_stacks.next() {
+            let Some(copy) = CopiedStack::parse(&item) else {
+                continue;
+            };
+            let frames = unwind.unwind(&copy);
+            let mut long = LongStacks {
+                map: &self.long_stacks,
+                cache: &mut self.long_cache,
+                vanished: &mut self.collected.vanished_stacks,
+            };
+            let raw = RawStack {
+                tid: copy.tid,
+                user: if frames.is_empty() {
+                    Stack::Lost(StackLoss::Errno(stack_error::EFAULT))
+                } else {
+                    Stack::Frames(frames.into())
+                },
+                kernel: long.resolve(copy.kernel_stack_id, true),
+            };
+            let _ = copy.tgid;
+            *self.collected.stacks.entry(raw).or_default() += 1;
+        }
     }
 
     /// Starts recording (see `profiler_common::CONTROL_ARMED`).

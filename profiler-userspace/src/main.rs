@@ -15,6 +15,7 @@ mod record;
 mod report;
 mod symbolize;
 mod target;
+mod unwind;
 
 use std::process::ExitCode;
 

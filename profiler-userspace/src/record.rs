@@ -22,10 +22,11 @@ use crate::{
         self, Format,
         folded::{self, FoldedOptions},
     },
-    profile::{Names, Profile, lookup_addrs},
+    profile::{Names, Profile, ProfileKind, lookup_addrs},
     report::Report,
     symbolize::Symbolize,
     target::{self, Target},
+    unwind::Unwind,
 };
 
 /// How often the kernel maps are drained (and new stacks symbolized).
@@ -165,12 +166,14 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let mut attached = Attached::load(&LoadConfig {
         tgid: target.pid,
         arm_on_exec: target.is_spawned(),
+        unwind_dwarf: config.unwind_dwarf && config.kinds.contains(&ProfileKind::Cpu),
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,
     })?;
     let mut collector = Collector::new(&mut attached)?;
     let mut symbols = Symbolize::new(target.pid);
+    let mut unwind = Unwind::new(target.pid, config.max_depth);
     let mut names = Names::default();
     let cpu_before = if target.is_spawned() {
         Some(Duration::ZERO)
@@ -232,12 +235,14 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
                 _ = target.exited() => break Ok(Ending::TargetExited),
                 _ = mappings_tick.tick() => {
+                    collector.drain_user_stacks(&mut unwind);
                     symbols.cache_mappings();
                     if let Some(cpu) = target::cpu_time(target.pid) {
                         cpu_last = Some(cpu);
                     }
                 }
                 _ = drain_tick.tick() => {
+                    collector.drain_user_stacks(&mut unwind);
                     collector.drain()?;
                     target.refresh_thread_names();
                     resolve_new(&collector, &mut symbols, &mut names, target.pid, target.is_alive());
@@ -255,6 +260,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         cpu_last = Some(cpu);
     }
     attached.detach();
+    collector.drain_user_stacks(&mut unwind);
     collector.drain_all()?;
     let alive = target.is_alive();
     if alive {
@@ -304,6 +310,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         _ => None,
     };
     let report = Report {
+        unwind: config.unwind_dwarf.then_some(&unwind),
         profiles: written,
         collected: &collector.collected,
         symbols: &symbols,

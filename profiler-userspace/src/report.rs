@@ -27,6 +27,8 @@ pub struct Report<'a> {
     pub target_cpu: Option<Duration>,
     pub min_block: Duration,
     pub top: usize,
+    /// The userspace unwinder, when cpu stacks were unwound from .eh_frame.
+    pub unwind: Option<&'a crate::unwind::Unwind>,
 }
 
 /// Formats nanoseconds for people.
@@ -147,8 +149,21 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(out);
-        let dropped = c.counter(Counter::CountsMapFull);
+        let dropped = c.counter(Counter::CountsMapFull) + c.counter(Counter::UserStackRingFull);
         let _ = writeln!(out, "  dropped samples: {dropped}");
+        if let Some(unwind) = self.unwind {
+            let _ = writeln!(
+                out,
+                "  user stacks unwound from .eh_frame: {} ({:.1} MiB of unwind and text sections held)",
+                unwind.unwound,
+                unwind.table_bytes as f64 / (1024.0 * 1024.0)
+            );
+            let mut truncated: Vec<_> = unwind.truncated.iter().collect();
+            truncated.sort();
+            for (why, n) in truncated {
+                let _ = writeln!(out, "    {n:>8}  {}", why.describe());
+            }
+        }
         if samples == 0 {
             let _ = writeln!(
                 out,

@@ -1,0 +1,254 @@
+//! Unwinding copied user stacks in userspace (`--unwind dwarf`): each cpu
+//! sample brings the thread's `rip`, `rsp`, `rbp` and a copy of its stack;
+//! framehop walks it with each binary's `.eh_frame` call-frame information
+//! (falling back to frame pointers where a binary has none), so code built
+//! without frame pointers — glibc, `-O2` C, Rust release builds — gives
+//! whole stacks. Modules come from `/proc/PID/maps` and are re-read when a
+//! frame lands outside every known module (a library loaded since).
+
+use std::{collections::HashMap, ops::Range};
+
+use framehop::{
+    ExplicitModuleSectionInfo, Module, Unwinder as _,
+    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
+};
+use object::{Object as _, ObjectSection as _, ObjectSegment as _};
+
+/// A copied user stack as the kernel sent it (a `UserStackSample`), read in
+/// place from the ring buffer.
+pub struct CopiedStack<'a> {
+    pub tgid: u32,
+    pub tid: u32,
+    pub kernel_stack_id: i32,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// The copied bytes, from `sp` up.
+    pub stack: &'a [u8],
+}
+
+impl<'a> CopiedStack<'a> {
+    /// Reads a record laid out as `profiler_common::UserStackSample`.
+    pub fn parse(bytes: &'a [u8]) -> Option<CopiedStack<'a>> {
+        use std::mem::offset_of;
+
+        use profiler_common::UserStackSample as S;
+        let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+        let start = offset_of!(S, stack);
+        let len =
+            (u32_at(offset_of!(S, stack_len))? as usize).min(profiler_common::STACK_COPY_BYTES);
+        Some(CopiedStack {
+            tgid: u32_at(offset_of!(S, tgid))?,
+            tid: u32_at(offset_of!(S, tid))?,
+            kernel_stack_id: u32_at(offset_of!(S, kernel_stack_id))? as i32,
+            ip: u64_at(offset_of!(S, ip))?,
+            sp: u64_at(offset_of!(S, sp))?,
+            bp: u64_at(offset_of!(S, bp))?,
+            stack: bytes.get(start..start + len)?,
+        })
+    }
+}
+
+/// Why an unwound stack stopped before its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Truncation {
+    /// The depth limit (`--max-depth`) was reached.
+    DepthLimit,
+    /// The walk left the copied part of the stack (a deep stack).
+    StackCopyEnd,
+    /// A frame's address is in no known code (JIT code, or no mapping).
+    NoCode,
+    /// framehop stopped for another reason (a bad frame pointer, a loop).
+    Other,
+}
+
+impl Truncation {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Truncation::DepthLimit => "stack truncated at the depth limit (--max-depth)",
+            Truncation::StackCopyEnd => "stack truncated: deeper than the copied 16 KiB of stack",
+            Truncation::NoCode => "stack truncated: a frame in code with no mapping (JIT?)",
+            Truncation::Other => "stack truncated: unwinding stopped (bad frame or loop)",
+        }
+    }
+}
+
+/// The unwinder of one process.
+pub struct Unwind {
+    pid: u32,
+    unwinder: UnwinderX86_64<Vec<u8>>,
+    cache: CacheX86_64,
+    /// Modules added, by path, with their address range.
+    modules: HashMap<String, Range<u64>>,
+    max_depth: usize,
+    /// Samples unwound, and those cut short by reason.
+    pub unwound: u64,
+    pub truncated: HashMap<Truncation, u64>,
+    /// Bytes of unwind and text sections held for the modules.
+    pub table_bytes: usize,
+}
+
+impl Unwind {
+    pub fn new(pid: u32, max_depth: usize) -> Unwind {
+        Unwind {
+            pid,
+            unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new(),
+            modules: HashMap::new(),
+            max_depth,
+            unwound: 0,
+            truncated: HashMap::new(),
+            table_bytes: 0,
+        }
+    }
+
+    /// Adds the modules mapped now that are not known yet.
+    pub fn refresh_modules(&mut self) {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) else {
+            return;
+        };
+        // Per file: the start of its offset-0 mapping (the load base) and
+        // the range its executable mappings cover.
+        let mut files: HashMap<&str, (Option<u64>, Range<u64>)> = HashMap::new();
+        for line in maps.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(range), Some(perms), Some(offset), Some(path)) =
+                (fields.first(), fields.get(1), fields.get(2), fields.get(5))
+            else {
+                continue;
+            };
+            if !path.starts_with('/') {
+                continue;
+            }
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end), Ok(offset)) = (
+                u64::from_str_radix(start, 16),
+                u64::from_str_radix(end, 16),
+                u64::from_str_radix(offset, 16),
+            ) else {
+                continue;
+            };
+            let entry = files.entry(path).or_insert((None, u64::MAX..0));
+            if offset == 0 {
+                entry.0 = Some(entry.0.map_or(start, |b: u64| b.min(start)));
+            }
+            if perms.contains('x') {
+                entry.1 = entry.1.start.min(start)..entry.1.end.max(end);
+            }
+        }
+        for (path, (base, code)) in files {
+            let (Some(base), false) = (base, code.is_empty()) else {
+                continue;
+            };
+            if self.modules.get(path) == Some(&code) {
+                continue;
+            }
+            if let Some(module) = self.load_module(path, base, code.clone()) {
+                self.unwinder.add_module(module);
+                self.modules.insert(path.to_owned(), code);
+            }
+        }
+    }
+
+    /// Reads a binary's unwind sections. The module's addresses: `base` is
+    /// where its lowest loadable segment sits in the process.
+    fn load_module(&mut self, path: &str, base: u64, code: Range<u64>) -> Option<Module<Vec<u8>>> {
+        // Through the process's own view of the file where possible (a
+        // container's or a deleted binary), else the path.
+        let data = std::fs::read(format!("/proc/{}/root{path}", self.pid))
+            .or_else(|_| std::fs::read(path))
+            .ok()?;
+        let file = object::File::parse(&*data).ok()?;
+        let base_svma = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
+        let section = |name: &str| {
+            let s = file.section_by_name(name)?;
+            let range = s.address()..s.address() + s.size();
+            let bytes = s.uncompressed_data().ok()?.into_owned();
+            Some((range, bytes))
+        };
+        let text = section(".text");
+        let eh_frame = section(".eh_frame");
+        let eh_frame_hdr = section(".eh_frame_hdr");
+        let debug_frame = section(".debug_frame");
+        let got = file
+            .section_by_name(".got")
+            .map(|s| s.address()..s.address() + s.size());
+        self.table_bytes += [&text, &eh_frame, &eh_frame_hdr, &debug_frame]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, |(_, b)| b.len()))
+            .sum::<usize>();
+        let info = ExplicitModuleSectionInfo {
+            base_svma,
+            text_svma: text.as_ref().map(|(r, _)| r.clone()),
+            text: text.map(|(_, b)| b),
+            got_svma: got,
+            eh_frame_svma: eh_frame.as_ref().map(|(r, _)| r.clone()),
+            eh_frame: eh_frame.map(|(_, b)| b),
+            eh_frame_hdr_svma: eh_frame_hdr.as_ref().map(|(r, _)| r.clone()),
+            eh_frame_hdr: eh_frame_hdr.map(|(_, b)| b),
+            debug_frame: debug_frame.map(|(_, b)| b),
+            ..Default::default()
+        };
+        Some(Module::new(path.to_owned(), code, base, info))
+    }
+
+    fn known(&self, addr: u64) -> bool {
+        self.modules.values().any(|r| r.contains(&addr))
+    }
+
+    /// The user stack of a sample: instruction pointer first, then return
+    /// addresses, as far as the walk goes.
+    pub fn unwind(&mut self, sample: &CopiedStack<'_>) -> Vec<u64> {
+        if !self.known(sample.ip) {
+            self.refresh_modules();
+        }
+        let sp = sample.sp;
+        let len = sample.stack.len() as u64;
+        let stack = sample.stack;
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let offset = addr.checked_sub(sp).ok_or(())?;
+            if offset + 8 > len {
+                return Err(());
+            }
+            let at = offset as usize;
+            let bytes: [u8; 8] = stack
+                .get(at..at + 8)
+                .ok_or(())?
+                .try_into()
+                .map_err(|_| ())?;
+            Ok(u64::from_le_bytes(bytes))
+        };
+        let regs = UnwindRegsX86_64::new(sample.ip, sample.sp, sample.bp);
+        let mut frames = Vec::new();
+        let mut iter = self
+            .unwinder
+            .iter_frames(sample.ip, regs, &mut self.cache, &mut read_stack);
+        let truncation = loop {
+            if frames.len() >= self.max_depth {
+                break Some(Truncation::DepthLimit);
+            }
+            match iter.next() {
+                Ok(Some(frame)) => frames.push(frame.address()),
+                Ok(None) => break None,
+                Err(framehop::Error::CouldNotReadStack(_)) => break Some(Truncation::StackCopyEnd),
+                Err(_) => break Some(Truncation::Other),
+            }
+        };
+        // A last frame outside every module means the walk went astray.
+        let truncation = match frames.last() {
+            Some(&last) if frames.len() > 1 && !self.known(last) => {
+                frames.pop();
+                Some(Truncation::NoCode)
+            }
+            _ => truncation,
+        };
+        self.unwound += 1;
+        if let Some(why) = truncation {
+            *self.truncated.entry(why).or_default() += 1;
+        }
+        frames
+    }
+}
