@@ -271,21 +271,36 @@ impl Symbolize {
             let mut process = Process::new(self.pid.into());
             process.map_files = alive;
             let source = Source::Process(process);
-            let frames = self.batch(&source, &user, FrameKind::User);
+            // While the target runs, a read error may be the target exiting
+            // under us: leave those addresses for the final pass, which reads
+            // the binaries by path through the cached mappings.
+            let frames = self.batch(&source, &user, FrameKind::User, !alive);
             for (addr, frames) in user.iter().zip(frames) {
-                self.user.insert(*addr, frames);
+                if let Some(frames) = frames {
+                    self.user.insert(*addr, frames);
+                }
             }
         }
         if !kernel.is_empty() {
             let source = Source::Kernel(Kernel::default());
-            let frames = self.batch(&source, &kernel, FrameKind::Kernel);
+            let frames = self.batch(&source, &kernel, FrameKind::Kernel, true);
             for (addr, frames) in kernel.iter().zip(frames) {
-                self.kernel.insert(*addr, frames);
+                if let Some(frames) = frames {
+                    self.kernel.insert(*addr, frames);
+                }
             }
         }
     }
 
-    fn batch(&mut self, source: &Source<'_>, addrs: &[u64], kind: FrameKind) -> Vec<AddrFrames> {
+    /// Symbolizes a batch. An address that fails with a read error is `None`
+    /// (not cached, tried again later) unless this is the `last` try.
+    fn batch(
+        &mut self,
+        source: &Source<'_>,
+        addrs: &[u64],
+        kind: FrameKind,
+        last: bool,
+    ) -> Vec<Option<AddrFrames>> {
         let results = match self.symbolizer.symbolize(source, Input::AbsAddr(addrs)) {
             Ok(results) => results,
             // One address blazesym cannot handle (a mapping gone since) fails
@@ -296,7 +311,10 @@ impl Symbolize {
                 .map(|addr| {
                     self.symbolizer
                         .symbolize_single(source, Input::AbsAddr(*addr))
-                        .unwrap_or(Symbolized::Unknown(Reason::IgnoredError))
+                        .unwrap_or_else(|err| {
+                            debug!("cannot symbolize {addr:#x}: {err}");
+                            Symbolized::Unknown(Reason::IgnoredError)
+                        })
                 })
                 .collect(),
         };
@@ -344,8 +362,9 @@ impl Symbolize {
                             line,
                         });
                     }
-                    out.push(frames.into());
+                    out.push(Some(frames.into()));
                 }
+                Symbolized::Unknown(Reason::IgnoredError) if !last => out.push(None),
                 Symbolized::Unknown(reason) => {
                     let why = reason_str(reason);
                     let counts = if kind == FrameKind::Kernel {
@@ -354,7 +373,7 @@ impl Symbolize {
                         &mut self.stats.user_unknown
                     };
                     *counts.entry(why).or_default() += 1;
-                    out.push(unknown(*addr, kind));
+                    out.push(Some(unknown(*addr, kind)));
                 }
             }
         }

@@ -110,7 +110,7 @@ impl Unwind {
         };
         // Per file: the start of its offset-0 mapping (the load base) and
         // the range its executable mappings cover.
-        let mut files: HashMap<&str, (Option<u64>, Range<u64>)> = HashMap::new();
+        let mut files: HashMap<&str, (Option<u64>, (u64, u64))> = HashMap::new();
         for line in maps.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (Some(range), Some(perms), Some(offset), Some(path)) =
@@ -131,15 +131,16 @@ impl Unwind {
             ) else {
                 continue;
             };
-            let entry = files.entry(path).or_insert((None, u64::MAX..0));
+            let entry = files.entry(path).or_insert((None, (u64::MAX, 0)));
             if offset == 0 {
                 entry.0 = Some(entry.0.map_or(start, |b: u64| b.min(start)));
             }
             if perms.contains('x') {
-                entry.1 = entry.1.start.min(start)..entry.1.end.max(end);
+                entry.1 = (entry.1.0.min(start), entry.1.1.max(end));
             }
         }
-        for (path, (base, code)) in files {
+        for (path, (base, (code_start, code_end))) in files {
+            let code = code_start..code_end;
             let (Some(base), false) = (base, code.is_empty()) else {
                 continue;
             };
