@@ -98,22 +98,26 @@ pub fn build_workload(name: &str, flags: &[&str]) -> PathBuf {
 /// Compiles the Rust workload `tests/workloads/NAME.rs` (release, with
 /// frame pointers and debug info) and returns the binary.
 pub fn build_rust_workload(name: &str) -> PathBuf {
+    build_rust_workload_with(name, true)
+}
+
+/// Compiles a Rust workload in release mode, with or without frame pointers.
+pub fn build_rust_workload_with(name: &str, frame_pointers: bool) -> PathBuf {
     let source = workspace_root()
         .join("tests/workloads")
         .join(format!("{name}.rs"));
     let out_dir = workspace_root().join("target/test-workloads");
     std::fs::create_dir_all(&out_dir).expect("create target/test-workloads");
-    let binary = out_dir.join(name);
+    let (binary, fp) = if frame_pointers {
+        (out_dir.join(name), "force-frame-pointers=yes")
+    } else {
+        (
+            out_dir.join(format!("{name}-nofp")),
+            "force-frame-pointers=no",
+        )
+    };
     let output = Command::new("rustc")
-        .args([
-            "-O",
-            "-g",
-            "-C",
-            "force-frame-pointers=yes",
-            "--edition",
-            "2021",
-            "-o",
-        ])
+        .args(["-O", "-g", "-C", fp, "--edition", "2021", "-o"])
         .arg(&binary)
         .arg(&source)
         .output()
@@ -126,6 +130,9 @@ pub fn build_rust_workload(name: &str) -> PathBuf {
     );
     binary
 }
+
+/// Flags for optimized C without frame pointers (only .eh_frame can unwind).
+pub const NO_FRAME_POINTER_FLAGS: &[&str] = &["-O2", "-g", "-fomit-frame-pointer"];
 
 /// Flags for workloads whose frames must all keep frame pointers.
 pub const FRAME_POINTER_FLAGS: &[&str] = &["-O0", "-g", "-fno-omit-frame-pointer"];

@@ -28,8 +28,12 @@ fn three_to_one_split_is_measured() {
     let dir = scratch_dir("split");
     let out = dir.join("cpu.folded");
     let workload_str = workload.to_str().expect("UTF-8 path");
+    // The in-kernel frame-pointer path (`--unwind dwarf`, the default for
+    // cpu, is tested in unwind.rs).
     let run = profiler(&[
         "record",
+        "--unwind",
+        "fp",
         "-o",
         out.to_str().expect("UTF-8 path"),
         "--",

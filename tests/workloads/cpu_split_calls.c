@@ -1,6 +1,8 @@
-/* Like cpu_split, with one more level: main -> run_round -> hot_three and
- * hot_one, which split on-CPU time 3:1. Built -O2 -fomit-frame-pointer by the
- * DWARF-unwinding tests, so only .eh_frame can recover the callers.
+/* main -> hot_three -> spin and main -> hot_one -> spin, where hot_three
+ * asks spin for three times the work of hot_one: the same leaf code, so
+ * on-CPU time splits exactly 3:1 between the two callers at any
+ * optimization level. Built -O2 -fomit-frame-pointer by the DWARF-unwinding
+ * tests, so only .eh_frame can recover the callers.
  * Usage: cpu_split_calls SECONDS
  * Prints: cpu_seconds=<s> rounds=<n> */
 #include <stdio.h>
@@ -12,18 +14,18 @@
 static volatile unsigned long sink;
 volatile unsigned long rounds_done;
 
+__attribute__((noinline)) void spin(unsigned long n) {
+    for (unsigned long i = 0; i < n; i++) sink += i;
+}
+
+/* The increments after the calls keep them from becoming tail jumps. */
 __attribute__((noinline)) void hot_three(void) {
-    for (unsigned long i = 0; i < 3 * UNIT; i++) sink += i;
+    spin(3 * UNIT);
+    rounds_done++;
 }
 
 __attribute__((noinline)) void hot_one(void) {
-    for (unsigned long i = 0; i < UNIT; i++) sink += i;
-}
-
-/* The increment after the calls keeps them from becoming tail jumps. */
-__attribute__((noinline)) void run_round(void) {
-    hot_three();
-    hot_one();
+    spin(UNIT);
     rounds_done++;
 }
 
@@ -36,7 +38,10 @@ static double seconds(clockid_t clock) {
 int main(int argc, char **argv) {
     double duration = argc > 1 ? atof(argv[1]) : 5.0;
     double start = seconds(CLOCK_MONOTONIC);
-    while (seconds(CLOCK_MONOTONIC) - start < duration) run_round();
+    while (seconds(CLOCK_MONOTONIC) - start < duration) {
+        hot_three();
+        hot_one();
+    }
     printf("cpu_seconds=%.6f rounds=%lu\n", seconds(CLOCK_PROCESS_CPUTIME_ID), rounds_done);
     return 0;
 }

@@ -1,0 +1,160 @@
+//! Whole stacks without frame pointers: cpu samples unwound from each
+//! binary's .eh_frame (`--unwind dwarf`, the default for cpu profiles).
+
+use std::process::{Command, Stdio};
+
+use tests::*;
+
+/// Whether `frames` holds `names` one after another (callers first).
+fn has_chain(stack: &FoldedStack, names: &[&str]) -> bool {
+    stack
+        .frames
+        .windows(names.len())
+        .any(|w| w.iter().zip(names).all(|(f, n)| f == n))
+}
+
+#[test]
+fn optimized_c_without_frame_pointers_has_whole_stacks_and_the_right_split() {
+    if !can_load_bpf("optimized_c_without_frame_pointers_has_whole_stacks_and_the_right_split") {
+        return;
+    }
+    let workload = build_workload("cpu_split_calls", NO_FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("o2");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(
+        &["--unwind", "dwarf", "-o", out.to_str().expect("UTF-8")],
+        &workload,
+        &["8"],
+    );
+    assert_nothing_left_loaded();
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let three = total_where(&stacks, |s| has_chain(s, &["main", "hot_three", "spin"]));
+    let one = total_where(&stacks, |s| has_chain(s, &["main", "hot_one", "spin"]));
+    let whole = 100.0 * (three + one) as f64 / total as f64;
+    let three_pct = 100.0 * three as f64 / (three + one).max(1) as f64;
+    eprintln!(
+        "{total} samples, {whole:.1}% with main -> caller -> spin; hot_three {three_pct:.1}%"
+    );
+    assert!(
+        whole >= 95.0,
+        "only {whole:.1}% of samples have the whole chain:\n{report}"
+    );
+    assert!(
+        (three_pct - 75.0).abs() <= 5.0,
+        "hot_three's share {three_pct:.1}% is not within 5 points of 75%"
+    );
+    assert!(
+        report.contains("user stacks unwound from .eh_frame"),
+        "{report}"
+    );
+}
+
+#[test]
+fn rust_release_recursion_reaches_main_and_a_lower_depth_limit_is_reported() {
+    if !can_load_bpf("rust_release_recursion_reaches_main_and_a_lower_depth_limit_is_reported") {
+        return;
+    }
+    let workload = build_rust_workload_with("rust_recursion", false);
+    let dir = scratch_dir("recursion");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(
+        &["--unwind", "dwarf", "-o", out.to_str().expect("UTF-8")],
+        &workload,
+        &["100", "2"],
+    );
+    assert_nothing_left_loaded();
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let at_bottom: Vec<&FoldedStack> = stacks
+        .iter()
+        .filter(|s| s.has("rust_recursion::spin_at_bottom"))
+        .collect();
+    let bottom_total: u64 = at_bottom.iter().map(|s| s.value).sum();
+    let whole: u64 = at_bottom
+        .iter()
+        .filter(|s| {
+            s.has("rust_recursion::main")
+                && s.frames
+                    .iter()
+                    .filter(|f| f.as_str() == "rust_recursion::descend")
+                    .count()
+                    >= 100
+        })
+        .map(|s| s.value)
+        .sum();
+    eprintln!("{whole} of {bottom_total} samples at the bottom reach main through 100 frames");
+    assert!(bottom_total > 0, "{report}");
+    assert!(
+        whole as f64 >= 0.95 * bottom_total as f64,
+        "stacks 100 frames deep reach main: {whole} of {bottom_total}\n{report}"
+    );
+
+    // A lower depth limit cuts the stacks and says so.
+    let out = dir.join("cut.folded");
+    let (report, _) = record_command(
+        &[
+            "--unwind",
+            "dwarf",
+            "--max-depth",
+            "50",
+            "-o",
+            out.to_str().expect("UTF-8"),
+        ],
+        &workload,
+        &["100", "1"],
+    );
+    let line = report
+        .lines()
+        .find(|l| l.contains("truncated at the depth limit"))
+        .unwrap_or_else(|| panic!("truncation is reported: {report}"));
+    let cut: u64 = line
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(cut > 0, "{line}");
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    assert!(
+        stacks.iter().all(|s| s.frames.len() <= 1 + 50 + 40),
+        "no user stack is deeper than the limit"
+    );
+}
+
+#[test]
+fn a_library_loaded_after_recording_starts_unwinds() {
+    if !can_load_bpf("a_library_loaded_after_recording_starts_unwinds") {
+        return;
+    }
+    let workload = build_workload("dlopen_late", NO_FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("dlopen");
+    let library = dir.join("liblate.so");
+    let status = Command::new("gcc")
+        .args(NO_FRAME_POINTER_FLAGS)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(workspace_root().join("tests/workloads/late_lib.c"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "build the library");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(
+        &["--unwind", "dwarf", "-o", out.to_str().expect("UTF-8")],
+        &workload,
+        &[library.to_str().expect("UTF-8"), "0.5"],
+    );
+    assert_nothing_left_loaded();
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let in_lib = total_where(&stacks, |s| s.has("lib_spin"));
+    let whole = total_where(&stacks, |s| {
+        has_chain(s, &["main", "call_into_lib", "lib_hot", "lib_spin"])
+    });
+    eprintln!(
+        "{whole} of {in_lib} samples in the library have main -> call_into_lib -> lib_hot -> lib_spin"
+    );
+    assert!(in_lib > 0, "the library's code was sampled:\n{report}");
+    assert!(
+        whole as f64 >= 0.95 * in_lib as f64,
+        "the dlopened library's frames unwind: {whole} of {in_lib}\n{report}"
+    );
+}
