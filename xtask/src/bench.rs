@@ -14,8 +14,9 @@ use crate::{build_profiler, run_cmd, workspace_root};
 
 #[derive(Debug, Subcommand)]
 pub enum Which {
-    /// Target throughput alone vs under `profiler record` at 99 Hz, and the
-    /// profiler's own CPU time and peak RSS.
+    /// Target throughput alone vs under `profiler record` at 99 Hz with
+    /// frame-pointer stacks and with DWARF unwinding, and the profiler's own
+    /// CPU time (per sample) and peak RSS in each mode.
     Overhead {
         /// Runs of each kind (alternated).
         #[arg(long, default_value_t = 3)]
@@ -216,65 +217,63 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
         );
     }
     let profiler = build_profiler()?;
-    let workload = build_workload("cpu_split", &["-O0", "-fno-omit-frame-pointer"])?;
+    let workload = build_workload("cpu_split", &["-O2", "-fomit-frame-pointer"])?;
     let folded = std::env::temp_dir().join("profiler-bench-overhead.folded");
+    let modes = ["fp", "dwarf"];
     let mut alone = Vec::new();
-    let mut profiled = Vec::new();
+    let mut profiled: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     for round in 1..=runs {
         let a = run_workload(&workload, seconds, None)?;
         println!(
-            "bench: round {round}/{runs} alone:    {:>10.1} rounds/s",
+            "bench: round {round}/{runs} alone:          {:>10.1} rounds/s",
             a.rounds_per_second
         );
-        alone.push(a);
-        let p = run_workload(&workload, seconds, Some((&profiler, &folded)))?;
-        println!(
-            "bench: round {round}/{runs} profiled: {:>10.1} rounds/s (profiler CPU {:.3} s, peak RSS {} KiB)",
-            p.rounds_per_second,
-            p.profiler_cpu.unwrap_or_default().as_secs_f64(),
-            p.profiler_max_rss_kib.unwrap_or(0)
-        );
-        profiled.push(p);
+        alone.push(a.rounds_per_second);
+        for (mode, results) in modes.iter().zip(profiled.iter_mut()) {
+            let p = run_workload(&workload, seconds, Some((&profiler, &folded, mode)))?;
+            println!(
+                "bench: round {round}/{runs} --unwind {mode:<5}: {:>10.1} rounds/s (profiler CPU {:.3} s, peak RSS {} KiB)",
+                p.rounds_per_second,
+                p.profiler_cpu.unwrap_or_default().as_secs_f64(),
+                p.profiler_max_rss_kib.unwrap_or(0)
+            );
+            results.push(p);
+        }
     }
-    let alone_tp = median(
-        &mut alone
-            .iter()
-            .map(|r| r.rounds_per_second)
-            .collect::<Vec<_>>(),
-    );
-    let profiled_tp = median(
-        &mut profiled
-            .iter()
-            .map(|r| r.rounds_per_second)
-            .collect::<Vec<_>>(),
-    );
-    let cpu = median(
-        &mut profiled
-            .iter()
-            .filter_map(|r| r.profiler_cpu)
-            .map(|d| d.as_secs_f64())
-            .collect::<Vec<_>>(),
-    );
-    let rss = profiled
-        .iter()
-        .filter_map(|r| r.profiler_max_rss_kib)
-        .max()
-        .unwrap_or(0);
-    println!("bench overhead: cpu_split, {runs} runs of {seconds} s each, 99 Hz");
-    println!("  throughput alone (median):    {alone_tp:.1} rounds/s");
-    println!("  throughput profiled (median): {profiled_tp:.1} rounds/s");
+    let alone_tp = median(&mut alone);
     println!(
-        "  ratio profiled/alone:         {:.4}",
-        profiled_tp / alone_tp
+        "bench overhead: cpu_split (-O2 -fomit-frame-pointer), {runs} runs of {seconds} s each, 99 Hz"
     );
-    println!(
-        "  profiler CPU time (median):   {cpu:.3} s per {seconds} s run ({:.2}% of one core)",
-        100.0 * cpu / seconds
-    );
-    println!(
-        "  profiler peak RSS (max):      {:.1} MiB",
-        rss as f64 / 1024.0
-    );
+    println!("  throughput alone (median): {alone_tp:.1} rounds/s");
+    for (mode, results) in modes.iter().zip(&profiled) {
+        let tp = median(
+            &mut results
+                .iter()
+                .map(|r| r.rounds_per_second)
+                .collect::<Vec<_>>(),
+        );
+        let cpu = median(
+            &mut results
+                .iter()
+                .filter_map(|r| r.profiler_cpu)
+                .map(|d| d.as_secs_f64())
+                .collect::<Vec<_>>(),
+        );
+        let rss = results
+            .iter()
+            .filter_map(|r| r.profiler_max_rss_kib)
+            .max()
+            .unwrap_or(0);
+        // About 99 samples a second of the target's CPU time.
+        let samples = 99.0 * seconds;
+        println!(
+            "  --unwind {mode:<5}: throughput {tp:.1} rounds/s, ratio to alone {:.4}; profiler CPU {cpu:.3} s per run ({:.2}% of a core, {:.0} us per sample incl. start-up); peak RSS {:.1} MiB",
+            tp / alone_tp,
+            100.0 * cpu / seconds,
+            1e6 * cpu / samples,
+            rss as f64 / 1024.0
+        );
+    }
     let _ = std::fs::remove_file(&folded);
     Ok(())
 }
@@ -285,7 +284,7 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
 fn run_workload(
     workload: &Path,
     seconds: f64,
-    profiler: Option<(&Path, &Path)>,
+    profiler: Option<(&Path, &Path, &str)>,
 ) -> anyhow::Result<Run> {
     let child = Command::new(workload)
         .arg(seconds.to_string())
@@ -293,9 +292,16 @@ fn run_workload(
         .spawn()
         .with_context(|| format!("cannot start {}", workload.display()))?;
     let mut profiler_cost = None;
-    if let Some((profiler, folded)) = profiler {
+    if let Some((profiler, folded, unwind)) = profiler {
         let recorder = Command::new(profiler)
-            .args(["record", "--pid", &child.id().to_string(), "-o"])
+            .args([
+                "record",
+                "--unwind",
+                unwind,
+                "--pid",
+                &child.id().to_string(),
+                "-o",
+            ])
             .arg(folded)
             .stderr(Stdio::null())
             .spawn()
