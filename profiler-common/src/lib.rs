@@ -225,8 +225,19 @@ pub const STACK_CHUNK: usize = 1024;
 /// Capacity of the user-stack ring buffer in bytes (a power of two).
 pub const USER_STACKS_RING_BYTES: u32 = 8 * 1024 * 1024;
 
-/// A cpu sample for userspace unwinding: the thread's user registers and a
-/// copy of its user stack from `rsp` up; the kernel stack is an id in
+/// Global: 1 when futex waits and wakes copy the user stack too
+/// (`--unwind dwarf`); they then come to userspace one by one.
+pub const GLOBAL_UNWIND_DWARF_FUTEX: &str = "UNWIND_DWARF_FUTEX";
+
+/// [`UserStackSample::kind`]: an on-CPU sample.
+pub const SAMPLE_CPU: u32 = 0;
+/// [`UserStackSample::kind`]: a futex wait that ended (`value_ns` long).
+pub const SAMPLE_FUTEX_WAIT: u32 = 1;
+/// [`UserStackSample::kind`]: a futex wake call (`op` is the command).
+pub const SAMPLE_FUTEX_WAKE: u32 = 2;
+
+/// An event for userspace unwinding: the thread's user registers and a copy
+/// of its user stack from `rsp` up; the kernel stack, if any, is an id in
 /// [`MAP_LONG_STACKS`].
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -236,9 +247,17 @@ pub struct UserStackSample {
     pub kernel_stack_id: i32,
     /// Bytes of `stack` that hold the copy (a multiple of [`STACK_CHUNK`]).
     pub stack_len: u32,
+    /// [`SAMPLE_CPU`], [`SAMPLE_FUTEX_WAIT`] or [`SAMPLE_FUTEX_WAKE`].
+    pub kind: u32,
+    /// The futex command of a wake.
+    pub op: u32,
     pub ip: u64,
     pub sp: u64,
     pub bp: u64,
+    /// The lock word of a futex event.
+    pub uaddr: u64,
+    /// How long a futex wait lasted.
+    pub value_ns: u64,
     pub stack: [u8; STACK_COPY_BYTES],
 }
 

@@ -96,6 +96,9 @@ static USER_STACKS: RingBuf = RingBuf::with_byte_size(USER_STACKS_RING_BYTES, 0)
 /// 1: cpu samples copy the user stack for userspace unwinding.
 #[unsafe(no_mangle)]
 static UNWIND_DWARF: u32 = 0;
+/// 1: futex waits and wakes copy the user stack for userspace unwinding.
+#[unsafe(no_mangle)]
+static UNWIND_DWARF_FUTEX: u32 = 0;
 
 /// Blocks shorter than this are dropped (and counted); set at load time.
 #[unsafe(no_mangle)]
@@ -293,7 +296,14 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     }
     bump(Counter::CpuSamples);
     if global!(UNWIND_DWARF) == 1 {
-        copy_user_stack(&ctx, pid_tgid);
+        let event = StackEvent {
+            kind: profiler_common::SAMPLE_CPU,
+            op: 0,
+            uaddr: 0,
+            value_ns: 0,
+            kernel: true,
+        };
+        copy_user_stack(&ctx, pid_tgid, &event);
         return 0;
     }
     let (stacks, counts) = if generation() == 0 {
@@ -317,11 +327,21 @@ const PT_REGS_IP: usize = 16 * 8;
 const PT_REGS_SP: usize = 19 * 8;
 const PT_REGS_BP: usize = 4 * 8;
 
+/// What a copied stack is sent with.
+struct StackEvent {
+    kind: u32,
+    op: u32,
+    uaddr: u64,
+    value_ns: u64,
+    /// Whether to take the kernel stack too.
+    kernel: bool,
+}
+
 /// Sends the thread's user registers and a copy of its user stack to
-/// userspace. `task_pt_regs` holds the user registers whether the sample
+/// userspace. `task_pt_regs` holds the user registers whether the event
 /// hit user or kernel mode (every entry from user mode saves them there).
 #[inline(always)]
-fn copy_user_stack(ctx: &PerfEventContext, pid_tgid: u64) {
+fn copy_user_stack<C: StackIdContext>(ctx: &C, pid_tgid: u64, event: &StackEvent) {
     use aya_ebpf::helpers::{
         bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user_buf,
     };
@@ -354,7 +374,15 @@ fn copy_user_stack(ctx: &PerfEventContext, pid_tgid: u64) {
     unsafe {
         (*sample).tgid = (pid_tgid >> 32) as u32;
         (*sample).tid = pid_tgid as u32;
-        (*sample).kernel_stack_id = stack_id(ctx, &LONG_STACKS, false);
+        (*sample).kernel_stack_id = if event.kernel {
+            stack_id(ctx, &LONG_STACKS, false)
+        } else {
+            -stack_error::EFAULT
+        };
+        (*sample).kind = event.kind;
+        (*sample).op = event.op;
+        (*sample).uaddr = event.uaddr;
+        (*sample).value_ns = event.value_ns;
         (*sample).ip = ip;
         (*sample).sp = sp;
         (*sample).bp = bp;
@@ -555,6 +583,17 @@ pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
         wait_begins(tid, uaddr);
     } else if futex_op::is_wake(cmd) {
         bump(Counter::FutexWakes);
+        if global!(UNWIND_DWARF_FUTEX) == 1 {
+            let event = StackEvent {
+                kind: profiler_common::SAMPLE_FUTEX_WAKE,
+                op: cmd,
+                uaddr,
+                value_ns: 0,
+                kernel: false,
+            };
+            copy_user_stack(&ctx, pid_tgid, &event);
+            return 0;
+        }
         let key = FutexWakeKey {
             uaddr,
             tgid,
@@ -625,6 +664,17 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
     let ns = now_ns().saturating_sub(wait.start_ns);
     bump(Counter::FutexWaits);
     histogram(&FUTEX_HIST, ns);
+    if global!(UNWIND_DWARF_FUTEX) == 1 {
+        let event = StackEvent {
+            kind: profiler_common::SAMPLE_FUTEX_WAIT,
+            op: 0,
+            uaddr: wait.uaddr,
+            value_ns: ns,
+            kernel: false,
+        };
+        copy_user_stack(&ctx, pid_tgid, &event);
+        return 0;
+    }
     let key = FutexWaitKey {
         uaddr: wait.uaddr,
         tgid,

@@ -104,6 +104,8 @@ pub struct LoadConfig {
     pub arm_on_exec: bool,
     /// cpu samples copy the user stack for userspace unwinding.
     pub unwind_dwarf: bool,
+    /// Futex waits and wakes copy the user stack too.
+    pub unwind_dwarf_futex: bool,
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
@@ -164,11 +166,17 @@ impl Attached {
         };
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
         let unwind_dwarf = u32::from(config.unwind_dwarf);
+        let unwind_dwarf_futex = u32::from(config.unwind_dwarf_futex);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(profiler_common::GLOBAL_TARGET_TGID, &config.tgid, true)
             .override_global(profiler_common::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true)
-            .override_global(profiler_common::GLOBAL_UNWIND_DWARF, &unwind_dwarf, true);
+            .override_global(profiler_common::GLOBAL_UNWIND_DWARF, &unwind_dwarf, true)
+            .override_global(
+                profiler_common::GLOBAL_UNWIND_DWARF_FUTEX,
+                &unwind_dwarf_futex,
+                true,
+            );
         if let Some(o) = &offsets {
             use profiler_common as c;
             loader

@@ -81,8 +81,9 @@ pub struct RecordArgs {
 
     /// How user stacks are walked: fp (frame pointers, in the kernel), dwarf
     /// (each binary's .eh_frame, from a copy of the stack: whole stacks for
-    /// code without frame pointers), auto (dwarf for cpu samples; off-CPU
-    /// and futex stacks use frame pointers).
+    /// code without frame pointers; cpu samples and futex events), auto
+    /// (dwarf for cpu samples; frame pointers for off-CPU and futex stacks,
+    /// whose event rates make copying stacks costly).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub unwind: String,
 
@@ -123,6 +124,8 @@ pub struct RecordConfig {
     pub top: usize,
     /// Unwind cpu samples' user stacks from .eh_frame in userspace.
     pub unwind_dwarf: bool,
+    /// Unwind futex events' user stacks from .eh_frame in userspace.
+    pub unwind_dwarf_futex: bool,
     pub max_depth: usize,
 }
 
@@ -245,9 +248,10 @@ impl RecordArgs {
                 });
             }
         }
-        let unwind_dwarf = match self.unwind.as_str() {
-            "dwarf" | "auto" => true,
-            "fp" => false,
+        let (unwind_dwarf, unwind_dwarf_futex) = match self.unwind.as_str() {
+            "dwarf" => (true, true),
+            "auto" => (true, false),
+            "fp" => (false, false),
             other => bail!("--unwind: unknown mode {other:?}; choose fp, dwarf or auto"),
         };
         if self.max_depth == 0 {
@@ -263,6 +267,7 @@ impl RecordArgs {
             per_thread: self.per_thread,
             top: self.top,
             unwind_dwarf,
+            unwind_dwarf_futex,
             max_depth: self.max_depth,
         })
     }

@@ -292,17 +292,50 @@ impl Collector {
                 cache: &mut self.long_cache,
                 vanished: &mut self.collected.vanished_stacks,
             };
-            let raw = RawStack {
-                tid: copy.tid,
-                user: if frames.is_empty() {
-                    Stack::Lost(StackLoss::Errno(stack_error::EFAULT))
-                } else {
-                    Stack::Frames(frames.into())
-                },
-                kernel: long.resolve(copy.kernel_stack_id, true),
+            let user = if frames.is_empty() {
+                Stack::Lost(StackLoss::Errno(stack_error::EFAULT))
+            } else {
+                Stack::Frames(frames.into())
             };
             let _ = copy.tgid;
-            *self.collected.stacks.entry(raw).or_default() += 1;
+            match copy.kind {
+                profiler_common::SAMPLE_FUTEX_WAIT => {
+                    let wait = FutexWait {
+                        uaddr: copy.uaddr,
+                        tid: copy.tid,
+                        user,
+                        waker_tid: 0,
+                        waker_tgid: 0,
+                        waker_user: Stack::Empty,
+                    };
+                    self.collected
+                        .futex_waits
+                        .entry(wait)
+                        .or_default()
+                        .add(Waits {
+                            count: 1,
+                            total_ns: copy.value_ns,
+                            max_ns: copy.value_ns,
+                        });
+                }
+                profiler_common::SAMPLE_FUTEX_WAKE => {
+                    let wake = FutexWake {
+                        uaddr: copy.uaddr,
+                        tid: copy.tid,
+                        user,
+                        op: copy.op,
+                    };
+                    *self.collected.futex_wakes.entry(wake).or_default() += 1;
+                }
+                _ => {
+                    let raw = RawStack {
+                        tid: copy.tid,
+                        user,
+                        kernel: long.resolve(copy.kernel_stack_id, true),
+                    };
+                    *self.collected.stacks.entry(raw).or_default() += 1;
+                }
+            }
         }
     }
 

@@ -167,6 +167,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         tgid: target.pid,
         arm_on_exec: target.is_spawned(),
         unwind_dwarf: config.unwind_dwarf && config.kinds.contains(&ProfileKind::Cpu),
+        unwind_dwarf_futex: config.unwind_dwarf_futex && config.kinds.contains(&ProfileKind::Futex),
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,
@@ -310,7 +311,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         _ => None,
     };
     let report = Report {
-        unwind: config.unwind_dwarf.then_some(&unwind),
+        unwind: (config.unwind_dwarf || config.unwind_dwarf_futex).then_some(&unwind),
         profiles: written,
         collected: &collector.collected,
         symbols: &symbols,

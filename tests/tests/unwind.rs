@@ -158,3 +158,56 @@ fn a_library_loaded_after_recording_starts_unwinds() {
         "the dlopened library's frames unwind: {whole} of {in_lib}\n{report}"
     );
 }
+
+#[test]
+fn futex_waits_through_glibc_show_the_locking_and_unlocking_functions() {
+    if !can_load_bpf("futex_waits_through_glibc_show_the_locking_and_unlocking_functions") {
+        return;
+    }
+    let workload = build_workload("mutex_contend", NO_FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("futexdwarf");
+    let out = dir.join("locks.folded");
+    let (report, stdout) = record_command(
+        &[
+            "--profile",
+            "futex",
+            "--unwind",
+            "dwarf",
+            "-o",
+            out.to_str().expect("UTF-8"),
+        ],
+        &workload,
+        &["4", "150", "1000"],
+    );
+    assert_nothing_left_loaded();
+    let truth = workload_value(&stdout, "lock_wait_ns").expect("the workload reports its wait");
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let on_lock = total_where(&stacks, |s| {
+        s.frames.get(1).map(String::as_str) == Some("g_lock")
+    });
+    // The waiter's own locking function sits above pthread_mutex_lock.
+    let whole = total_where(&stacks, |s| {
+        s.frames.get(1).map(String::as_str) == Some("g_lock")
+            && s.frames
+                .windows(2)
+                .any(|w| w[0] == "take_lock" && w[1].contains("pthread_mutex_lock"))
+    });
+    eprintln!(
+        "{whole} of {on_lock} ns of waits on g_lock have take_lock above pthread_mutex_lock; workload's own figure {truth} ns"
+    );
+    assert!(
+        whole as f64 >= 0.95 * on_lock as f64,
+        "waiter stacks name take_lock above pthread_mutex_lock for 95% of the wait:\n{report}"
+    );
+    assert!(within(on_lock as f64, truth, 10.0), "{on_lock} vs {truth}");
+    // The wake side names the unlocking function.
+    let waker = report_after(&report, "g_lock:")
+        .into_iter()
+        .take(3)
+        .find(|l| l.contains("top wake"))
+        .unwrap_or_else(|| panic!("no wake line for g_lock: {report}"));
+    assert!(
+        waker.contains("release_lock") && waker.contains("pthread_mutex_unlock"),
+        "the waker stack contains the unlocking function: {waker}"
+    );
+}
