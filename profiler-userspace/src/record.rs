@@ -236,6 +236,10 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
                 _ = target.exited() => break Ok(Ending::TargetExited),
                 _ = mappings_tick.tick() => {
+                    if config.unwind_dwarf || config.unwind_dwarf_futex {
+                        // Libraries loaded since (dlopen), while they are mapped.
+                        unwind.refresh_modules();
+                    }
                     collector.drain_user_stacks(&mut unwind);
                     symbols.cache_mappings();
                     if let Some(cpu) = target::cpu_time(target.pid) {
