@@ -235,6 +235,34 @@ pub const SAMPLE_CPU: u32 = 0;
 pub const SAMPLE_FUTEX_WAIT: u32 = 1;
 /// [`UserStackSample::kind`]: a futex wake call (`op` is the command).
 pub const SAMPLE_FUTEX_WAKE: u32 = 2;
+/// [`UserStackSample::kind`]: a thread switched out (`uaddr` holds the
+/// switch-out time, which with the thread id names the interval an
+/// [`OffCpuInterval`] later closes).
+pub const SAMPLE_SWITCH_OUT: u32 = 3;
+/// Global: 1 when switch-outs copy the user stack (`--unwind dwarf`).
+pub const GLOBAL_UNWIND_DWARF_OFFCPU: &str = "UNWIND_DWARF_OFFCPU";
+/// Ring buffer of [`OffCpuInterval`]s (`--unwind dwarf` off-CPU profiles).
+pub const MAP_OFFCPU_INTERVALS: &str = "OFFCPU_INTERVALS";
+
+/// An off-CPU interval that ended, for a stack sent at its switch-out as a
+/// [`SAMPLE_SWITCH_OUT`] sample with the same `tid` and `switched_out_ns`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OffCpuInterval {
+    pub tid: u32,
+    /// [`OFFCPU_BLOCKED`] or [`OFFCPU_PREEMPTED`].
+    pub state: u32,
+    pub switched_out_ns: u64,
+    /// Time charged: blocked (to the wake-up) or preempted.
+    pub charged_ns: u64,
+    pub waker_tgid: u32,
+    pub waker_tid: u32,
+    pub waker_user_stack_id: i32,
+    pub waker_kernel_stack_id: i32,
+    /// 1 when a wake-up was seen.
+    pub woken: u32,
+    pub reserved: u32,
+}
 
 /// An event for userspace unwinding: the thread's user registers and a copy
 /// of its user stack from `rsp` up; the kernel stack, if any, is an id in
@@ -444,6 +472,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FutexWakeKey>(), 24);
         assert_eq!(core::mem::size_of::<SwitchedOut>(), 48);
         assert_eq!(core::mem::size_of::<FutexInFlight>(), 32);
+        assert_eq!(core::mem::size_of::<OffCpuInterval>(), 48);
     }
 
     #[test]

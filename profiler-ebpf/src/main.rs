@@ -99,6 +99,13 @@ static UNWIND_DWARF: u32 = 0;
 /// 1: futex waits and wakes copy the user stack for userspace unwinding.
 #[unsafe(no_mangle)]
 static UNWIND_DWARF_FUTEX: u32 = 0;
+/// 1: switch-outs copy the user stack; intervals go to OFFCPU_INTERVALS.
+#[unsafe(no_mangle)]
+static UNWIND_DWARF_OFFCPU: u32 = 0;
+
+/// Off-CPU intervals whose stacks were sent at their switch-out.
+#[map]
+static OFFCPU_INTERVALS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
 /// Blocks shorter than this are dropped (and counted); set at load time.
 #[unsafe(no_mangle)]
@@ -434,11 +441,31 @@ fn switch_out(ctx: &TracePointContext, tid: u32, now: u64) {
     } else {
         OFFCPU_PREEMPTED
     };
+    let dwarf = global!(UNWIND_DWARF_OFFCPU) == 1;
+    if dwarf {
+        let event = StackEvent {
+            kind: profiler_common::SAMPLE_SWITCH_OUT,
+            op: state,
+            uaddr: now,
+            value_ns: 0,
+            kernel: true,
+        };
+        copy_user_stack(ctx, bpf_get_current_pid_tgid(), &event);
+    }
+    let (user_stack_id, kernel_stack_id) = if dwarf {
+        // The stacks went to userspace with the copy.
+        (-stack_error::EFAULT, -stack_error::EFAULT)
+    } else {
+        (
+            stack_id(ctx, &LONG_STACKS, true),
+            stack_id(ctx, &LONG_STACKS, false),
+        )
+    };
     let out = SwitchedOut {
         switched_out_ns: now,
         woken_ns: 0,
-        user_stack_id: stack_id(ctx, &LONG_STACKS, true),
-        kernel_stack_id: stack_id(ctx, &LONG_STACKS, false),
+        user_stack_id,
+        kernel_stack_id,
         waker_tgid: 0,
         waker_tid: 0,
         waker_user_stack_id: -stack_error::EFAULT,
@@ -479,6 +506,27 @@ fn switch_in(tid: u32, now: u64) {
     }
     if out.state == OFFCPU_BLOCKED && charged_ns < global!(MIN_BLOCK_NS) {
         bump(Counter::ShortBlocksDropped);
+        return;
+    }
+    if global!(UNWIND_DWARF_OFFCPU) == 1 {
+        let interval = profiler_common::OffCpuInterval {
+            tid,
+            state: out.state,
+            switched_out_ns: out.switched_out_ns,
+            charged_ns,
+            waker_tgid: out.waker_tgid,
+            waker_tid: out.waker_tid,
+            waker_user_stack_id: out.waker_user_stack_id,
+            waker_kernel_stack_id: out.waker_kernel_stack_id,
+            woken: u32::from(out.woken_ns != 0),
+            reserved: 0,
+        };
+        if OFFCPU_INTERVALS
+            .output::<profiler_common::OffCpuInterval>(&interval, 0)
+            .is_err()
+        {
+            bump(Counter::UserStackRingFull);
+        }
         return;
     }
     let key = OffCpuKey {

@@ -106,6 +106,8 @@ pub struct LoadConfig {
     pub unwind_dwarf: bool,
     /// Futex waits and wakes copy the user stack too.
     pub unwind_dwarf_futex: bool,
+    /// Switch-outs copy the user stack too.
+    pub unwind_dwarf_offcpu: bool,
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
@@ -167,6 +169,7 @@ impl Attached {
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
         let unwind_dwarf = u32::from(config.unwind_dwarf);
         let unwind_dwarf_futex = u32::from(config.unwind_dwarf_futex);
+        let unwind_dwarf_offcpu = u32::from(config.unwind_dwarf_offcpu);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(profiler_common::GLOBAL_TARGET_TGID, &config.tgid, true)
@@ -175,6 +178,11 @@ impl Attached {
             .override_global(
                 profiler_common::GLOBAL_UNWIND_DWARF_FUTEX,
                 &unwind_dwarf_futex,
+                true,
+            )
+            .override_global(
+                profiler_common::GLOBAL_UNWIND_DWARF_OFFCPU,
+                &unwind_dwarf_offcpu,
                 true,
             );
         if let Some(o) = &offsets {

@@ -38,6 +38,8 @@ pub enum StackLoss {
     Errno(i32),
     /// The stack id was no longer in the stack map when drained.
     Vanished,
+    /// The copied stack never reached userspace (ring buffer full).
+    Dropped,
 }
 
 impl StackLoss {
@@ -52,6 +54,7 @@ impl StackLoss {
             StackLoss::Errno(stack_error::EFAULT) => format!("[no {side} stack]"),
             StackLoss::Errno(errno) => format!("[{side} stack lost: errno {errno}]"),
             StackLoss::Vanished => format!("[{side} stack lost: evicted before drain]"),
+            StackLoss::Dropped => format!("[{side} stack lost: ring buffer full]"),
         }
     }
 }
@@ -224,6 +227,11 @@ pub struct Collector {
     futex_hist: PerCpuArray<MapData, u64>,
     /// Copied user stacks (`--unwind dwarf`).
     user_stacks: aya::maps::RingBuf<MapData>,
+    /// Off-CPU intervals whose stacks came as copies (`--unwind dwarf`).
+    offcpu_intervals: aya::maps::RingBuf<MapData>,
+    /// Unwound switch-out stacks waiting for their interval, per thread,
+    /// oldest first: (switch-out time, user stack, kernel stack).
+    switched_out: HashMap<u32, std::collections::VecDeque<(u64, Stack, Stack)>>,
     generation: u32,
     pub collected: Collected,
 }
@@ -255,6 +263,10 @@ impl Collector {
             runq_hist: PerCpuArray::try_from(take(MAP_RUNQ_HIST)?)?,
             futex_hist: PerCpuArray::try_from(take(MAP_FUTEX_HIST)?)?,
             user_stacks: aya::maps::RingBuf::try_from(take(profiler_common::MAP_USER_STACKS)?)?,
+            offcpu_intervals: aya::maps::RingBuf::try_from(take(
+                profiler_common::MAP_OFFCPU_INTERVALS,
+            )?)?,
+            switched_out: HashMap::new(),
             generation: 0,
             collected: Collected {
                 runq_hist: vec![0; HIST_BUCKETS as usize],
@@ -318,6 +330,13 @@ impl Collector {
                             max_ns: copy.value_ns,
                         });
                 }
+                profiler_common::SAMPLE_SWITCH_OUT => {
+                    let kernel = long.resolve(copy.kernel_stack_id, true);
+                    self.switched_out
+                        .entry(copy.tid)
+                        .or_default()
+                        .push_back((copy.uaddr, user, kernel));
+                }
                 profiler_common::SAMPLE_FUTEX_WAKE => {
                     let wake = FutexWake {
                         uaddr: copy.uaddr,
@@ -336,6 +355,64 @@ impl Collector {
                     *self.collected.stacks.entry(raw).or_default() += 1;
                 }
             }
+        }
+    }
+
+    /// Joins off-CPU intervals with the stacks copied at their switch-outs
+    /// (call after [`Collector::drain_user_stacks`]: a switch-out's stack is
+    /// always sent before its interval).
+    pub fn drain_offcpu_intervals(&mut self) {
+        while let Some(item) = self.offcpu_intervals.next() {
+            let Some(interval) = parse_interval(&item) else {
+                continue;
+            };
+            let queue = self.switched_out.entry(interval.tid).or_default();
+            // Older switch-outs never got an interval (blocks shorter than
+            // --min-block, a lost record): they are done with.
+            while queue
+                .front()
+                .is_some_and(|(out, _, _)| *out < interval.switched_out_ns)
+            {
+                queue.pop_front();
+            }
+            let (user, kernel) = match queue.front() {
+                Some((out, _, _)) if *out == interval.switched_out_ns => {
+                    let (_, user, kernel) =
+                        queue.pop_front().unwrap_or((0, Stack::Empty, Stack::Empty));
+                    (user, kernel)
+                }
+                _ => (
+                    Stack::Lost(StackLoss::Dropped),
+                    Stack::Lost(StackLoss::Dropped),
+                ),
+            };
+            let mut long = LongStacks {
+                map: &self.long_stacks,
+                cache: &mut self.long_cache,
+                vanished: &mut self.collected.vanished_stacks,
+            };
+            let waker = (interval.woken != 0).then(|| Waker {
+                tgid: interval.waker_tgid,
+                tid: interval.waker_tid,
+                user: long.resolve(interval.waker_user_stack_id, false),
+                kernel: long.resolve(interval.waker_kernel_stack_id, true),
+            });
+            let raw = OffCpuStack {
+                tid: interval.tid,
+                state: if interval.state == profiler_common::OFFCPU_PREEMPTED {
+                    OffCpuState::Preempted
+                } else {
+                    OffCpuState::Blocked
+                },
+                user,
+                kernel,
+                waker,
+            };
+            self.collected.offcpu.entry(raw).or_default().add(Waits {
+                count: 1,
+                total_ns: interval.charged_ns,
+                max_ns: interval.charged_ns,
+            });
         }
     }
 
@@ -557,4 +634,25 @@ fn drain_waits<K: Pod + Eq + Hash, R: Eq + Hash>(
         into.entry(raw(&key, &mut long)).or_default().add(waits);
     }
     Ok(())
+}
+
+/// Reads a record laid out as `profiler_common::OffCpuInterval`.
+fn parse_interval(bytes: &[u8]) -> Option<profiler_common::OffCpuInterval> {
+    use std::mem::offset_of;
+
+    use profiler_common::OffCpuInterval as I;
+    let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    Some(I {
+        tid: u32_at(offset_of!(I, tid))?,
+        state: u32_at(offset_of!(I, state))?,
+        switched_out_ns: u64_at(offset_of!(I, switched_out_ns))?,
+        charged_ns: u64_at(offset_of!(I, charged_ns))?,
+        waker_tgid: u32_at(offset_of!(I, waker_tgid))?,
+        waker_tid: u32_at(offset_of!(I, waker_tid))?,
+        waker_user_stack_id: u32_at(offset_of!(I, waker_user_stack_id))? as i32,
+        waker_kernel_stack_id: u32_at(offset_of!(I, waker_kernel_stack_id))? as i32,
+        woken: u32_at(offset_of!(I, woken))?,
+        reserved: 0,
+    })
 }

@@ -168,6 +168,8 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         arm_on_exec: target.is_spawned(),
         unwind_dwarf: config.unwind_dwarf && config.kinds.contains(&ProfileKind::Cpu),
         unwind_dwarf_futex: config.unwind_dwarf_futex && config.kinds.contains(&ProfileKind::Futex),
+        unwind_dwarf_offcpu: config.unwind_dwarf_futex
+            && config.kinds.contains(&ProfileKind::OffCpu),
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,
@@ -241,6 +243,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                         unwind.refresh_modules();
                     }
                     collector.drain_user_stacks(&mut unwind);
+                    collector.drain_offcpu_intervals();
                     symbols.cache_mappings();
                     if let Some(cpu) = target::cpu_time(target.pid) {
                         cpu_last = Some(cpu);
@@ -248,6 +251,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 }
                 _ = drain_tick.tick() => {
                     collector.drain_user_stacks(&mut unwind);
+                    collector.drain_offcpu_intervals();
                     collector.drain()?;
                     target.refresh_thread_names();
                     resolve_new(&collector, &mut symbols, &mut names, target.pid, target.is_alive());
@@ -266,6 +270,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     }
     attached.detach();
     collector.drain_user_stacks(&mut unwind);
+    collector.drain_offcpu_intervals();
     collector.drain_all()?;
     let alive = target.is_alive();
     if alive {

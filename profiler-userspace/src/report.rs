@@ -70,6 +70,19 @@ impl Report<'_> {
             }
         }
         self.losses(&mut out);
+        if let Some(unwind) = self.unwind {
+            let _ = writeln!(
+                out,
+                "  user stacks unwound from .eh_frame: {} ({:.1} MiB of unwind and text sections held)",
+                unwind.unwound,
+                unwind.table_bytes as f64 / (1024.0 * 1024.0)
+            );
+            let mut truncated: Vec<_> = unwind.truncated.iter().collect();
+            truncated.sort();
+            for (why, n) in truncated {
+                let _ = writeln!(out, "    {n:>8}  {}", why.describe());
+            }
+        }
         for (profile, written) in &self.profiles {
             let _ = writeln!(out, "{} profile:", profile.kind.name());
             match profile.kind {
@@ -151,19 +164,7 @@ impl Report<'_> {
         let _ = writeln!(out);
         let dropped = c.counter(Counter::CountsMapFull) + c.counter(Counter::UserStackRingFull);
         let _ = writeln!(out, "  dropped samples: {dropped}");
-        if let Some(unwind) = self.unwind {
-            let _ = writeln!(
-                out,
-                "  user stacks unwound from .eh_frame: {} ({:.1} MiB of unwind and text sections held)",
-                unwind.unwound,
-                unwind.table_bytes as f64 / (1024.0 * 1024.0)
-            );
-            let mut truncated: Vec<_> = unwind.truncated.iter().collect();
-            truncated.sort();
-            for (why, n) in truncated {
-                let _ = writeln!(out, "    {n:>8}  {}", why.describe());
-            }
-        }
+
         if samples == 0 {
             let _ = writeln!(
                 out,

@@ -244,11 +244,11 @@ impl Symbolize {
     /// Caches the target's current mappings (call while it runs: on start and
     /// before each batch, which also picks up libraries loaded since).
     pub fn cache_mappings(&mut self) {
-        if let Some(mappings) = read_mappings(self.pid)
-            && !mappings.is_empty()
-        {
-            self.mappings = mappings;
-        }
+        // An exiting process shows no mappings: keep the last real ones.
+        let Some(mappings) = read_mappings(self.pid).filter(|m| !m.is_empty()) else {
+            return;
+        };
+        self.mappings = mappings;
         let mut cache = ProcessCache::new(self.pid.into());
         cache.cache_vmas = true;
         if let Err(err) = self.symbolizer.cache(&Cache::Process(cache)) {
@@ -265,9 +265,17 @@ impl Symbolize {
         alive: bool,
     ) {
         let user = unseen(user_addrs, &self.user);
+        debug!(fresh = user.len(), alive, "symbolizing user addresses");
         let kernel = unseen(kernel_addrs, &self.kernel);
 
-        if !user.is_empty() {
+        if !user.is_empty() && !alive {
+            // The target is gone: symbolize through the files of its last
+            // mappings (path and file offset), not through /proc.
+            let frames = self.batch_by_file(&user);
+            for (addr, frames) in user.iter().zip(frames) {
+                self.user.insert(*addr, frames);
+            }
+        } else if !user.is_empty() {
             let mut process = Process::new(self.pid.into());
             process.map_files = alive;
             let source = Source::Process(process);
@@ -292,6 +300,62 @@ impl Symbolize {
         }
     }
 
+    /// Symbolizes addresses of an exited target through the files of its
+    /// last mappings: each address becomes (file, file offset).
+    fn batch_by_file(&mut self, addrs: &[u64]) -> Vec<AddrFrames> {
+        let mut by_file: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
+        let mut out: Vec<Option<AddrFrames>> = vec![None; addrs.len()];
+        for (i, addr) in addrs.iter().enumerate() {
+            match self
+                .mappings
+                .iter()
+                .find(|m| m.start <= *addr && *addr < m.end && m.path.is_some())
+            {
+                Some(m) => by_file
+                    .entry(m.path.clone().unwrap_or_default())
+                    .or_default()
+                    .push((i, addr - m.start + m.offset)),
+                None => {
+                    *self
+                        .stats
+                        .user_unknown
+                        .entry("address not in any mapping")
+                        .or_default() += 1;
+                    out[i] = Some(unknown(*addr, FrameKind::User));
+                }
+            }
+        }
+        for (path, entries) in by_file {
+            let source = Source::Elf(blazesym::symbolize::source::Elf::new(&path));
+            let offsets: Vec<u64> = entries.iter().map(|(_, off)| *off).collect();
+            let frames = self.batch_input(
+                &source,
+                Input::FileOffset(&offsets),
+                &offsets,
+                FrameKind::User,
+                true,
+            );
+            for ((i, _), frames) in entries.into_iter().zip(frames) {
+                // Back from file offsets to the process's addresses.
+                out[i] = frames.map(|frames| {
+                    frames
+                        .iter()
+                        .map(|f| Frame {
+                            addr: addrs[i],
+                            ..f.clone()
+                        })
+                        .collect::<Vec<_>>()
+                        .into()
+                });
+            }
+        }
+        addrs
+            .iter()
+            .zip(out)
+            .map(|(addr, f)| f.unwrap_or_else(|| unknown(*addr, FrameKind::User)))
+            .collect()
+    }
+
     /// Symbolizes a batch. An address that fails with a read error is `None`
     /// (not cached, tried again later) unless this is the `last` try.
     fn batch(
@@ -301,7 +365,24 @@ impl Symbolize {
         kind: FrameKind,
         last: bool,
     ) -> Vec<Option<AddrFrames>> {
-        let results = match self.symbolizer.symbolize(source, Input::AbsAddr(addrs)) {
+        self.batch_input(source, Input::AbsAddr(addrs), addrs, kind, last)
+    }
+
+    /// [`Symbolize::batch`] for any input kind; `addrs` are the inputs.
+    fn batch_input(
+        &mut self,
+        source: &Source<'_>,
+        input: Input<&[u64]>,
+        addrs: &[u64],
+        kind: FrameKind,
+        last: bool,
+    ) -> Vec<Option<AddrFrames>> {
+        let single = |addr: u64| match input {
+            Input::AbsAddr(_) => Input::AbsAddr(addr),
+            Input::VirtOffset(_) => Input::VirtOffset(addr),
+            Input::FileOffset(_) => Input::FileOffset(addr),
+        };
+        let results = match self.symbolizer.symbolize(source, input) {
             Ok(results) => results,
             // One address blazesym cannot handle (a mapping gone since) fails
             // the whole batch: try each address on its own; those that still
@@ -310,7 +391,7 @@ impl Symbolize {
                 .iter()
                 .map(|addr| {
                     self.symbolizer
-                        .symbolize_single(source, Input::AbsAddr(*addr))
+                        .symbolize_single(source, single(*addr))
                         .unwrap_or_else(|err| {
                             debug!("cannot symbolize {addr:#x}: {err}");
                             Symbolized::Unknown(Reason::IgnoredError)

@@ -211,3 +211,38 @@ fn futex_waits_through_glibc_show_the_locking_and_unlocking_functions() {
         "the waker stack contains the unlocking function: {waker}"
     );
 }
+
+#[test]
+fn off_cpu_stacks_through_glibc_are_whole() {
+    if !can_load_bpf("off_cpu_stacks_through_glibc_are_whole") {
+        return;
+    }
+    let workload = build_workload("sleeper", NO_FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("offcpudwarf");
+    let out = dir.join("off.folded");
+    let (report, stdout) = record_command(
+        &[
+            "--profile",
+            "offcpu",
+            "--unwind",
+            "dwarf",
+            "-o",
+            out.to_str().expect("UTF-8"),
+        ],
+        &workload,
+        &["100", "10000"],
+    );
+    assert_nothing_left_loaded();
+    let truth = workload_value(&stdout, "slept_ns").expect("the workload reports its sleep");
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let whole = total_where(&stacks, |s| {
+        has_chain(s, &["main", "sleepy_function", "sleep_once"]) && s.has("do_nanosleep")
+    });
+    eprintln!(
+        "{whole} ns blocked with main -> sleepy_function -> sleep_once -> nanosleep; workload's own figure {truth} ns"
+    );
+    assert!(
+        within(whole as f64, truth, 10.0),
+        "off-CPU time with whole stacks {whole} ns is not within 10% of {truth} ns:\n{report}"
+    );
+}
