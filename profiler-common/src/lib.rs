@@ -137,7 +137,9 @@ pub struct SwitchedOut {
     pub waker_user_stack_id: i32,
     pub waker_kernel_stack_id: i32,
     pub state: u32,
-    pub reserved: u32,
+    /// 1 when the stacks went to userspace as a copy (the interval then
+    /// goes there too); 0 when they are ids in [`MAP_LONG_STACKS`].
+    pub copied: u32,
 }
 
 /// A futex wait under way.
@@ -215,9 +217,17 @@ mod pod {
 
 /// Ring buffer of [`UserStackSample`]s (DWARF unwinding mode).
 pub const MAP_USER_STACKS: &str = "USER_STACKS";
-/// Global: 1 when cpu samples copy the user stack for unwinding in
-/// userspace (`--unwind dwarf`), 0 for in-kernel frame-pointer stacks.
+/// Global: how cpu samples take user stacks, an `UNWIND_*` value.
 pub const GLOBAL_UNWIND_DWARF: &str = "UNWIND_DWARF";
+/// Frame-pointer stacks walked in the kernel (`--unwind fp`).
+pub const UNWIND_FP: u32 = 0;
+/// Always copy the stack for userspace unwinding (`--unwind dwarf`); an
+/// event that finds the ring buffer full is dropped and counted.
+pub const UNWIND_COPY: u32 = 1;
+/// Copy the stack while the ring buffer is less than half full, else take a
+/// frame-pointer stack in the kernel (`--unwind auto`): whole stacks at
+/// moderate rates, every event counted at any rate.
+pub const UNWIND_AUTO: u32 = 2;
 /// Bytes of user stack copied per sample, in [`STACK_CHUNK`] chunks.
 pub const STACK_COPY_BYTES: usize = 16 * 1024;
 /// The stack is copied in chunks of this size, as far as it is readable.
@@ -225,8 +235,8 @@ pub const STACK_CHUNK: usize = 1024;
 /// Capacity of the user-stack ring buffer in bytes (a power of two).
 pub const USER_STACKS_RING_BYTES: u32 = 8 * 1024 * 1024;
 
-/// Global: 1 when futex waits and wakes copy the user stack too
-/// (`--unwind dwarf`); they then come to userspace one by one.
+/// Global: how futex waits and wakes take user stacks, an `UNWIND_*` value
+/// (copied ones come to userspace one by one).
 pub const GLOBAL_UNWIND_DWARF_FUTEX: &str = "UNWIND_DWARF_FUTEX";
 
 /// [`UserStackSample::kind`]: an on-CPU sample.
@@ -239,7 +249,7 @@ pub const SAMPLE_FUTEX_WAKE: u32 = 2;
 /// switch-out time, which with the thread id names the interval an
 /// [`OffCpuInterval`] later closes).
 pub const SAMPLE_SWITCH_OUT: u32 = 3;
-/// Global: 1 when switch-outs copy the user stack (`--unwind dwarf`).
+/// Global: how switch-outs take user stacks, an `UNWIND_*` value.
 pub const GLOBAL_UNWIND_DWARF_OFFCPU: &str = "UNWIND_DWARF_OFFCPU";
 /// Ring buffer of [`OffCpuInterval`]s (`--unwind dwarf` off-CPU profiles).
 pub const MAP_OFFCPU_INTERVALS: &str = "OFFCPU_INTERVALS";

@@ -93,15 +93,31 @@ static FUTEX_INFLIGHT: LruHashMap<u32, FutexInFlight> =
 #[map]
 static USER_STACKS: RingBuf = RingBuf::with_byte_size(USER_STACKS_RING_BYTES, 0);
 
-/// 1: cpu samples copy the user stack for userspace unwinding.
+/// How cpu samples take user stacks (`profiler_common::UNWIND_*`).
 #[unsafe(no_mangle)]
 static UNWIND_DWARF: u32 = 0;
-/// 1: futex waits and wakes copy the user stack for userspace unwinding.
+/// How futex waits and wakes take user stacks.
 #[unsafe(no_mangle)]
 static UNWIND_DWARF_FUTEX: u32 = 0;
-/// 1: switch-outs copy the user stack; intervals go to OFFCPU_INTERVALS.
+/// How switch-outs take user stacks; copied ones send their intervals to
+/// OFFCPU_INTERVALS.
 #[unsafe(no_mangle)]
 static UNWIND_DWARF_OFFCPU: u32 = 0;
+
+/// Whether this event should copy its stack for userspace unwinding, by
+/// the kind's `UNWIND_*` mode: always, never, or while the ring buffer is
+/// less than half full (the rest take frame-pointer stacks in the kernel).
+#[inline(always)]
+fn copy_stack(mode: u32) -> bool {
+    match mode {
+        profiler_common::UNWIND_COPY => true,
+        profiler_common::UNWIND_AUTO => {
+            USER_STACKS.query(aya_ebpf::bindings::BPF_RB_AVAIL_DATA as u64)
+                < u64::from(USER_STACKS_RING_BYTES / 2)
+        }
+        _ => false,
+    }
+}
 
 /// Off-CPU intervals whose stacks were sent at their switch-out.
 #[map]
@@ -302,7 +318,7 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
         return 0;
     }
     bump(Counter::CpuSamples);
-    if global!(UNWIND_DWARF) == 1 {
+    if copy_stack(global!(UNWIND_DWARF)) {
         let event = StackEvent {
             kind: profiler_common::SAMPLE_CPU,
             op: 0,
@@ -441,7 +457,7 @@ fn switch_out(ctx: &TracePointContext, tid: u32, now: u64) {
     } else {
         OFFCPU_PREEMPTED
     };
-    let dwarf = global!(UNWIND_DWARF_OFFCPU) == 1;
+    let dwarf = copy_stack(global!(UNWIND_DWARF_OFFCPU));
     if dwarf {
         let event = StackEvent {
             kind: profiler_common::SAMPLE_SWITCH_OUT,
@@ -471,7 +487,7 @@ fn switch_out(ctx: &TracePointContext, tid: u32, now: u64) {
         waker_user_stack_id: -stack_error::EFAULT,
         waker_kernel_stack_id: -stack_error::EFAULT,
         state,
-        reserved: 0,
+        copied: u32::from(dwarf),
     };
     bump(Counter::Switches);
     if SWITCHED_OUT.insert(tid, out, BPF_ANY as u64).is_err() {
@@ -508,7 +524,7 @@ fn switch_in(tid: u32, now: u64) {
         bump(Counter::ShortBlocksDropped);
         return;
     }
-    if global!(UNWIND_DWARF_OFFCPU) == 1 {
+    if out.copied == 1 {
         let interval = profiler_common::OffCpuInterval {
             tid,
             state: out.state,
@@ -631,7 +647,7 @@ pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
         wait_begins(tid, uaddr);
     } else if futex_op::is_wake(cmd) {
         bump(Counter::FutexWakes);
-        if global!(UNWIND_DWARF_FUTEX) == 1 {
+        if copy_stack(global!(UNWIND_DWARF_FUTEX)) {
             let event = StackEvent {
                 kind: profiler_common::SAMPLE_FUTEX_WAKE,
                 op: cmd,
@@ -712,7 +728,7 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
     let ns = now_ns().saturating_sub(wait.start_ns);
     bump(Counter::FutexWaits);
     histogram(&FUTEX_HIST, ns);
-    if global!(UNWIND_DWARF_FUTEX) == 1 {
+    if copy_stack(global!(UNWIND_DWARF_FUTEX)) {
         let event = StackEvent {
             kind: profiler_common::SAMPLE_FUTEX_WAIT,
             op: 0,

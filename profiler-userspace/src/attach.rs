@@ -102,12 +102,8 @@ pub struct LoadConfig {
     pub tgid: u32,
     /// Start recording when the target execs (a command held before exec).
     pub arm_on_exec: bool,
-    /// cpu samples copy the user stack for userspace unwinding.
-    pub unwind_dwarf: bool,
-    /// Futex waits and wakes copy the user stack too.
-    pub unwind_dwarf_futex: bool,
-    /// Switch-outs copy the user stack too.
-    pub unwind_dwarf_offcpu: bool,
+    /// How user stacks are taken (`profiler_common::UNWIND_*`).
+    pub unwind: u32,
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
@@ -167,9 +163,9 @@ impl Attached {
             None
         };
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
-        let unwind_dwarf = u32::from(config.unwind_dwarf);
-        let unwind_dwarf_futex = u32::from(config.unwind_dwarf_futex);
-        let unwind_dwarf_offcpu = u32::from(config.unwind_dwarf_offcpu);
+        let unwind_dwarf = config.unwind;
+        let unwind_dwarf_futex = config.unwind;
+        let unwind_dwarf_offcpu = config.unwind;
         let mut loader = EbpfLoader::new();
         loader
             .override_global(profiler_common::GLOBAL_TARGET_TGID, &config.tgid, true)

@@ -80,10 +80,11 @@ pub struct RecordArgs {
     pub per_thread: bool,
 
     /// How user stacks are walked: fp (frame pointers, in the kernel), dwarf
-    /// (each binary's .eh_frame, from a copy of the stack: whole stacks for
-    /// code without frame pointers; cpu samples and futex events), auto
-    /// (dwarf for cpu samples; frame pointers for off-CPU and futex stacks,
-    /// whose event rates make copying stacks costly).
+    /// (each binary's .eh_frame from a copy of the stack: whole stacks for
+    /// code without frame pointers; at very high event rates copies are
+    /// dropped, and counted), auto (dwarf while the copies keep up, frame
+    /// pointers for the events beyond: whole stacks at moderate rates, every
+    /// event counted at any rate).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub unwind: String,
 
@@ -122,10 +123,8 @@ pub struct RecordConfig {
     pub outputs: Vec<OutputSpec>,
     pub per_thread: bool,
     pub top: usize,
-    /// Unwind cpu samples' user stacks from .eh_frame in userspace.
-    pub unwind_dwarf: bool,
-    /// Unwind futex events' user stacks from .eh_frame in userspace.
-    pub unwind_dwarf_futex: bool,
+    /// How user stacks are taken: a `profiler_common::UNWIND_*` mode.
+    pub unwind: u32,
     pub max_depth: usize,
 }
 
@@ -248,10 +247,10 @@ impl RecordArgs {
                 });
             }
         }
-        let (unwind_dwarf, unwind_dwarf_futex) = match self.unwind.as_str() {
-            "dwarf" => (true, true),
-            "auto" => (true, false),
-            "fp" => (false, false),
+        let unwind = match self.unwind.as_str() {
+            "dwarf" => profiler_common::UNWIND_COPY,
+            "auto" => profiler_common::UNWIND_AUTO,
+            "fp" => profiler_common::UNWIND_FP,
             other => bail!("--unwind: unknown mode {other:?}; choose fp, dwarf or auto"),
         };
         if self.max_depth == 0 {
@@ -266,8 +265,7 @@ impl RecordArgs {
             outputs,
             per_thread: self.per_thread,
             top: self.top,
-            unwind_dwarf,
-            unwind_dwarf_futex,
+            unwind,
             max_depth: self.max_depth,
         })
     }

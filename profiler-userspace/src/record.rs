@@ -22,7 +22,7 @@ use crate::{
         self, Format,
         folded::{self, FoldedOptions},
     },
-    profile::{Names, Profile, ProfileKind, lookup_addrs},
+    profile::{Names, Profile, lookup_addrs},
     report::Report,
     symbolize::Symbolize,
     target::{self, Target},
@@ -166,10 +166,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let mut attached = Attached::load(&LoadConfig {
         tgid: target.pid,
         arm_on_exec: target.is_spawned(),
-        unwind_dwarf: config.unwind_dwarf && config.kinds.contains(&ProfileKind::Cpu),
-        unwind_dwarf_futex: config.unwind_dwarf_futex && config.kinds.contains(&ProfileKind::Futex),
-        unwind_dwarf_offcpu: config.unwind_dwarf_futex
-            && config.kinds.contains(&ProfileKind::OffCpu),
+        unwind: config.unwind,
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,
@@ -238,7 +235,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
                 _ = target.exited() => break Ok(Ending::TargetExited),
                 _ = mappings_tick.tick() => {
-                    if config.unwind_dwarf || config.unwind_dwarf_futex {
+                    if config.unwind != profiler_common::UNWIND_FP {
                         // Libraries loaded since (dlopen), while they are mapped.
                         unwind.refresh_modules();
                     }
@@ -320,7 +317,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         _ => None,
     };
     let report = Report {
-        unwind: (config.unwind_dwarf || config.unwind_dwarf_futex).then_some(&unwind),
+        unwind: (unwind.unwound > 0).then_some(&unwind),
         profiles: written,
         collected: &collector.collected,
         symbols: &symbols,

@@ -333,24 +333,22 @@ impl Report<'_> {
             }
             // Go's mutex-profile semantics: the wait is charged to the code
             // that released the lock, seen at the wake-up of each waiter.
-            match top_of(&lock.wakers) {
-                Some((stack, ns)) => {
-                    let _ = writeln!(
-                        out,
-                        "      top waker ({} of waits ended): {}",
-                        human_ns(ns),
-                        self.short_stack(stack)
-                    );
-                }
-                None => {
-                    if let Some((stack, calls)) = top_of(&lock.wake_sites) {
-                        let _ = writeln!(
-                            out,
-                            "      top wake call ({calls} calls): {}",
-                            self.short_stack(stack)
-                        );
-                    }
-                }
+            if let Some((stack, ns)) = top_of(&lock.wakers) {
+                let _ = writeln!(
+                    out,
+                    "      top waker ({} of waits ended): {}",
+                    human_ns(ns),
+                    self.short_stack(stack)
+                );
+            }
+            // The wake calls themselves (with --unwind dwarf/auto, the ones
+            // whose stacks were copied carry whole stacks).
+            if let Some((stack, calls)) = top_of(&lock.wake_sites) {
+                let _ = writeln!(
+                    out,
+                    "      top wake call ({calls} calls): {}",
+                    self.short_stack(stack)
+                );
             }
         }
     }
