@@ -211,6 +211,44 @@ impl Collected {
     }
 }
 
+/// The never-cleared stack map's resolver, borrowing only the fields it
+/// needs (so other maps of the collector stay usable alongside).
+macro_rules! long_stacks {
+    ($collector:expr) => {
+        LongStacks {
+            map: &$collector.long_stacks,
+            cache: &mut $collector.long_cache,
+            vanished: &mut $collector.collected.vanished_stacks,
+        }
+    };
+}
+
+/// Whether an off-CPU record (`profiler_common::OFFCPU_*`) was a preemption.
+fn offcpu_state(state: u32) -> OffCpuState {
+    if state == profiler_common::OFFCPU_PREEMPTED {
+        OffCpuState::Preempted
+    } else {
+        OffCpuState::Blocked
+    }
+}
+
+/// The waker of an off-CPU record, if a wake-up was seen.
+fn waker_of(
+    long: &mut LongStacks<'_>,
+    woken: u32,
+    tgid: u32,
+    tid: u32,
+    user_stack_id: i32,
+    kernel_stack_id: i32,
+) -> Option<Waker> {
+    (woken != 0).then(|| Waker {
+        tgid,
+        tid,
+        user: long.resolve(user_stack_id, false),
+        kernel: long.resolve(kernel_stack_id, true),
+    })
+}
+
 /// The maps taken out of the loaded object.
 pub struct Collector {
     control: Array<MapData, u32>,
@@ -299,11 +337,7 @@ impl Collector {
                 continue;
             };
             let frames = unwind.unwind(&copy);
-            let mut long = LongStacks {
-                map: &self.long_stacks,
-                cache: &mut self.long_cache,
-                vanished: &mut self.collected.vanished_stacks,
-            };
+            let mut long = long_stacks!(self);
             let user = if frames.is_empty() {
                 Stack::Lost(StackLoss::Errno(stack_error::EFAULT))
             } else {
@@ -386,27 +420,20 @@ impl Collector {
                     Stack::Lost(StackLoss::Dropped),
                 ),
             };
-            let mut long = LongStacks {
-                map: &self.long_stacks,
-                cache: &mut self.long_cache,
-                vanished: &mut self.collected.vanished_stacks,
-            };
-            let waker = (interval.woken != 0).then(|| Waker {
-                tgid: interval.waker_tgid,
-                tid: interval.waker_tid,
-                user: long.resolve(interval.waker_user_stack_id, false),
-                kernel: long.resolve(interval.waker_kernel_stack_id, true),
-            });
+            let mut long = long_stacks!(self);
             let raw = OffCpuStack {
                 tid: interval.tid,
-                state: if interval.state == profiler_common::OFFCPU_PREEMPTED {
-                    OffCpuState::Preempted
-                } else {
-                    OffCpuState::Blocked
-                },
+                state: offcpu_state(interval.state),
                 user,
                 kernel,
-                waker,
+                waker: waker_of(
+                    &mut long,
+                    interval.woken,
+                    interval.waker_tgid,
+                    interval.waker_tid,
+                    interval.waker_user_stack_id,
+                    interval.waker_kernel_stack_id,
+                ),
             };
             self.collected.offcpu.entry(raw).or_default().add(Waits {
                 count: 1,
@@ -434,40 +461,27 @@ impl Collector {
 
     fn drain_generation(&mut self, generation: usize) -> anyhow::Result<()> {
         self.drain_cpu(generation)?;
-        let long = LongStacks {
-            map: &self.long_stacks,
-            cache: &mut self.long_cache,
-            vanished: &mut self.collected.vanished_stacks,
-        };
+        let long = long_stacks!(self);
         drain_waits(
             long,
             &mut self.offcpu[generation],
             &mut self.collected.offcpu,
-            |key, long| {
-                let waker = (key.woken != 0).then(|| Waker {
-                    tgid: key.waker_tgid,
-                    tid: key.waker_tid,
-                    user: long.resolve(key.waker_user_stack_id, false),
-                    kernel: long.resolve(key.waker_kernel_stack_id, true),
-                });
-                OffCpuStack {
-                    tid: key.tid,
-                    state: if key.state == profiler_common::OFFCPU_PREEMPTED {
-                        OffCpuState::Preempted
-                    } else {
-                        OffCpuState::Blocked
-                    },
-                    user: long.resolve(key.user_stack_id, false),
-                    kernel: long.resolve(key.kernel_stack_id, true),
-                    waker,
-                }
+            |key, long| OffCpuStack {
+                tid: key.tid,
+                state: offcpu_state(key.state),
+                user: long.resolve(key.user_stack_id, false),
+                kernel: long.resolve(key.kernel_stack_id, true),
+                waker: waker_of(
+                    long,
+                    key.woken,
+                    key.waker_tgid,
+                    key.waker_tid,
+                    key.waker_user_stack_id,
+                    key.waker_kernel_stack_id,
+                ),
             },
         )?;
-        let long = LongStacks {
-            map: &self.long_stacks,
-            cache: &mut self.long_cache,
-            vanished: &mut self.collected.vanished_stacks,
-        };
+        let long = long_stacks!(self);
         drain_waits(
             long,
             &mut self.futex_waits[generation],
@@ -485,11 +499,7 @@ impl Collector {
                 },
             },
         )?;
-        let mut long = LongStacks {
-            map: &self.long_stacks,
-            cache: &mut self.long_cache,
-            vanished: &mut self.collected.vanished_stacks,
-        };
+        let mut long = long_stacks!(self);
         let wakes = &mut self.futex_wakes[generation];
         for (key, per_cpu) in drain_entries(wakes)? {
             let raw = FutexWake {

@@ -282,3 +282,12 @@ pub fn report_after<'a>(report: &'a str, start: &str) -> Vec<&'a str> {
         .skip(1)
         .collect()
 }
+
+/// The report's "top waker" / "top wake call" lines for a lock.
+pub fn wake_lines<'a>(report: &'a str, lock: &str) -> Vec<&'a str> {
+    report_after(report, &format!("{lock}:"))
+        .into_iter()
+        .take(3)
+        .filter(|l| l.contains("top wake"))
+        .collect()
+}

@@ -48,12 +48,7 @@ fn futex_wait_on_a_global_pthread_mutex_matches_the_workloads_own_figure() {
         "waiter stacks name the lock path: {stacks:?}"
     );
     // Waker side: the report names the unlock path for the lock.
-    let lock_lines = report_after(&report, "g_lock:");
-    let wakers: Vec<&&str> = lock_lines
-        .iter()
-        .take(3)
-        .filter(|l| l.contains("top wake"))
-        .collect();
+    let wakers = wake_lines(&report, "g_lock");
     assert!(
         wakers
             .iter()
@@ -95,12 +90,7 @@ fn rust_std_mutex_contention_is_under_its_lock_and_stacks() {
         in_holder as f64 >= 0.9 * on_lock as f64,
         "waiter stacks go through hold_rust_lock: {stacks:?}"
     );
-    let lines = report_after(&report, &format!("{lock}:"));
-    let wakers: Vec<&&str> = lines
-        .iter()
-        .take(3)
-        .filter(|l| l.contains("top wake"))
-        .collect();
+    let wakers = wake_lines(&report, lock);
     assert!(
         wakers.iter().any(|w| w.contains("rust_mutex::rust_worker")),
         "waker: {wakers:?}\n{report}"

@@ -201,12 +201,7 @@ fn futex_waits_through_glibc_show_the_locking_and_unlocking_functions() {
     );
     assert!(within(on_lock as f64, truth, 10.0), "{on_lock} vs {truth}");
     // The wake side names the unlocking function.
-    let lines = report_after(&report, "g_lock:");
-    let wakers: Vec<&&str> = lines
-        .iter()
-        .take(3)
-        .filter(|l| l.contains("top wake"))
-        .collect();
+    let wakers = wake_lines(&report, "g_lock");
     assert!(
         wakers
             .iter()
