@@ -267,10 +267,14 @@ impl Report<'_> {
         let mut locks: HashMap<u64, LockStats<'_>> = HashMap::new();
         let mut go_idle = 0u64;
         for (raw, waits) in &c.futex_waits {
-            if self.is_idle(&raw.user) {
+            let idle = self.is_idle(&raw.user);
+            if idle {
                 go_idle += waits.total_ns;
             }
             let lock = locks.entry(raw.uaddr).or_default();
+            if idle {
+                lock.idle_ns += waits.total_ns;
+            }
             lock.waits.add(*waits);
             *lock.waiters.entry(&raw.user).or_default() += waits.total_ns;
             if raw.waker_tid != 0 {
@@ -316,9 +320,15 @@ impl Report<'_> {
         let _ = writeln!(out, "  top contended locks (by total wait):");
         for (uaddr, lock) in ranked.into_iter().take(self.top.min(5)) {
             let name = self.symbols.lock_name(*uaddr);
+            // The Go runtime parking idle threads is not lock contention.
+            let label = if lock.idle_ns * 10 >= lock.waits.total_ns * 9 {
+                "[Go runtime idle, not contention] "
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "    {name}: {} waits, total {}, max {}",
+                "    {label}{name}: {} waits, total {}, max {}",
                 lock.waits.count,
                 human_ns(lock.waits.total_ns),
                 human_ns(lock.waits.max_ns)
@@ -403,6 +413,8 @@ struct LockStats<'a> {
     wakers: HashMap<&'a Stack, u64>,
     wake_calls: u64,
     wake_sites: HashMap<&'a Stack, u64>,
+    /// Wait time under the Go runtime's idle parking.
+    idle_ns: u64,
 }
 
 fn top_of<'a>(by_stack: &HashMap<&'a Stack, u64>) -> Option<(&'a Stack, u64)> {

@@ -1,0 +1,91 @@
+//! A Go program: goroutines blocked on a sync.Mutex park in the runtime
+//! without a futex call each, and the runtime parks idle threads on futexes.
+//! The profiles must label that idle parking and not present it as lock
+//! contention.
+
+use std::process::Command;
+
+use tests::*;
+
+#[test]
+fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
+    let test = "go_runtime_idle_parking_is_labelled_not_reported_as_contention";
+    if !can_load_bpf(test) {
+        return;
+    }
+    if !Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipping {test}: `go` is missing (cargo xtask setup installs golang-go)");
+        return;
+    }
+    let root = workspace_root();
+    let binary = root.join("target/test-workloads/go_mutex");
+    let build = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(root.join("tests/workloads/go_mutex.go"))
+        .env("GOCACHE", root.join("target/go-cache"))
+        .env("GOPATH", root.join("target/go-path"))
+        .current_dir(root.join("tests/workloads"))
+        .output()
+        .expect("run go build");
+    assert!(
+        build.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let dir = scratch_dir("go");
+    let out = dir.join("go.folded");
+    let (report, _) = record_command(
+        &[
+            "--profile",
+            "futex,offcpu",
+            "-o",
+            out.to_str().expect("UTF-8"),
+        ],
+        &binary,
+        &["2"],
+    );
+    assert_nothing_left_loaded();
+    assert!(
+        report.contains("this is a Go program") && report.contains("not contention"),
+        "the report says Go lock contention is not in futex data: {report}"
+    );
+    // Every lock the report lists is the runtime's idle parking.
+    let listed: Vec<&str> = report_after(&report, "top contended locks")
+        .into_iter()
+        .filter(|l| {
+            l.starts_with("    ") && !l.starts_with("      ") && l.contains(" waits, total ")
+        })
+        .collect();
+    assert!(!listed.is_empty(), "{report}");
+    assert!(
+        listed
+            .iter()
+            .all(|l| l.contains("[Go runtime idle, not contention]")),
+        "no runtime futex is presented as contention: {listed:?}"
+    );
+    let futex =
+        parse_folded(&std::fs::read_to_string(dir.join("go.futex.folded")).expect("written"));
+    let total: u64 = futex.iter().map(|s| s.value).sum();
+    let idle = total_where(&futex, |s| {
+        s.frames
+            .get(1)
+            .is_some_and(|f| f.starts_with("[Go runtime idle]"))
+    });
+    assert!(
+        idle as f64 >= 0.9 * total as f64,
+        "the runtime's idle parking is labelled: {idle} of {total} ns"
+    );
+    let offcpu =
+        parse_folded(&std::fs::read_to_string(dir.join("go.offcpu.folded")).expect("written"));
+    assert!(
+        offcpu
+            .iter()
+            .any(|s| s.frames.get(1).map(String::as_str) == Some("[runtime idle]")),
+        "off-CPU stacks of idle runtime threads are labelled"
+    );
+}
