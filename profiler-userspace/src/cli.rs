@@ -28,7 +28,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  sudo profiler record --pid 4242 --duration 10s -o cpu.folded\n  sudo profiler record -o cpu.folded -- ./my-service --flag"
+    after_help = "Examples:\n  sudo profiler record --pid 4242 --duration 10s -o cpu.svg\n  sudo profiler record -o cpu.folded -o cpu.pb.gz -- ./my-service --flag\n  sudo profiler record --pid 4242 --profile all --duration 30s -o wait.pb.gz\n  sudo profiler record --pid 4242 --profile offcpu --min-block 1ms -o off.svg"
 )]
 pub struct RecordArgs {
     /// The process to profile, every thread of it, including threads it

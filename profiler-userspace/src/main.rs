@@ -40,6 +40,8 @@ fn main() -> ExitCode {
             };
             match record::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
+                // `-o - | head`: the reader left; that is not an error.
+                Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("profiler: error: {err:#}");
                     ExitCode::from(EXIT_FAILURE)
@@ -47,6 +49,14 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(verbose: u8) {
