@@ -299,6 +299,11 @@ pub struct UserStackSample {
     pub stack: [u8; STACK_COPY_BYTES],
 }
 
+/// LRU hash of `[u8; 16]` thread names (`comm`) by thread id, noted the
+/// first time a thread of the target is seen, so threads that exit between
+/// drains keep their names.
+pub const MAP_THREAD_NAMES: &str = "THREAD_NAMES";
+
 /// Index in [`MAP_CONTROL`] of the generation (0 or 1) the kernel writes to.
 pub const CONTROL_GENERATION: u32 = 0;
 /// Index in [`MAP_CONTROL`] of the armed flag: the programs ignore every

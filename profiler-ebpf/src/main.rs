@@ -84,6 +84,23 @@ static FUTEX_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIST_BUCKETS
 #[map]
 static SWITCHED_OUT: LruHashMap<u32, SwitchedOut> =
     LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+/// Names of the target's threads, noted when each is first seen.
+#[map]
+static THREAD_NAMES: LruHashMap<u32, [u8; 16]> =
+    LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+
+/// Notes the current thread's name the first time it is seen.
+#[inline(always)]
+fn note_thread(tid: u32) {
+    // SAFETY: a lookup; the value is not kept.
+    if unsafe { THREAD_NAMES.get(tid) }.is_some() {
+        return;
+    }
+    if let Ok(comm) = aya_ebpf::helpers::bpf_get_current_comm() {
+        let _ = THREAD_NAMES.insert(tid, comm, BPF_NOEXIST as u64);
+    }
+}
+
 /// Futex waits of the target under way, by thread id.
 #[map]
 static FUTEX_INFLIGHT: LruHashMap<u32, FutexInFlight> =
@@ -317,6 +334,7 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     if !is_target(tgid) {
         return 0;
     }
+    note_thread(pid_tgid as u32);
     bump(Counter::CpuSamples);
     if copy_stack(global!(UNWIND_DWARF)) {
         let event = StackEvent {
@@ -434,6 +452,7 @@ pub fn prf_switch(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if is_target(tgid) {
+        note_thread(pid_tgid as u32);
         switch_out(&ctx, pid_tgid as u32, now);
     }
     // SAFETY: reading a field of the tracepoint record at its format offset.

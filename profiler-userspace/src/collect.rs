@@ -174,6 +174,8 @@ pub struct Collected {
     pub drains: u64,
     /// Stack ids referenced by a count but gone from the stack map.
     pub vanished_stacks: u64,
+    /// Thread names the kernel noted, by thread id.
+    pub thread_names: HashMap<u32, String>,
 }
 
 impl Collected {
@@ -265,6 +267,7 @@ pub struct Collector {
     futex_hist: PerCpuArray<MapData, u64>,
     /// Copied user stacks (`--unwind dwarf`).
     user_stacks: aya::maps::RingBuf<MapData>,
+    thread_names: aya::maps::HashMap<MapData, u32, [u8; 16]>,
     /// Off-CPU intervals whose stacks came as copies (`--unwind dwarf`).
     offcpu_intervals: aya::maps::RingBuf<MapData>,
     /// Unwound switch-out stacks waiting for their interval, per thread,
@@ -305,6 +308,7 @@ impl Collector {
                 profiler_common::MAP_OFFCPU_INTERVALS,
             )?)?,
             switched_out: HashMap::new(),
+            thread_names: aya::maps::HashMap::try_from(take(profiler_common::MAP_THREAD_NAMES)?)?,
             generation: 0,
             collected: Collected {
                 runq_hist: vec![0; HIST_BUCKETS as usize],
@@ -542,6 +546,12 @@ impl Collector {
     }
 
     fn read_totals(&mut self) -> anyhow::Result<()> {
+        for (tid, comm) in self.thread_names.iter().flatten() {
+            let len = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
+            self.collected
+                .thread_names
+                .insert(tid, String::from_utf8_lossy(&comm[..len]).into_owned());
+        }
         for counter in Counter::ALL {
             let per_cpu = self
                 .counters

@@ -275,7 +275,12 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         symbols.cache_mappings();
     }
     resolve_new(&collector, &mut symbols, &mut names, target.pid, alive);
-    names.threads = target.thread_names().clone();
+    // Names the kernel noted (threads that exited between drains), with the
+    // names read from /proc (the latest, for threads seen alive) on top.
+    names.threads = collector.collected.thread_names.clone();
+    names
+        .threads
+        .extend(target.thread_names().iter().map(|(t, n)| (*t, n.clone())));
     let target_exit = target.finish(ending != Ending::TargetExited);
     let target_exit = match (ending, target_exit) {
         (Ending::TargetExited, Some(exit)) => Some(exit.to_string()),

@@ -246,3 +246,26 @@ fn sigterm_ends_the_recording_and_writes_it() {
     }
     signal_ends_recording(libc::SIGTERM, "stopped by SIGTERM");
 }
+
+#[test]
+fn a_thread_that_exits_between_drains_keeps_its_name() {
+    if !can_load_bpf("a_thread_that_exits_between_drains_keeps_its_name") {
+        return;
+    }
+    let workload = build_workload("short_thread", FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("shortthread");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(
+        &["--per-thread", "-o", out.to_str().expect("UTF-8 path")],
+        &workload,
+        &["0.3", "1.5"],
+    );
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("the profile was written"));
+    let spin: Vec<&FoldedStack> = stacks.iter().filter(|s| s.has("short_spin")).collect();
+    assert!(!spin.is_empty(), "the short thread was sampled:\n{report}");
+    assert!(
+        spin.iter()
+            .all(|s| s.frames[1].starts_with("short-worker-")),
+        "the thread keeps its name though it exited before the first drain: {spin:?}"
+    );
+}
