@@ -323,6 +323,10 @@ impl Report<'_> {
             // The Go runtime parking idle threads is not lock contention.
             let label = if lock.idle_ns * 10 >= lock.waits.total_ns * 9 {
                 "[Go runtime idle, not contention] "
+            } else if is_go || name.starts_with("runtime.") {
+                // Go code does not call futex itself: in a Go program every
+                // futex is a lock of the runtime (its scheduler, its heap).
+                "[Go runtime internal lock] "
             } else {
                 ""
             };
