@@ -148,6 +148,7 @@ impl Unwind {
                 entry.1 = (entry.1.0.min(start), entry.1.1.max(end));
             }
         }
+        self.add_vdso(&maps);
         for (path, (base, (code_start, code_end))) in files {
             let code = code_start..code_end;
             let (Some(base), false) = (base, code.is_empty()) else {
@@ -163,6 +164,39 @@ impl Unwind {
         }
     }
 
+    /// Adds the vDSO (the kernel's small shared object for clock_gettime
+    /// and friends), read from the target's memory: it is in no file.
+    fn add_vdso(&mut self, maps: &str) {
+        let Some(range) = maps.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            (fields.nth(4) == Some("[vdso]")).then_some(range)
+        }) else {
+            return;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            return;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            return;
+        };
+        if self.modules.get("[vdso]") == Some(&(start..end)) {
+            return;
+        }
+        let Ok(mem) = std::fs::File::open(format!("/proc/{}/mem", self.pid)) else {
+            return;
+        };
+        let mut image = vec![0u8; (end - start) as usize];
+        if std::os::unix::fs::FileExt::read_exact_at(&mem, &mut image, start).is_err() {
+            return;
+        }
+        if let Some(module) = self.module_from(&image, start, start..end, "[vdso]") {
+            self.unwinder.add_module(module);
+            self.modules.insert("[vdso]".to_owned(), start..end);
+        }
+    }
+
     /// Reads a binary's unwind sections. The module's addresses: `base` is
     /// where its lowest loadable segment sits in the process.
     fn load_module(&mut self, path: &str, base: u64, code: Range<u64>) -> Option<Module<Vec<u8>>> {
@@ -171,7 +205,19 @@ impl Unwind {
         let data = std::fs::read(format!("/proc/{}/root{path}", self.pid))
             .or_else(|_| std::fs::read(path))
             .ok()?;
-        let file = object::File::parse(&*data).ok()?;
+        self.module_from(&data, base, code, path)
+    }
+
+    /// A module from an ELF image; `base` is where its lowest loadable
+    /// segment sits in the process, `code` the range its code covers.
+    fn module_from(
+        &mut self,
+        data: &[u8],
+        base: u64,
+        code: Range<u64>,
+        name: &str,
+    ) -> Option<Module<Vec<u8>>> {
+        let file = object::File::parse(data).ok()?;
         let base_svma = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
         let section = |name: &str| {
             let s = file.section_by_name(name)?;
@@ -202,7 +248,7 @@ impl Unwind {
             debug_frame: debug_frame.map(|(_, b)| b),
             ..Default::default()
         };
-        Some(Module::new(path.to_owned(), code, base, info))
+        Some(Module::new(name.to_owned(), code, base, info))
     }
 
     fn known(&self, addr: u64) -> bool {

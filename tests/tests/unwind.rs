@@ -244,3 +244,22 @@ fn off_cpu_stacks_through_glibc_are_whole() {
         "off-CPU time with whole stacks {whole} ns is not within 10% of {truth} ns:\n{report}"
     );
 }
+
+#[test]
+fn stacks_inside_the_vdso_unwind_to_main() {
+    if !can_load_bpf("stacks_inside_the_vdso_unwind_to_main") {
+        return;
+    }
+    let workload = build_workload("vdso_clock", NO_FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("vdso");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(&["-o", out.to_str().expect("UTF-8")], &workload, &["2"]);
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let whole = total_where(&stacks, |s| has_chain(s, &["main", "read_clocks"]));
+    eprintln!("{whole} of {total} samples reach main -> read_clocks");
+    assert!(
+        whole as f64 >= 0.95 * total as f64,
+        "samples in the vDSO's clock_gettime unwind to main: {whole} of {total}\n{report}"
+    );
+}
