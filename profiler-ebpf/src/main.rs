@@ -287,7 +287,9 @@ fn add_wait<K>(stats: &PerCpuHashMap<K, WaitStats>, key: &K, ns: u64, full: Coun
     }
 }
 
-/// Adds `value` to a per-CPU counter by key; counts a full map under `full`.
+/// Adds `value` to `key` in this CPU's slot of `counts`; counts a full map
+/// under `full`. Per-CPU values need no atomics (the BPF target has no
+/// 64-bit atomic read-modify-write in `core`); userspace sums the CPUs.
 #[inline(always)]
 fn add_count<K>(counts: &PerCpuHashMap<K, u64>, key: &K, value: u64, full: Counter) {
     if let Some(slot) = counts.get_ptr_mut(key) {
@@ -307,22 +309,6 @@ fn histogram(hist: &PerCpuArray<u64>, ns: u64) {
     if let Some(slot) = hist.get_ptr_mut(bucket) {
         // SAFETY: per-CPU slot.
         unsafe { *slot += 1 };
-    }
-}
-
-/// Adds `value` to `key` in this CPU's slot of `counts`; counts a full map.
-///
-/// Per-CPU values need no atomics (the BPF target has no 64-bit atomic
-/// read-modify-write in `core`); userspace sums the CPUs when it drains.
-#[inline(always)]
-fn add(counts: &PerCpuHashMap<SampleKey, u64>, key: &SampleKey, value: u64) {
-    if let Some(slot) = counts.get_ptr_mut(key) {
-        // SAFETY: this CPU's slot of a live entry; nothing else writes it now.
-        unsafe { *slot += value };
-        return;
-    }
-    if counts.insert(key, value, BPF_NOEXIST as u64).is_err() {
-        bump(Counter::CountsMapFull);
     }
 }
 
@@ -358,7 +344,7 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
         user_stack_id: stack_id(&ctx, stacks, true),
         kernel_stack_id: stack_id(&ctx, stacks, false),
     };
-    add(counts, &key, 1);
+    add_count(counts, &key, 1, Counter::CountsMapFull);
     0
 }
 

@@ -170,8 +170,6 @@ pub struct Collected {
     pub futex_hist: Vec<u64>,
     /// The kernel's counters, summed over CPUs, indexed by [`Counter`].
     pub counters: [u64; Counter::ALL.len()],
-    /// Drains done.
-    pub drains: u64,
     /// Stack ids referenced by a count but gone from the stack map.
     pub vanished_stacks: u64,
     /// Thread names the kernel noted, by thread id.
@@ -246,8 +244,8 @@ fn waker_of(
     (woken != 0).then(|| Waker {
         tgid,
         tid,
-        user: long.resolve(user_stack_id, false),
-        kernel: long.resolve(kernel_stack_id, true),
+        user: long.resolve(user_stack_id),
+        kernel: long.resolve(kernel_stack_id),
     })
 }
 
@@ -329,7 +327,6 @@ impl Collector {
         std::thread::sleep(GRACE);
         self.drain_generation(old as usize)?;
         self.read_totals()?;
-        self.collected.drains += 1;
         Ok(())
     }
 
@@ -347,7 +344,6 @@ impl Collector {
             } else {
                 Stack::Frames(frames.into())
             };
-            let _ = copy.tgid;
             match copy.kind {
                 profiler_common::SAMPLE_FUTEX_WAIT => {
                     let wait = FutexWait {
@@ -369,7 +365,7 @@ impl Collector {
                         });
                 }
                 profiler_common::SAMPLE_SWITCH_OUT => {
-                    let kernel = long.resolve(copy.kernel_stack_id, true);
+                    let kernel = long.resolve(copy.kernel_stack_id);
                     self.switched_out
                         .entry(copy.tid)
                         .or_default()
@@ -388,7 +384,7 @@ impl Collector {
                     let raw = RawStack {
                         tid: copy.tid,
                         user,
-                        kernel: long.resolve(copy.kernel_stack_id, true),
+                        kernel: long.resolve(copy.kernel_stack_id),
                     };
                     *self.collected.stacks.entry(raw).or_default() += 1;
                 }
@@ -459,7 +455,6 @@ impl Collector {
         self.drain_generation(0)?;
         self.drain_generation(1)?;
         self.read_totals()?;
-        self.collected.drains += 1;
         Ok(())
     }
 
@@ -473,8 +468,8 @@ impl Collector {
             |key, long| OffCpuStack {
                 tid: key.tid,
                 state: offcpu_state(key.state),
-                user: long.resolve(key.user_stack_id, false),
-                kernel: long.resolve(key.kernel_stack_id, true),
+                user: long.resolve(key.user_stack_id),
+                kernel: long.resolve(key.kernel_stack_id),
                 waker: waker_of(
                     long,
                     key.woken,
@@ -493,11 +488,11 @@ impl Collector {
             |key, long| FutexWait {
                 uaddr: key.uaddr,
                 tid: key.tid,
-                user: long.resolve(key.user_stack_id, false),
+                user: long.resolve(key.user_stack_id),
                 waker_tid: key.waker_tid,
                 waker_tgid: key.waker_tgid,
                 waker_user: if key.waker_tgid == key.tgid {
-                    long.resolve(key.waker_user_stack_id, false)
+                    long.resolve(key.waker_user_stack_id)
                 } else {
                     Stack::Empty
                 },
@@ -509,7 +504,7 @@ impl Collector {
             let raw = FutexWake {
                 uaddr: key.uaddr,
                 tid: key.tid,
-                user: long.resolve(key.user_stack_id, false),
+                user: long.resolve(key.user_stack_id),
                 op: key.op,
             };
             *self.collected.futex_wakes.entry(raw).or_default() += per_cpu.iter().sum::<u64>();
@@ -522,16 +517,16 @@ impl Collector {
         let mut resolved: HashMap<i32, Stack> = HashMap::new();
         let vanished = &mut self.collected.vanished_stacks;
         for (key, per_cpu) in drain_entries(&mut self.cpu_counts[generation])? {
-            let mut resolve = |id: i32, kernel: bool| {
+            let mut resolve = |id: i32| {
                 resolved
                     .entry(id)
-                    .or_insert_with(|| stack_of(stack_map, id, kernel, vanished))
+                    .or_insert_with(|| stack_of(stack_map, id, vanished))
                     .clone()
             };
             let raw = RawStack {
                 tid: key.tid,
-                user: resolve(key.user_stack_id, false),
-                kernel: resolve(key.kernel_stack_id, true),
+                user: resolve(key.user_stack_id),
+                kernel: resolve(key.kernel_stack_id),
             };
             *self.collected.stacks.entry(raw).or_default() += per_cpu.iter().sum::<u64>();
         }
@@ -583,26 +578,26 @@ struct LongStacks<'a> {
 }
 
 impl LongStacks<'_> {
-    fn resolve(&mut self, id: i32, kernel: bool) -> Stack {
+    fn resolve(&mut self, id: i32) -> Stack {
         if id < 0 {
-            return stack_of(self.map, id, kernel, self.vanished);
+            return stack_of(self.map, id, self.vanished);
         }
         if let Some(stack) = self.cache.get(&id) {
             return stack.clone();
         }
-        let stack = stack_of(self.map, id, kernel, self.vanished);
+        let stack = stack_of(self.map, id, self.vanished);
         self.cache.insert(id, stack.clone());
         stack
     }
 }
 
 /// Resolves a stack id (or `-errno`) against a stack map.
-fn stack_of(map: &StackTraceMap<MapData>, id: i32, kernel: bool, vanished: &mut u64) -> Stack {
+fn stack_of(map: &StackTraceMap<MapData>, id: i32, vanished: &mut u64) -> Stack {
     if id < 0 {
         return if -id == stack_error::EFAULT {
             Stack::Empty
         } else {
-            tracing::debug!(errno = -id, kernel, "stack not taken");
+            tracing::debug!(errno = -id, "stack not taken");
             Stack::Lost(StackLoss::Errno(-id))
         };
     }
@@ -616,7 +611,6 @@ fn stack_of(map: &StackTraceMap<MapData>, id: i32, kernel: bool, vanished: &mut 
             }
         }
         Err(_) => {
-            let _ = kernel;
             *vanished += 1;
             Stack::Lost(StackLoss::Vanished)
         }

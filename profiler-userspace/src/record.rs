@@ -187,7 +187,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     // what the held child did before, as a copy of this program, is not
     // recorded.
     target.release()?;
-    symbols.cache_mappings();
+    symbols.cache_mappings(&target::read_mappings(target.pid));
     target.refresh_thread_names();
     let started = Instant::now();
     let start_unix_ns = std::time::SystemTime::now()
@@ -235,13 +235,15 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
                 _ = target.exited() => break Ok(Ending::TargetExited),
                 _ = mappings_tick.tick() => {
+                    // One read of the mappings for the unwinder (libraries
+                    // loaded since, while mapped) and the symbolizer.
+                    let mappings = target::read_mappings(target.pid);
                     if config.unwind != profiler_common::UNWIND_FP {
-                        // Libraries loaded since (dlopen), while they are mapped.
-                        unwind.refresh_modules();
+                        unwind.refresh_modules(&mappings);
                     }
                     collector.drain_user_stacks(&mut unwind);
                     collector.drain_offcpu_intervals();
-                    symbols.cache_mappings();
+                    symbols.cache_mappings(&mappings);
                     if let Some(cpu) = target::cpu_time(target.pid) {
                         cpu_last = Some(cpu);
                     }
@@ -272,7 +274,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let alive = target.is_alive();
     if alive {
         target.refresh_thread_names();
-        symbols.cache_mappings();
+        symbols.cache_mappings(&target::read_mappings(target.pid));
     }
     resolve_new(&collector, &mut symbols, &mut names, target.pid, alive);
     // Names the kernel noted (threads that exited between drains), with the

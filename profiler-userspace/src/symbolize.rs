@@ -17,6 +17,8 @@ use blazesym::symbolize::{
 };
 use tracing::debug;
 
+use crate::target::Mapping;
+
 /// What kind of code a frame is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameKind {
@@ -95,20 +97,6 @@ pub struct Symbolize {
     pub stats: SymbolizeStats,
 }
 
-/// One line of `/proc/PID/maps`: an address range and what is mapped there.
-/// (blazesym parses this file too, but keeps the result private.)
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Mapping {
-    start: u64,
-    end: u64,
-    /// File offset of `start`.
-    offset: u64,
-    /// The file's name, or `[heap]`, `[stack]`, `[anon]`.
-    name: String,
-    /// The file's path, for file mappings.
-    path: Option<String>,
-}
-
 /// The data symbols (variables) of one ELF file, sorted by address, and the
 /// lowest address it loads at.
 #[derive(Debug, Default)]
@@ -181,47 +169,6 @@ fn demangle(name: &str) -> String {
     name.to_owned()
 }
 
-/// The file offset (third field) of a maps line.
-fn fields_offset(line: &str) -> Option<u64> {
-    u64::from_str_radix(line.split_whitespace().nth(2)?, 16).ok()
-}
-
-fn read_mappings(pid: u32) -> Option<Vec<Mapping>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let Some((start, end)) = fields.next().and_then(|r| r.split_once('-')) else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
-        else {
-            continue;
-        };
-        let path = fields.nth(4).unwrap_or("");
-        let offset = fields_offset(line).unwrap_or(0);
-        let (name, path) = match path {
-            "" => ("[anon]".to_owned(), None),
-            p if p.starts_with('[') => (p.to_owned(), None),
-            p => (
-                std::path::Path::new(p)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| p.to_owned()),
-                Some(p.to_owned()),
-            ),
-        };
-        out.push(Mapping {
-            start,
-            end,
-            offset,
-            name,
-            path,
-        });
-    }
-    Some(out)
-}
-
 impl Symbolize {
     pub fn new(pid: u32) -> Symbolize {
         let symbolizer = Symbolizer::builder()
@@ -243,12 +190,13 @@ impl Symbolize {
 
     /// Caches the target's current mappings (call while it runs: on start and
     /// before each batch, which also picks up libraries loaded since).
-    pub fn cache_mappings(&mut self) {
-        // An exiting process shows no mappings: keep the last real ones.
-        let Some(mappings) = read_mappings(self.pid).filter(|m| !m.is_empty()) else {
+    /// `mappings` are the ones just read (an exiting process shows none: the
+    /// last real ones are kept).
+    pub fn cache_mappings(&mut self, mappings: &[Mapping]) {
+        if mappings.is_empty() {
             return;
-        };
-        self.mappings = mappings;
+        }
+        self.mappings = mappings.to_vec();
         let mut cache = ProcessCache::new(self.pid.into());
         cache.cache_vmas = true;
         if let Err(err) = self.symbolizer.cache(&Cache::Process(cache)) {

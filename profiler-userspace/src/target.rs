@@ -366,6 +366,56 @@ fn pidfd_open(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
         .map_err(|err| err.into_parts().1)
 }
 
+/// One line of `/proc/PID/maps`: an address range and what is mapped there.
+/// (blazesym parses this file too, but keeps the result private.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    /// File offset of `start`.
+    pub offset: u64,
+    pub executable: bool,
+    /// The file's name, or `[heap]`, `[stack]`, `[vdso]`, `[anon]`.
+    pub name: String,
+    /// The file's path, for file mappings.
+    pub path: Option<String>,
+}
+
+/// Reads the process's mappings (empty once it has exited).
+pub fn read_mappings(pid: u32) -> Vec<Mapping> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    text.lines().filter_map(parse_mapping).collect()
+}
+
+fn parse_mapping(line: &str) -> Option<Mapping> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let perms = fields.next()?;
+    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let path = fields.nth(2).unwrap_or("");
+    let (name, path) = match path {
+        "" => ("[anon]".to_owned(), None),
+        p if p.starts_with('[') => (p.to_owned(), None),
+        p => (
+            std::path::Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.to_owned()),
+            Some(p.to_owned()),
+        ),
+    };
+    Some(Mapping {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        offset,
+        executable: perms.contains('x'),
+        name,
+        path,
+    })
+}
+
 /// Reads `/proc/PID/task/TID/comm`.
 pub fn read_comm(pid: u32, tid: u32) -> io::Result<String> {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))?;
@@ -410,6 +460,31 @@ mod tests {
     fn state_after_tricky_comm() {
         assert_eq!(proc_state("42 (a) b) S 1 2 3"), Some('S'));
         assert_eq!(proc_state("42 (x) Z 1"), Some('Z'));
+    }
+
+    #[test]
+    fn maps_lines() {
+        let m = parse_mapping(
+            "7f20ac3d8000-7f20ac52e000 r-xp 00026000 fe:00 326279   /usr/lib/x86_64-linux-gnu/libc.so.6",
+        );
+        assert_eq!(
+            m,
+            Some(Mapping {
+                start: 0x7f20ac3d8000,
+                end: 0x7f20ac52e000,
+                offset: 0x26000,
+                executable: true,
+                name: "libc.so.6".into(),
+                path: Some("/usr/lib/x86_64-linux-gnu/libc.so.6".into()),
+            })
+        );
+        let vdso = parse_mapping("7ffd1000-7ffd3000 r-xp 00000000 00:00 0   [vdso]");
+        assert_eq!(
+            vdso.map(|m| (m.name, m.path)),
+            Some(("[vdso]".into(), None))
+        );
+        let anon = parse_mapping("7ffd1000-7ffd3000 rw-p 00000000 00:00 0");
+        assert_eq!(anon.map(|m| m.name), Some("[anon]".into()));
     }
 
     #[test]

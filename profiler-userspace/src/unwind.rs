@@ -14,10 +14,11 @@ use framehop::{
 };
 use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 
+use crate::target::Mapping;
+
 /// A copied user stack as the kernel sent it (a `UserStackSample`), read in
 /// place from the ring buffer.
 pub struct CopiedStack<'a> {
-    pub tgid: u32,
     pub tid: u32,
     pub kernel_stack_id: i32,
     /// `profiler_common::SAMPLE_*`.
@@ -44,7 +45,6 @@ impl<'a> CopiedStack<'a> {
         let len =
             (u32_at(offset_of!(S, stack_len))? as usize).min(profiler_common::STACK_COPY_BYTES);
         Some(CopiedStack {
-            tgid: u32_at(offset_of!(S, tgid))?,
             tid: u32_at(offset_of!(S, tid))?,
             kernel_stack_id: u32_at(offset_of!(S, kernel_stack_id))? as i32,
             kind: u32_at(offset_of!(S, kind))?,
@@ -112,43 +112,26 @@ impl Unwind {
         }
     }
 
-    /// Adds the modules mapped now that are not known yet.
-    pub fn refresh_modules(&mut self) {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) else {
-            return;
-        };
+    /// Adds the modules among `mappings` (just read) that are not known yet.
+    pub fn refresh_modules(&mut self, mappings: &[Mapping]) {
         // Per file: the start of its offset-0 mapping (the load base) and
         // the range its executable mappings cover.
         let mut files: HashMap<&str, (Option<u64>, (u64, u64))> = HashMap::new();
-        for line in maps.lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(range), Some(perms), Some(offset), Some(path)) =
-                (fields.first(), fields.get(1), fields.get(2), fields.get(5))
-            else {
-                continue;
-            };
-            if !path.starts_with('/') {
-                continue;
-            }
-            let Some((start, end)) = range.split_once('-') else {
-                continue;
-            };
-            let (Ok(start), Ok(end), Ok(offset)) = (
-                u64::from_str_radix(start, 16),
-                u64::from_str_radix(end, 16),
-                u64::from_str_radix(offset, 16),
-            ) else {
+        for m in mappings {
+            let Some(path) = m.path.as_deref() else {
                 continue;
             };
             let entry = files.entry(path).or_insert((None, (u64::MAX, 0)));
-            if offset == 0 {
-                entry.0 = Some(entry.0.map_or(start, |b: u64| b.min(start)));
+            if m.offset == 0 {
+                entry.0 = Some(entry.0.map_or(m.start, |b: u64| b.min(m.start)));
             }
-            if perms.contains('x') {
-                entry.1 = (entry.1.0.min(start), entry.1.1.max(end));
+            if m.executable {
+                entry.1 = (entry.1.0.min(m.start), entry.1.1.max(m.end));
             }
         }
-        self.add_vdso(&maps);
+        if let Some(vdso) = mappings.iter().find(|m| m.name == "[vdso]") {
+            self.add_vdso(vdso.start..vdso.end);
+        }
         for (path, (base, (code_start, code_end))) in files {
             let code = code_start..code_end;
             let (Some(base), false) = (base, code.is_empty()) else {
@@ -166,21 +149,8 @@ impl Unwind {
 
     /// Adds the vDSO (the kernel's small shared object for clock_gettime
     /// and friends), read from the target's memory: it is in no file.
-    fn add_vdso(&mut self, maps: &str) {
-        let Some(range) = maps.lines().find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let range = fields.next()?;
-            (fields.nth(4) == Some("[vdso]")).then_some(range)
-        }) else {
-            return;
-        };
-        let Some((start, end)) = range.split_once('-') else {
-            return;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
-        else {
-            return;
-        };
+    fn add_vdso(&mut self, range: Range<u64>) {
+        let (start, end) = (range.start, range.end);
         if self.modules.get("[vdso]") == Some(&(start..end)) {
             return;
         }
@@ -259,7 +229,7 @@ impl Unwind {
     /// addresses, as far as the walk goes.
     pub fn unwind(&mut self, sample: &CopiedStack<'_>) -> Vec<u64> {
         if !self.known(sample.ip) {
-            self.refresh_modules();
+            self.refresh_modules(&crate::target::read_mappings(self.pid));
         }
         let sp = sample.sp;
         let len = sample.stack.len() as u64;
