@@ -397,11 +397,14 @@ pub enum Counter {
     UserStackRingFull = 18,
     /// DWARF-mode sample without user registers.
     UserRegsMissing = 19,
+    /// Sum of the futex wait durations, in nanoseconds (every wait, also
+    /// those whose stack or map entry was lost).
+    FutexWaitNs = 20,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 21] = [
         Counter::CpuSamples,
         Counter::UserStackCollision,
         Counter::UserStackMapFull,
@@ -422,6 +425,7 @@ impl Counter {
         Counter::InFlightMapFull,
         Counter::UserStackRingFull,
         Counter::UserRegsMissing,
+        Counter::FutexWaitNs,
     ];
 
     /// What the counter counts, as the report words it.
@@ -447,6 +451,34 @@ impl Counter {
             Counter::InFlightMapFull => "event dropped: in-flight map full",
             Counter::UserStackRingFull => "sample dropped: user-stack ring buffer full",
             Counter::UserRegsMissing => "sample without user registers",
+            Counter::FutexWaitNs => "futex wait time, total ns",
+        }
+    }
+
+    /// The counter as a metric label value (`reason="..."` for losses).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Counter::CpuSamples => "cpu_samples",
+            Counter::UserStackCollision => "user_stack_collision",
+            Counter::UserStackMapFull => "user_stack_map_full",
+            Counter::UserStackMissing => "user_stack_missing",
+            Counter::UserStackOther => "user_stack_error",
+            Counter::KernelStackCollision => "kernel_stack_collision",
+            Counter::KernelStackMapFull => "kernel_stack_map_full",
+            Counter::KernelStackOther => "kernel_stack_error",
+            Counter::CountsMapFull => "counts_map_full",
+            Counter::Switches => "switches",
+            Counter::ShortBlocksDropped => "short_block",
+            Counter::OffCpuMapFull => "offcpu_map_full",
+            Counter::RunqDelays => "runq_delays",
+            Counter::RunqDelayNs => "runq_delay_ns",
+            Counter::FutexWaits => "futex_waits",
+            Counter::FutexWakes => "futex_wakes",
+            Counter::FutexMapFull => "futex_map_full",
+            Counter::InFlightMapFull => "inflight_map_full",
+            Counter::UserStackRingFull => "user_stack_ring_full",
+            Counter::UserRegsMissing => "user_regs_missing",
+            Counter::FutexWaitNs => "futex_wait_ns",
         }
     }
 
@@ -460,6 +492,7 @@ impl Counter {
                 | Counter::RunqDelayNs
                 | Counter::FutexWaits
                 | Counter::FutexWakes
+                | Counter::FutexWaitNs
                 | Counter::ShortBlocksDropped
         )
     }

@@ -732,6 +732,7 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
     let _ = FUTEX_INFLIGHT.remove(tid);
     let ns = now_ns().saturating_sub(wait.start_ns);
     bump(Counter::FutexWaits);
+    bump_by(Counter::FutexWaitNs, ns);
     histogram(&FUTEX_HIST, ns);
     if copy_stack(global!(UNWIND_DWARF_FUTEX)) {
         let event = StackEvent {

@@ -144,6 +144,8 @@ pub struct Attached {
     ebpf: Option<Ebpf>,
     /// How many perf events (one per online CPU) the sampler is attached to.
     pub cpus: usize,
+    /// Each program and where it is attached, as a phrase.
+    pub attachments: Vec<String>,
 }
 
 impl Attached {
@@ -202,56 +204,77 @@ impl Attached {
                     source,
                 })?;
         }
+        let mut attachments = Vec::new();
+        if config.arm_on_exec {
+            attachments.push(format!("{EXEC_PROGRAM} on sched_process_exec"));
+        }
         let mut cpus = 0;
         if wants(ProfileKind::Cpu) {
             cpus = attach_cpu_sampler(&mut ebpf, config.frequency)?;
+            attachments.push(format!(
+                "{CPU_PROGRAM} on cpu-clock at {} Hz on {cpus} CPUs",
+                config.frequency
+            ));
         }
         if wants(ProfileKind::OffCpu) {
-            attach_tracepoint(&mut ebpf, "prf_switch", "sched", "sched_switch", "offcpu")?;
+            attachments.push(attach_tracepoint(
+                &mut ebpf,
+                "prf_switch",
+                "sched",
+                "sched_switch",
+                "offcpu",
+            )?);
         }
         if wants(ProfileKind::Futex) {
-            attach_tracepoint(
+            attachments.push(attach_tracepoint(
                 &mut ebpf,
                 "prf_futex_in",
                 "syscalls",
                 "sys_enter_futex",
                 "futex",
-            )?;
-            attach_tracepoint(
+            )?);
+            attachments.push(attach_tracepoint(
                 &mut ebpf,
                 "prf_futex_out",
                 "syscalls",
                 "sys_exit_futex",
                 "futex",
-            )?;
+            )?);
             // futex_waitv (Linux 5.16+): optional, older kernels lack it.
             if offsets.as_ref().is_some_and(|o| o.has_waitv) {
-                attach_tracepoint(
+                attachments.push(attach_tracepoint(
                     &mut ebpf,
                     "prf_waitv_in",
                     "syscalls",
                     "sys_enter_futex_waitv",
                     "futex",
-                )?;
-                attach_tracepoint(
+                )?);
+                attachments.push(attach_tracepoint(
                     &mut ebpf,
                     "prf_futex_out",
                     "syscalls",
                     "sys_exit_futex_waitv",
                     "futex",
-                )?;
+                )?);
             } else {
                 warn!("this kernel has no futex_waitv tracepoints; futex_waitv waits are not seen");
             }
         }
         if tracepoints {
             // Wake-ups: who woke a blocked thread or a futex waiter.
-            attach_tracepoint(&mut ebpf, "prf_waking", "sched", "sched_waking", "offcpu")?;
+            attachments.push(attach_tracepoint(
+                &mut ebpf,
+                "prf_waking",
+                "sched",
+                "sched_waking",
+                "offcpu",
+            )?);
         }
         debug!(?config.kinds, cpus, tgid = config.tgid, "attached");
         Ok(Attached {
             ebpf: Some(ebpf),
             cpus,
+            attachments,
         })
     }
 
@@ -261,6 +284,11 @@ impl Attached {
             .as_mut()
             .and_then(|e| e.take_map(name))
             .ok_or(AttachError::MissingMap(name))
+    }
+
+    /// Whether the programs are still loaded and attached.
+    pub fn is_attached(&self) -> bool {
+        self.ebpf.is_some()
     }
 
     /// Detaches and unloads every program; maps taken out stay readable.
@@ -312,7 +340,7 @@ fn attach_tracepoint(
     category: &str,
     name: &str,
     kind: &'static str,
-) -> Result<(), AttachError> {
+) -> Result<String, AttachError> {
     let tracepoint = format!("{category}:{name}");
     let prog: &mut TracePoint = self::program(ebpf, program)?;
     if prog.fd().is_err() {
@@ -336,7 +364,7 @@ fn attach_tracepoint(
             _ => err,
         })?;
     debug!(program, %tracepoint, "attached");
-    Ok(())
+    Ok(format!("{program} on {tracepoint}"))
 }
 
 /// The mounted tracefs, if any.

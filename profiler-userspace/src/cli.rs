@@ -24,6 +24,115 @@ pub enum Command {
     /// Record a profile of a running process (--pid) or of a command you start
     /// (after `--`), then write it out and print a short report on stderr.
     Record(RecordArgs),
+    /// Stay attached to a running process and serve what it does over HTTP:
+    /// Prometheus metrics (/metrics), health (/healthz) and pprof profiles on
+    /// demand (/debug/pprof/profile, /debug/pprof/mutex, /debug/pprof/block),
+    /// as Go's net/http/pprof serves them.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo profiler serve --pid 4242\n  go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5\n  curl http://127.0.0.1:6060/metrics"
+)]
+pub struct ServeArgs {
+    /// The process to watch, every thread of it.
+    #[arg(short, long, value_name = "PID", allow_hyphen_values = true)]
+    pub pid: String,
+
+    /// Where to listen. Loopback by default; any other address (0.0.0.0:6060)
+    /// lets other hosts read this process's stacks, and is logged as a
+    /// warning.
+    #[arg(long, value_name = "ADDRESS:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// On-CPU samples per second per CPU.
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "HZ",
+        default_value = "99",
+        allow_hyphen_values = true
+    )]
+    pub frequency: String,
+
+    /// How user stacks are walked: fp, dwarf or auto (see `record --help`).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub unwind: String,
+
+    /// Deepest user stack kept (frames beyond are cut, and counted).
+    #[arg(long, value_name = "FRAMES", default_value_t = 127)]
+    pub max_depth: usize,
+
+    /// How many locks get their own `lock` label in the metrics: the first K
+    /// locks by wait time; the rest are summed under lock="other".
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub top_locks: usize,
+}
+
+/// The address `serve` listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6060";
+
+/// The checked settings of one `profiler serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub pid: u32,
+    pub listen: std::net::SocketAddr,
+    pub frequency: u64,
+    pub unwind: u32,
+    pub max_depth: usize,
+    pub top_locks: usize,
+}
+
+impl ServeArgs {
+    /// Checks every flag and turns them into a [`ServeConfig`].
+    pub fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let pid = parse_pid(&self.pid)?;
+        let listen = parse_listen(&self.listen)?;
+        if self.max_depth == 0 {
+            bail!("--max-depth must be at least 1 frame");
+        }
+        if self.top_locks == 0 {
+            bail!("--top-locks must be at least 1 (locks beyond it are labelled \"other\")");
+        }
+        Ok(ServeConfig {
+            pid,
+            listen,
+            frequency: parse_frequency(&self.frequency)?,
+            unwind: parse_unwind(&self.unwind)?,
+            max_depth: self.max_depth,
+            top_locks: self.top_locks,
+        })
+    }
+}
+
+/// Parses `--listen`: an address and a port, a host name allowed.
+pub fn parse_listen(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    let usage = || {
+        format!("--listen takes ADDRESS:PORT such as 127.0.0.1:6060 or 0.0.0.0:6060, got {text:?}")
+    };
+    if let Ok(addr) = text.trim().parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        bail!("{}", usage());
+    }
+    text.trim()
+        .to_socket_addrs()
+        .with_context(usage)?
+        .next()
+        .with_context(usage)
+}
+
+/// Parses `--unwind`.
+pub fn parse_unwind(text: &str) -> anyhow::Result<u32> {
+    Ok(match text {
+        "dwarf" => profiler_common::UNWIND_COPY,
+        "auto" => profiler_common::UNWIND_AUTO,
+        "fp" => profiler_common::UNWIND_FP,
+        other => bail!("--unwind: unknown mode {other:?}; choose fp, dwarf or auto"),
+    })
 }
 
 #[derive(Debug, Args)]
@@ -247,12 +356,7 @@ impl RecordArgs {
                 });
             }
         }
-        let unwind = match self.unwind.as_str() {
-            "dwarf" => profiler_common::UNWIND_COPY,
-            "auto" => profiler_common::UNWIND_AUTO,
-            "fp" => profiler_common::UNWIND_FP,
-            other => bail!("--unwind: unknown mode {other:?}; choose fp, dwarf or auto"),
-        };
+        let unwind = parse_unwind(&self.unwind)?;
         if self.max_depth == 0 {
             bail!("--max-depth must be at least 1 frame");
         }

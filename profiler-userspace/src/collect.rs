@@ -157,7 +157,7 @@ impl Waits {
 }
 
 /// Everything drained so far.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Collected {
     /// On-CPU sample count per unique stack.
     pub stacks: HashMap<RawStack, u64>,
@@ -179,6 +179,60 @@ pub struct Collected {
 impl Collected {
     pub fn counter(&self, counter: Counter) -> u64 {
         self.counters[counter as usize]
+    }
+
+    /// What was collected after `before` (an earlier copy of this): counts,
+    /// totals and histograms subtracted. The longest wait of a stack cannot
+    /// be subtracted; it stays the longest of the whole recording.
+    pub fn since(&self, before: &Collected) -> Collected {
+        fn counts<K: Clone + Eq + Hash>(
+            now: &HashMap<K, u64>,
+            then: &HashMap<K, u64>,
+        ) -> HashMap<K, u64> {
+            now.iter()
+                .filter_map(|(k, n)| {
+                    let added = n.saturating_sub(then.get(k).copied().unwrap_or(0));
+                    (added > 0).then(|| (k.clone(), added))
+                })
+                .collect()
+        }
+        fn waits<K: Clone + Eq + Hash>(
+            now: &HashMap<K, Waits>,
+            then: &HashMap<K, Waits>,
+        ) -> HashMap<K, Waits> {
+            now.iter()
+                .filter_map(|(k, w)| {
+                    let old = then.get(k).copied().unwrap_or_default();
+                    let added = Waits {
+                        count: w.count.saturating_sub(old.count),
+                        total_ns: w.total_ns.saturating_sub(old.total_ns),
+                        max_ns: w.max_ns,
+                    };
+                    (added.count > 0).then(|| (k.clone(), added))
+                })
+                .collect()
+        }
+        let minus = |now: &[u64], then: &[u64]| -> Vec<u64> {
+            now.iter()
+                .zip(then.iter().chain(std::iter::repeat(&0)))
+                .map(|(n, t)| n.saturating_sub(*t))
+                .collect()
+        };
+        let mut counters = self.counters;
+        for (now, then) in counters.iter_mut().zip(before.counters) {
+            *now = now.saturating_sub(then);
+        }
+        Collected {
+            stacks: counts(&self.stacks, &before.stacks),
+            offcpu: waits(&self.offcpu, &before.offcpu),
+            futex_waits: waits(&self.futex_waits, &before.futex_waits),
+            futex_wakes: counts(&self.futex_wakes, &before.futex_wakes),
+            runq_hist: minus(&self.runq_hist, &before.runq_hist),
+            futex_hist: minus(&self.futex_hist, &before.futex_hist),
+            counters,
+            vanished_stacks: self.vanished_stacks.saturating_sub(before.vanished_stacks),
+            thread_names: self.thread_names.clone(),
+        }
     }
 
     /// Every stack drained so far with whether it is a user stack, for

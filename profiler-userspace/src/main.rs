@@ -4,7 +4,9 @@
 //! A sample's path, module by module: `cli` (what to do) -> `target` (the
 //! process) -> `attach` (programs in the kernel) -> `collect` (maps drained
 //! into unique stacks) -> `symbolize` (addresses to frames) -> `profile` (the
-//! model) -> `export` (files) and `report` (stderr); `record` drives it.
+//! model) -> `export` (files) and `report` (stderr); `session` keeps one
+//! target attached, `record` drives it to files and `server` serves it over
+//! HTTP (metrics, health, pprof).
 
 mod attach;
 mod cli;
@@ -13,6 +15,8 @@ mod export;
 mod profile;
 mod record;
 mod report;
+mod server;
+mod session;
 mod symbolize;
 mod target;
 mod unwind;
@@ -29,24 +33,21 @@ const EXIT_FAILURE: u8 = 1;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
-    match cli.command {
-        cli::Command::Record(args) => {
-            let config = match args.into_config() {
-                Ok(config) => config,
-                Err(err) => {
-                    eprintln!("profiler: error: {err:#}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            match record::run(config) {
-                Ok(()) => ExitCode::SUCCESS,
-                // `-o - | head`: the reader left; that is not an error.
-                Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("profiler: error: {err:#}");
-                    ExitCode::from(EXIT_FAILURE)
-                }
-            }
+    let outcome = match cli.command {
+        cli::Command::Record(args) => args.into_config().map(record::run),
+        cli::Command::Serve(args) => args.into_config().map(server::run),
+    };
+    match outcome {
+        Err(err) => {
+            eprintln!("profiler: error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        // `-o - | head`: the reader left; that is not an error.
+        Ok(Err(err)) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Ok(Err(err)) => {
+            eprintln!("profiler: error: {err:#}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

@@ -7,33 +7,25 @@ use std::{
     fs::File,
     io::{BufWriter, Write as _},
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::{
-    attach::{self, Attached, LoadConfig},
+    attach::{self, LoadConfig},
     cli::{RecordConfig, TargetSpec},
-    collect::Collector,
     export::{
         self, Format,
         folded::{self, FoldedOptions},
     },
-    profile::{Names, Profile, lookup_addrs},
+    profile::Profile,
     report::Report,
-    symbolize::Symbolize,
-    target::{self, Target},
-    unwind::Unwind,
+    session::{DRAIN_EVERY, MAPPINGS_EVERY, Session},
+    target::Target,
 };
-
-/// How often the kernel maps are drained (and new stacks symbolized).
-const DRAIN_EVERY: Duration = Duration::from_secs(1);
-/// How often the target's mappings are re-read (libraries it loads, and a
-/// started command's exec) so a target that exits is still symbolized.
-const MAPPINGS_EVERY: Duration = Duration::from_millis(250);
 
 /// Why the recording stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,33 +154,16 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let _runtime_context = runtime.enter();
-    let mut target = Target::open(&config.target)?;
-    let mut attached = Attached::load(&LoadConfig {
+    let target = Target::open(&config.target)?;
+    let load = LoadConfig {
         tgid: target.pid,
         arm_on_exec: target.is_spawned(),
         unwind: config.unwind,
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,
-    })?;
-    let mut collector = Collector::new(&mut attached)?;
-    let mut symbols = Symbolize::new(target.pid);
-    let mut unwind = Unwind::new(target.pid, config.max_depth);
-    let mut names = Names::default();
-    let cpu_before = if target.is_spawned() {
-        Some(Duration::ZERO)
-    } else {
-        target::cpu_time(target.pid)
     };
-    if !target.is_spawned() {
-        collector.arm()?;
-    }
-    // A started command arms the programs itself when its exec completes:
-    // what the held child did before, as a copy of this program, is not
-    // recorded.
-    target.release()?;
-    symbols.cache_mappings(&target::read_mappings(target.pid));
-    target.refresh_thread_names();
+    let mut session = Session::start(target, &load, config.max_depth)?;
     let started = Instant::now();
     let start_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -198,7 +173,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         TargetSpec::Pid(pid) => info!(
             "recording {} of PID {pid} ({}){}; Ctrl-C to stop",
             kinds.join(", "),
-            target.name,
+            session.target.name,
             config
                 .duration
                 .map(|d| format!(" for {:.1} s", d.as_secs_f64()))
@@ -208,11 +183,10 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
             "recording {} of `{}` (PID {}) until it exits; Ctrl-C to stop",
             kinds.join(", "),
             argv.join(" "),
-            target.pid,
+            session.target.pid,
         ),
     }
 
-    let mut cpu_last = cpu_before;
     let ending = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -233,56 +207,20 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 () = until_deadline => break Ok::<_, anyhow::Error>(Ending::Duration),
                 _ = sigint.recv() => break Ok(Ending::Interrupted),
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
-                _ = target.exited() => break Ok(Ending::TargetExited),
-                _ = mappings_tick.tick() => {
-                    // One read of the mappings for the unwinder (libraries
-                    // loaded since, while mapped) and the symbolizer.
-                    let mappings = target::read_mappings(target.pid);
-                    if config.unwind != profiler_common::UNWIND_FP {
-                        unwind.refresh_modules(&mappings);
-                    }
-                    collector.drain_user_stacks(&mut unwind);
-                    collector.drain_offcpu_intervals();
-                    symbols.cache_mappings(&mappings);
-                    if let Some(cpu) = target::cpu_time(target.pid) {
-                        cpu_last = Some(cpu);
-                    }
-                }
-                _ = drain_tick.tick() => {
-                    collector.drain_user_stacks(&mut unwind);
-                    collector.drain_offcpu_intervals();
-                    collector.drain()?;
-                    target.refresh_thread_names();
-                    resolve_new(&collector, &mut symbols, &mut names, target.pid, target.is_alive());
-                    debug!(stacks = collector.collected.stacks.len(), "drained");
-                }
+                _ = session.target.exited() => break Ok(Ending::TargetExited),
+                _ = mappings_tick.tick() => session.refresh_mappings(),
+                _ = drain_tick.tick() => session.drain()?,
             }
         }
     })?;
     let duration = started.elapsed();
 
     // Stop sampling first, then read everything left in both generations.
-    if ending != Ending::TargetExited
-        && let Some(cpu) = target::cpu_time(target.pid)
-    {
-        cpu_last = Some(cpu);
+    if ending != Ending::TargetExited {
+        session.read_cpu_time();
     }
-    attached.detach();
-    collector.drain_user_stacks(&mut unwind);
-    collector.drain_offcpu_intervals();
-    collector.drain_all()?;
-    let alive = target.is_alive();
-    if alive {
-        target.refresh_thread_names();
-        symbols.cache_mappings(&target::read_mappings(target.pid));
-    }
-    resolve_new(&collector, &mut symbols, &mut names, target.pid, alive);
-    // Names the kernel noted (threads that exited between drains), with the
-    // names read from /proc (the latest, for threads seen alive) on top.
-    names.threads = collector.collected.thread_names.clone();
-    names
-        .threads
-        .extend(target.thread_names().iter().map(|(t, n)| (*t, n.clone())));
+    session.detach_and_drain()?;
+    let target = &mut session.target;
     let target_exit = target.finish(ending != Ending::TargetExited);
     let target_exit = match (ending, target_exit) {
         (Ending::TargetExited, Some(exit)) => Some(exit.to_string()),
@@ -294,12 +232,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let profiles: Vec<Profile> = config
         .kinds
         .iter()
-        .map(|kind| {
-            let mut profile =
-                Profile::new(*kind, target.pid, &target.name, config.frequency, duration);
-            profile.executable = target.executable.as_deref().map(Into::into);
-            profile.with_samples(&collector.collected, &symbols, &names)
-        })
+        .map(|kind| session.profile(*kind, session.collected(), config.frequency, duration))
         .collect();
     let options = FoldedOptions {
         per_thread: config.per_thread,
@@ -318,17 +251,21 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
             None => written.push((profile, what)),
         }
     }
-    let target_cpu = match (target.spawned_cpu_time(), cpu_before, cpu_last) {
+    let target_cpu = match (
+        session.target.spawned_cpu_time(),
+        session.cpu_before,
+        session.cpu_last,
+    ) {
         (Some(exact), _, _) => Some(exact),
         (None, Some(before), Some(last)) => Some(last.saturating_sub(before)),
         _ => None,
     };
     let report = Report {
-        unwind: (unwind.unwound > 0).then_some(&unwind),
+        unwind: (session.unwind.unwound > 0).then_some(&session.unwind),
         profiles: written,
-        collected: &collector.collected,
-        symbols: &symbols,
-        cpus: attached.cpus,
+        collected: session.collected(),
+        symbols: &session.symbols,
+        cpus: session.attached.cpus,
         ended: ending.describe().to_owned(),
         target_exit,
         target_cpu,
@@ -337,40 +274,4 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     };
     eprint!("{}", report.render());
     Ok(())
-}
-
-/// Symbolizes the addresses drained since the last call, names new lock
-/// words, and names the processes of wakers from outside the target.
-fn resolve_new(
-    collector: &Collector,
-    symbols: &mut Symbolize,
-    names: &mut Names,
-    pid: u32,
-    alive: bool,
-) {
-    let collected = &collector.collected;
-    let mut user = Vec::new();
-    let mut kernel = Vec::new();
-    for (stack, is_user) in collected.all_stacks(pid) {
-        let addrs = lookup_addrs(stack);
-        if is_user {
-            user.extend(addrs);
-        } else {
-            kernel.extend(addrs);
-        }
-    }
-    symbols.resolve(user, kernel, alive);
-    let locks = collected
-        .futex_waits
-        .keys()
-        .map(|k| k.uaddr)
-        .chain(collected.futex_wakes.keys().map(|k| k.uaddr));
-    symbols.name_locks(locks);
-    for waker in collected.offcpu.keys().filter_map(|k| k.waker.as_ref()) {
-        if waker.tgid != 0 && waker.tgid != pid && !names.processes.contains_key(&waker.tgid) {
-            let name =
-                target::read_comm(waker.tgid, waker.tgid).unwrap_or_else(|_| "exited".to_owned());
-            names.processes.insert(waker.tgid, name);
-        }
-    }
 }

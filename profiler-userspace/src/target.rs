@@ -416,6 +416,11 @@ fn parse_mapping(line: &str) -> Option<Mapping> {
     })
 }
 
+/// How many threads a process has now (0 once it is gone).
+pub fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count())
+}
+
 /// Reads `/proc/PID/task/TID/comm`.
 pub fn read_comm(pid: u32, tid: u32) -> io::Result<String> {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))?;

@@ -1,0 +1,293 @@
+//! The HTTP side of `serve`, on its own thread and runtime: routes, query
+//! checks, the one-request-per-kind rule, and the answers. Metrics and health
+//! are read from what the session thread last published; profiles are asked
+//! of the session thread and awaited.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    extract::{Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use prometheus::{Encoder as _, Registry, TextEncoder};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Health, ProfileReply, ProfileRequest};
+use crate::profile::ProfileKind;
+
+/// The longest profile one request may ask for, in seconds.
+pub const MAX_SECONDS: u64 = 300;
+/// Go's net/http/pprof default for /debug/pprof/profile without `seconds`.
+const DEFAULT_CPU_SECONDS: u64 = 30;
+/// How long open connections get to finish once the server is stopping.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub health: Arc<Mutex<Health>>,
+    pub requests: mpsc::UnboundedSender<ProfileRequest>,
+    /// A profile of this kind is being taken (index: [`kind_index`]).
+    pub busy: Arc<[AtomicBool; 3]>,
+    pub scrapes: Arc<AtomicU64>,
+    pub profiles: Arc<AtomicU64>,
+}
+
+fn kind_index(kind: ProfileKind) -> usize {
+    match kind {
+        ProfileKind::Cpu => 0,
+        ProfileKind::OffCpu => 1,
+        ProfileKind::Futex => 2,
+    }
+}
+
+/// Serves until `stop` turns true, then gives open connections a moment.
+pub fn serve(
+    listener: std::net::TcpListener,
+    state: AppState,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP server's runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .context("cannot serve on the listening socket")?;
+        let mut graceful = stop.clone();
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = graceful.wait_for(|stop| *stop).await;
+            })
+            .into_future();
+        let mut hard = stop;
+        let deadline = async move {
+            let _ = hard.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = server => served.context("the HTTP server failed"),
+            () = deadline => Ok(()),
+        }
+    })
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/debug/pprof/", get(index))
+        .route("/debug/pprof/profile", get(cpu_profile))
+        .route("/debug/pprof/mutex", get(mutex_profile))
+        .route("/debug/pprof/block", get(block_profile))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut body = body.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+const ENDPOINTS: &str = "/metrics, /healthz, /debug/pprof/profile?seconds=N, /debug/pprof/mutex[?seconds=N], /debug/pprof/block[?seconds=N]";
+
+async fn not_found() -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint; this server has {ENDPOINTS}"),
+    )
+}
+
+async fn index() -> Response {
+    text(
+        StatusCode::OK,
+        "profiles of the target, as Go's net/http/pprof serves them:\n\
+         profile  on-CPU samples over the next N seconds (?seconds=N, default 30)\n\
+         mutex    futex contention by lock: since the server started, or over ?seconds=N\n\
+         block    off-CPU time (blocked and preempted): since the server started, or over ?seconds=N\n",
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    state.scrapes.fetch_add(1, Ordering::Relaxed);
+    let families = state.registry.gather();
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&families, &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        )
+            .into_response(),
+        Err(err) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {err}"),
+        ),
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let (healthy, body) = {
+        let health = state.health.lock().unwrap_or_else(PoisonError::into_inner);
+        (health.healthy, health.json.to_string())
+    };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body + "\n",
+    )
+        .into_response()
+}
+
+type Params = Query<HashMap<String, String>>;
+
+async fn cpu_profile(State(state): State<AppState>, Query(params): Params) -> Response {
+    profile(state, ProfileKind::Cpu, &params, Some(DEFAULT_CPU_SECONDS)).await
+}
+
+async fn mutex_profile(State(state): State<AppState>, Query(params): Params) -> Response {
+    profile(state, ProfileKind::Futex, &params, None).await
+}
+
+async fn block_profile(State(state): State<AppState>, Query(params): Params) -> Response {
+    profile(state, ProfileKind::OffCpu, &params, None).await
+}
+
+/// `seconds`: a whole number from 1 to [`MAX_SECONDS`], or the default.
+pub fn parse_seconds(
+    params: &HashMap<String, String>,
+    default: Option<u64>,
+) -> Result<Option<u64>, String> {
+    let Some(text) = params.get("seconds") else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_SECONDS).contains(&n) => Ok(Some(n)),
+        Ok(n) => Err(format!("seconds must be from 1 to {MAX_SECONDS}, got {n}")),
+        Err(_) => Err(format!(
+            "seconds must be a whole number of seconds from 1 to {MAX_SECONDS}, got {text:?}"
+        )),
+    }
+}
+
+/// Marks a kind busy while a request for it runs (also when the client
+/// goes away and the handler is dropped).
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+async fn profile(
+    state: AppState,
+    kind: ProfileKind,
+    params: &HashMap<String, String>,
+    default_seconds: Option<u64>,
+) -> Response {
+    let seconds = match parse_seconds(params, default_seconds) {
+        Ok(seconds) => seconds,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let flag = &state.busy[kind_index(kind)];
+    if flag
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        let mut response = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "a {} profile is already being taken; one at a time per kind, try again when it is done",
+                kind.name()
+            ),
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&seconds.unwrap_or(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let _busy = Busy(flag);
+    let (reply, answer) = oneshot::channel();
+    let request = ProfileRequest {
+        kind,
+        seconds,
+        reply,
+    };
+    if state.requests.send(request).is_err() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the profiler is shutting down",
+        );
+    }
+    match answer.await {
+        Ok(ProfileReply::Pprof(bytes)) => {
+            state.profiles.fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"profile\"",
+                    ),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Ok(ProfileReply::Unavailable(message)) => text(StatusCode::SERVICE_UNAVAILABLE, message),
+        Ok(ProfileReply::Failed(message)) => text(StatusCode::INTERNAL_SERVER_ERROR, message),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the profiler stopped before the profile was done",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(seconds: &str) -> HashMap<String, String> {
+        HashMap::from([("seconds".to_owned(), seconds.to_owned())])
+    }
+
+    #[test]
+    fn seconds_are_checked() {
+        assert_eq!(parse_seconds(&HashMap::new(), Some(30)), Ok(Some(30)));
+        assert_eq!(parse_seconds(&HashMap::new(), None), Ok(None));
+        assert_eq!(parse_seconds(&params("5"), None), Ok(Some(5)));
+        assert_eq!(parse_seconds(&params("300"), None), Ok(Some(300)));
+        for bad in ["0", "301", "abc", "-1", "1.5", ""] {
+            let err = parse_seconds(&params(bad), Some(30)).expect_err(bad);
+            assert!(err.contains("from 1 to 300"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The Prometheus metrics of the target: rebuilt from the session's
+//! cumulative data after every drain (on the session thread) and handed to
+//! the registry, which encodes them at each scrape (on the HTTP thread)
+//! beside the profiler's own `process_*` metrics.
+//!
+//! The kernel counts cumulatively, so every counter here is set from a
+//! running total rather than incremented; the log2 histograms filled in the
+//! kernel are exposed bucket by bucket, which the `prometheus` crate's own
+//! `Histogram` (observations only) cannot do, hence the custom collector.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use profiler_common::Counter;
+use prometheus::{
+    Registry,
+    core::{Collector, Desc},
+    proto::{self, MetricFamily, MetricType},
+};
+
+use crate::{collect::OffCpuState, session::Session};
+
+/// How many thread names get their own `thread` label.
+pub const MAX_THREAD_LABELS: usize = 100;
+
+/// The label value everything beyond a bound is summed under.
+const OTHER: &str = "other";
+
+/// log2 histogram buckets exposed, as exponents of their upper bounds in
+/// nanoseconds: 2^10 ns (about 1 µs) to 2^36 ns (about 69 s). Smaller values
+/// fall in the first bucket, larger ones only in +Inf.
+const BUCKET_EXPONENTS: std::ops::RangeInclusive<u32> = 10..=36;
+
+/// One metric family: name, help, type and label names.
+struct Family {
+    name: &'static str,
+    help: String,
+    kind: MetricType,
+    labels: &'static [&'static str],
+}
+
+fn families(top_locks: usize) -> Vec<Family> {
+    let family = |name, help: &str, kind, labels| Family {
+        name,
+        help: help.to_owned(),
+        kind,
+        labels,
+    };
+    vec![
+        family(
+            "profiler_target_up",
+            "1 while the profiled process runs, 0 once it has exited.",
+            MetricType::GAUGE,
+            &[],
+        ),
+        family(
+            "profiler_target_threads",
+            "Threads of the profiled process now.",
+            MetricType::GAUGE,
+            &[],
+        ),
+        family(
+            "profiler_programs_attached",
+            "eBPF programs of the profiler attached to the kernel now (0 once the target has exited).",
+            MetricType::GAUGE,
+            &[],
+        ),
+        Family {
+            name: "profiler_cpu_samples_total",
+            help: format!(
+                "On-CPU samples of the target's threads, by thread name (the first {MAX_THREAD_LABELS} names get a label; the rest are summed under thread=\"other\")."
+            ),
+            kind: MetricType::COUNTER,
+            labels: &["thread"],
+        },
+        Family {
+            name: "profiler_cpu_seconds_total",
+            help: format!(
+                "CPU time of the target's threads estimated from samples (samples / sampling frequency), by thread name (the first {MAX_THREAD_LABELS} names get a label; the rest are summed under thread=\"other\")."
+            ),
+            kind: MetricType::COUNTER,
+            labels: &["thread"],
+        },
+        family(
+            "profiler_offcpu_seconds_total",
+            "Time the target's threads spent switched out, by reason: voluntary (blocked: sleep, I/O, a lock; until woken) or preempted (runnable, waiting for a CPU).",
+            MetricType::COUNTER,
+            &["reason"],
+        ),
+        family(
+            "profiler_runqueue_delay_seconds",
+            "Run-queue delay of the target's threads: from being woken or preempted to running again (log2 buckets filled in the kernel).",
+            MetricType::HISTOGRAM,
+            &[],
+        ),
+        Family {
+            name: "profiler_futex_waits_total",
+            help: format!(
+                "Futex waits of the target's threads, by lock (its variable name, or address and mapping). The first {top_locks} locks by wait time get a label; the rest are summed under lock=\"other\"."
+            ),
+            kind: MetricType::COUNTER,
+            labels: &["lock"],
+        },
+        Family {
+            name: "profiler_futex_wait_seconds_total",
+            help: format!(
+                "Time the target's threads waited in futex(2), by lock (its variable name, or address and mapping). The first {top_locks} locks by wait time get a label; the rest are summed under lock=\"other\"."
+            ),
+            kind: MetricType::COUNTER,
+            labels: &["lock"],
+        },
+        family(
+            "profiler_futex_wait_duration_seconds",
+            "Duration of each futex wait of the target's threads (log2 buckets filled in the kernel).",
+            MetricType::HISTOGRAM,
+            &[],
+        ),
+        family(
+            "profiler_dropped_events_total",
+            "Samples, stacks and events the profiler lost, by reason (a sample whose stack was lost is still counted in the other metrics).",
+            MetricType::COUNTER,
+            &["reason"],
+        ),
+    ]
+}
+
+/// The registry's view of the target metrics: the families last built.
+struct Published {
+    descs: Vec<Desc>,
+    families: Arc<Mutex<Vec<MetricFamily>>>,
+}
+
+impl Collector for Published {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.families
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The profiler's own CPU time and memory, read at each scrape, under the
+/// standard `process_*` names. Written here because the `prometheus` crate's
+/// process collector counts CPU time in whole seconds, which makes a rate
+/// over a minute of a light process read 0.
+struct OwnProcess {
+    descs: Vec<Desc>,
+}
+
+impl OwnProcess {
+    const CPU: &str = "process_cpu_seconds_total";
+    const RSS: &str = "process_resident_memory_bytes";
+
+    fn new() -> prometheus::Result<Self> {
+        let desc = |name: &str, help: &str| {
+            Desc::new(name.to_owned(), help.to_owned(), Vec::new(), HashMap::new())
+        };
+        Ok(OwnProcess {
+            descs: vec![
+                desc(
+                    Self::CPU,
+                    "CPU time of the profiler itself (user and system, all threads), in seconds.",
+                )?,
+                desc(
+                    Self::RSS,
+                    "Resident memory of the profiler itself, in bytes.",
+                )?,
+            ],
+        })
+    }
+}
+
+impl Collector for OwnProcess {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families = Vec::new();
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0 {
+            // SAFETY: initialized by the successful call above.
+            let usage = unsafe { usage.assume_init() };
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
+            families.push(family_of(
+                Self::CPU,
+                &self.descs[0],
+                MetricType::COUNTER,
+                counter(&[], cpu),
+            ));
+        }
+        // /proc/self/statm: size resident shared ... in pages.
+        let resident = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok());
+        if let Some(pages) = resident {
+            // SAFETY: sysconf has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+            families.push(family_of(
+                Self::RSS,
+                &self.descs[1],
+                MetricType::GAUGE,
+                gauge(&[], (pages * page) as f64),
+            ));
+        }
+        families
+    }
+}
+
+fn family_of(name: &str, desc: &Desc, kind: MetricType, metric: proto::Metric) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_owned());
+    family.set_help(desc.help.clone());
+    family.set_field_type(kind);
+    family.set_metric(vec![metric]);
+    family
+}
+
+/// Label values handed out up to a bound and kept: a counter's series must
+/// not move between labels, or its rate would jump. Values are admitted in
+/// the order given (largest first) while there is room; once full, anything
+/// new is "other" (which only exists from then on, so it never shrinks).
+struct BoundedLabels {
+    max: usize,
+    admitted: HashSet<String>,
+}
+
+impl BoundedLabels {
+    fn new(max: usize) -> Self {
+        BoundedLabels {
+            max,
+            admitted: HashSet::new(),
+        }
+    }
+
+    /// Sums `values` by their label, admitting the largest new ones first.
+    fn fold<V: Copy + Default>(
+        &mut self,
+        values: HashMap<String, V>,
+        weight: impl Fn(&V) -> u64,
+        add: impl Fn(&mut V, V),
+    ) -> Vec<(String, V)> {
+        let mut ranked: Vec<(String, V)> = values.into_iter().collect();
+        ranked.sort_by(|a, b| weight(&b.1).cmp(&weight(&a.1)).then(a.0.cmp(&b.0)));
+        let mut out: HashMap<String, V> = HashMap::new();
+        for (name, value) in ranked {
+            if !self.admitted.contains(&name) && self.admitted.len() < self.max {
+                self.admitted.insert(name.clone());
+            }
+            let label = if self.admitted.contains(&name) {
+                name
+            } else {
+                OTHER.to_owned()
+            };
+            add(out.entry(label).or_default(), value);
+        }
+        let mut out: Vec<(String, V)> = out.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// Builds the target's metric families (on the session thread).
+pub struct Metrics {
+    defs: Vec<Family>,
+    published: Arc<Mutex<Vec<MetricFamily>>>,
+    threads: BoundedLabels,
+    locks: BoundedLabels,
+    frequency: u64,
+}
+
+impl Metrics {
+    /// A registry with the target metrics and the profiler's own process
+    /// metrics, and the builder that fills the former.
+    pub fn registry(top_locks: usize, frequency: u64) -> anyhow::Result<(Registry, Metrics)> {
+        let defs = families(top_locks);
+        let descs = defs
+            .iter()
+            .map(|f| {
+                Desc::new(
+                    f.name.to_owned(),
+                    f.help.clone(),
+                    f.labels.iter().map(|l| (*l).to_owned()).collect(),
+                    HashMap::new(),
+                )
+            })
+            .collect::<Result<Vec<Desc>, _>>()?;
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let registry = Registry::new();
+        registry.register(Box::new(Published {
+            descs,
+            families: published.clone(),
+        }))?;
+        registry.register(Box::new(OwnProcess::new()?))?;
+        Ok((
+            registry,
+            Metrics {
+                defs,
+                published,
+                threads: BoundedLabels::new(MAX_THREAD_LABELS),
+                locks: BoundedLabels::new(top_locks),
+                frequency,
+            },
+        ))
+    }
+
+    /// Rebuilds every family from the session's data so far.
+    pub fn update(&mut self, session: &Session, target_up: bool, threads_now: usize) {
+        let collected = session.collected();
+        let names = session.names();
+        let mut metrics: Vec<Vec<proto::Metric>> = Vec::with_capacity(self.defs.len());
+
+        metrics.push(vec![gauge(&[], f64::from(u8::from(target_up)))]);
+        metrics.push(vec![gauge(&[], threads_now as f64)]);
+        let attached = if session.attached.is_attached() {
+            session.attached.attachments.len()
+        } else {
+            0
+        };
+        metrics.push(vec![gauge(&[], attached as f64)]);
+
+        let mut by_thread: HashMap<String, u64> = HashMap::new();
+        for (raw, n) in &collected.stacks {
+            let name = names
+                .threads
+                .get(&raw.tid)
+                .cloned()
+                .unwrap_or_else(|| session.target.name.clone());
+            *by_thread.entry(name).or_default() += n;
+        }
+        let by_thread = self.threads.fold(by_thread, |n| *n, |sum, n| *sum += n);
+        metrics.push(
+            by_thread
+                .iter()
+                .map(|(t, n)| counter(&[("thread", t)], *n as f64))
+                .collect(),
+        );
+        let frequency = self.frequency.max(1) as f64;
+        metrics.push(
+            by_thread
+                .iter()
+                .map(|(t, n)| counter(&[("thread", t)], *n as f64 / frequency))
+                .collect(),
+        );
+
+        let (mut voluntary, mut preempted) = (0u64, 0u64);
+        for (raw, waits) in &collected.offcpu {
+            match raw.state {
+                OffCpuState::Blocked => voluntary += waits.total_ns,
+                OffCpuState::Preempted => preempted += waits.total_ns,
+            }
+        }
+        metrics.push(vec![
+            counter(&[("reason", "preempted")], seconds(preempted)),
+            counter(&[("reason", "voluntary")], seconds(voluntary)),
+        ]);
+
+        metrics.push(vec![histogram(
+            &collected.runq_hist,
+            collected.counter(Counter::RunqDelayNs),
+        )]);
+
+        let mut by_lock: HashMap<String, (u64, u64)> = HashMap::new();
+        for (raw, waits) in &collected.futex_waits {
+            let entry = by_lock
+                .entry(session.symbols.lock_name(raw.uaddr).to_string())
+                .or_default();
+            entry.0 += waits.count;
+            entry.1 += waits.total_ns;
+        }
+        let by_lock = self.locks.fold(
+            by_lock,
+            |(_, ns)| *ns,
+            |sum, (count, ns)| {
+                sum.0 += count;
+                sum.1 += ns;
+            },
+        );
+        metrics.push(
+            by_lock
+                .iter()
+                .map(|(lock, (count, _))| counter(&[("lock", lock)], *count as f64))
+                .collect(),
+        );
+        metrics.push(
+            by_lock
+                .iter()
+                .map(|(lock, (_, ns))| counter(&[("lock", lock)], seconds(*ns)))
+                .collect(),
+        );
+        metrics.push(vec![histogram(
+            &collected.futex_hist,
+            collected.counter(Counter::FutexWaitNs),
+        )]);
+
+        let mut dropped: Vec<proto::Metric> = Counter::ALL
+            .iter()
+            .filter(|c| c.is_loss())
+            .map(|c| counter(&[("reason", c.label())], collected.counter(*c) as f64))
+            .collect();
+        dropped.push(counter(
+            &[("reason", "stack_evicted")],
+            collected.vanished_stacks as f64,
+        ));
+        metrics.push(dropped);
+
+        let families = self
+            .defs
+            .iter()
+            .zip(metrics)
+            .map(|(def, metrics)| {
+                let mut family = MetricFamily::default();
+                family.set_name(def.name.to_owned());
+                family.set_help(def.help.clone());
+                family.set_field_type(def.kind);
+                family.set_metric(metrics);
+                family
+            })
+            .collect();
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = families;
+    }
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn with_labels(labels: &[(&str, &str)]) -> proto::Metric {
+    let mut metric = proto::Metric::default();
+    metric.set_label(
+        labels
+            .iter()
+            .map(|(name, value)| {
+                let mut pair = proto::LabelPair::default();
+                pair.set_name((*name).to_owned());
+                pair.set_value((*value).to_owned());
+                pair
+            })
+            .collect(),
+    );
+    metric
+}
+
+fn gauge(labels: &[(&str, &str)], value: f64) -> proto::Metric {
+    let mut metric = with_labels(labels);
+    let mut gauge = proto::Gauge::default();
+    gauge.set_value(value);
+    metric.set_gauge(gauge);
+    metric
+}
+
+fn counter(labels: &[(&str, &str)], value: f64) -> proto::Metric {
+    let mut metric = with_labels(labels);
+    let mut counter = proto::Counter::default();
+    counter.set_value(value);
+    metric.set_counter(counter);
+    metric
+}
+
+/// A histogram from the kernel's log2 buckets (bucket `i` counts values in
+/// `[2^i, 2^(i+1))` ns) and the sum of all values in nanoseconds.
+fn histogram(log2_buckets: &[u64], sum_ns: u64) -> proto::Metric {
+    let mut buckets = Vec::new();
+    let mut cumulative = 0u64;
+    let mut consumed = 0usize;
+    for exponent in BUCKET_EXPONENTS {
+        // Upper bound 2^exponent ns holds every bucket below that exponent.
+        let upto = exponent as usize;
+        while consumed < upto && consumed < log2_buckets.len() {
+            cumulative += log2_buckets[consumed];
+            consumed += 1;
+        }
+        let mut bucket = proto::Bucket::default();
+        bucket.set_upper_bound((1u64 << exponent) as f64 / 1e9);
+        bucket.set_cumulative_count(cumulative);
+        buckets.push(bucket);
+    }
+    let count: u64 = log2_buckets.iter().sum();
+    let mut histogram = proto::Histogram::default();
+    histogram.set_bucket(buckets);
+    histogram.set_sample_count(count);
+    histogram.set_sample_sum(seconds(sum_ns));
+    let mut metric = proto::Metric::default();
+    metric.set_histogram(histogram);
+    metric
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_upper_bounds() {
+        let mut log2 = vec![0u64; 64];
+        log2[3] = 2; // 8..16 ns: in the first exposed bucket (le 2^10 ns)
+        log2[10] = 5; // 1024..2048 ns: le 2^11 ns
+        log2[40] = 1; // beyond the last exposed bucket: +Inf only
+        let metric = histogram(&log2, 1_000);
+        let h = metric.get_histogram();
+        let buckets = h.get_bucket();
+        assert_eq!(buckets.len(), BUCKET_EXPONENTS.count());
+        assert_eq!(buckets[0].cumulative_count(), 2);
+        assert!((buckets[0].upper_bound() - 1024e-9).abs() < 1e-15);
+        assert_eq!(buckets[1].cumulative_count(), 7);
+        assert_eq!(buckets[buckets.len() - 1].cumulative_count(), 7);
+        assert_eq!(h.get_sample_count(), 8);
+        assert!((h.get_sample_sum() - 1e-6).abs() < 1e-15);
+    }
+
+    #[test]
+    fn labels_beyond_the_bound_fold_into_other_and_stay_put() {
+        let mut labels = BoundedLabels::new(2);
+        let first = labels.fold(
+            HashMap::from([("a".to_owned(), 5u64), ("b".to_owned(), 9)]),
+            |n| *n,
+            |sum, n| *sum += n,
+        );
+        assert_eq!(first, vec![("a".to_owned(), 5), ("b".to_owned(), 9)]);
+        // "c" is now the largest, but the two labels are taken: it is other,
+        // and a and b keep their series.
+        let later = labels.fold(
+            HashMap::from([
+                ("a".to_owned(), 6u64),
+                ("b".to_owned(), 9),
+                ("c".to_owned(), 50),
+                ("d".to_owned(), 1),
+            ]),
+            |n| *n,
+            |sum, n| *sum += n,
+        );
+        assert_eq!(
+            later,
+            vec![
+                ("a".to_owned(), 6),
+                ("b".to_owned(), 9),
+                ("other".to_owned(), 51)
+            ]
+        );
+    }
+}
