@@ -291,3 +291,203 @@ pub fn wake_lines<'a>(report: &'a str, lock: &str) -> Vec<&'a str> {
         .filter(|l| l.contains("top wake"))
         .collect()
 }
+
+/// An HTTP answer: status and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The body as text (binary bodies, such as pprof, lossily).
+    pub body: String,
+}
+
+/// GETs `url` (any status is an answer; only a failed connection is not).
+pub fn http_get(url: &str) -> Result<Answer, String> {
+    http_get_query(url, &[])
+}
+
+/// GETs `url` with query parameters (encoded here).
+pub fn http_get_query(url: &str, query: &[(&str, &str)]) -> Result<Answer, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut request = agent.get(url);
+    for (key, value) in query {
+        request = request.query(*key, *value);
+    }
+    let mut response = request.call().map_err(|err| format!("GET {url}: {err}"))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|err| format!("GET {url}: reading the body: {err}"))?;
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+/// A TCP port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
+}
+
+/// A running `profiler serve`, stopped with SIGTERM when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    stderr_path: PathBuf,
+}
+
+impl Server {
+    /// Starts `profiler serve --pid PID --listen LISTEN EXTRA..` and waits
+    /// (up to 30 s) until it answers /healthz.
+    pub fn start(pid: u32, listen: &str, extra: &[&str], dir: &Path) -> Server {
+        let port = listen.rsplit_once(':').map_or("", |(_, p)| p);
+        let stderr_path = dir.join("serve.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("create the server's log file");
+        let child = Command::new(profiler_bin())
+            .args(["serve", "--pid", &pid.to_string(), "--listen", listen])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start profiler serve");
+        let mut server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stderr_path,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if http_get(&server.url("/healthz")).is_ok() {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "profiler serve exited ({status}) before answering: {}",
+                    server.stderr()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "profiler serve did not answer /healthz within 30 s: {}",
+                server.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GETs a path of the server, panicking if it cannot connect.
+    pub fn get(&self, path: &str) -> Answer {
+        http_get(&self.url(path)).unwrap_or_else(|err| panic!("{err}; log: {}", self.stderr()))
+    }
+
+    /// What the server logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (up to 15 s); returns the exit status and log.
+    pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        send_signal(self.child.id(), libc::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status, self.stderr());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "profiler serve did not stop within 15 s of SIGTERM: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            send_signal(self.child.id(), libc::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) {
+                if std::time::Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// A child process killed when dropped (a workload, a Prometheus server).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `go` is installed; says why a test skips when it is not.
+pub fn have_go(test: &str) -> bool {
+    let ok = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping {test}: `go` is missing (cargo xtask setup installs golang-go)");
+    }
+    ok
+}
+
+/// Runs `go tool pprof ARGS SOURCE` (a file or a URL) and returns its
+/// stdout; profiles fetched over HTTP are saved in the temp dir.
+pub fn go_pprof(args: &[&str], source: impl AsRef<std::ffi::OsStr>) -> String {
+    let output = Command::new("go")
+        .args(["tool", "pprof"])
+        .args(args)
+        .arg(source)
+        .env("PPROF_TMPDIR", std::env::temp_dir())
+        .output()
+        .expect("run go tool pprof");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "go tool pprof {args:?} failed: {}{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+/// The number after "Total samples = " in `go tool pprof -top` output.
+pub fn pprof_total(top: &str) -> f64 {
+    let rest = top
+        .split("Total samples = ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no total in: {top}"));
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("bad total in: {top}"))
+}

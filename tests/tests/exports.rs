@@ -2,53 +2,9 @@
 //! inferno our folded stacks, an XML parser our SVG, and speedscope's
 //! published JSON schema checks our speedscope files.
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use tests::*;
-
-/// Whether `go` is installed; says why a test skips when it is not.
-fn have_go(test: &str) -> bool {
-    let ok = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipping {test}: `go` is missing (cargo xtask setup installs golang-go)");
-    }
-    ok
-}
-
-/// Runs `go tool pprof ARGS FILE` and returns its stdout.
-fn go_pprof(args: &[&str], file: &Path) -> String {
-    let output = Command::new("go")
-        .args(["tool", "pprof"])
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run go tool pprof");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "go tool pprof {args:?} failed: {}{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
-}
-
-/// The number after "Total samples = " in `go tool pprof -top` output.
-fn pprof_total(top: &str) -> f64 {
-    let rest = top
-        .split("Total samples = ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no total in: {top}"));
-    let number: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    number
-        .parse()
-        .unwrap_or_else(|_| panic!("bad total in: {top}"))
-}
 
 #[test]
 fn go_tool_pprof_reads_cpu_and_futex_profiles_and_agrees_with_folded() {

@@ -17,11 +17,13 @@ pub const NIGHTLY: &str = "nightly-2026-10-30";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use, with the command (or file) that shows each
 /// is installed: gcc builds the workloads, `go tool pprof` reads our pprof
-/// files, python3-jsonschema validates our speedscope files.
+/// files, python3-jsonschema validates our speedscope files, promtool and a
+/// Prometheus server read our metrics.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("make", "make"),
     ("golang-go", "go"),
+    ("prometheus", "promtool"),
     (
         "python3-jsonschema",
         "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
