@@ -42,10 +42,25 @@ pub enum Which {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// `profiler serve` on the contended-mutex workload: /metrics latency
+    /// percentiles under 50 concurrent scrapers (wrk, keep-alive, loopback),
+    /// and the profiler's CPU while idle and while scraped.
+    Scrape {
+        /// Concurrent scrapers (connections).
+        #[arg(long, default_value_t = 50)]
+        connections: u32,
+        /// Seconds of each phase (idle, then scraped).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
+        Which::Scrape {
+            connections,
+            seconds,
+        } => scrape(connections, seconds),
         Which::Overhead { runs, seconds } => overhead(runs, seconds),
         Which::Futex { runs, seconds } => {
             let workload = build_workload("futex_storm", &["-O2", "-fno-omit-frame-pointer"])?;
@@ -340,4 +355,165 @@ fn wait4(pid: u32) -> anyhow::Result<(Duration, i64)> {
         Duration::from_secs_f64(secs(usage.ru_utime) + secs(usage.ru_stime)),
         usage.ru_maxrss,
     ))
+}
+
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (ticks(14), ticks(15)) else {
+        bail!("cannot parse /proc/{pid}/stat");
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Duration::from_secs_f64((user + system) as f64 / hz))
+}
+
+/// A child killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while matches!(self.0.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.0.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn scrape(connections: u32, seconds: u64) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("the scrape benchmark attaches eBPF programs: run it as root");
+    }
+    crate::setup::debian_packages(&[("wrk", "wrk")])?;
+    let profiler = build_profiler()?;
+    let workload = build_workload("mutex_contend", &["-O2", "-fomit-frame-pointer"])?;
+    // 4 threads on one lock, 1 ms each, for far longer than the benchmark.
+    let target = Reaped(
+        Command::new(&workload)
+            .args(["4", "100000000", "1000"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start the workload")?,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("cannot find a free port")?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Reaped(
+        Command::new(&profiler)
+            .args(["serve", "--pid", &target.0.id().to_string(), "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start profiler serve")?,
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while agent.get(format!("{base}/healthz")).call().is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("profiler serve did not become healthy within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let the first drains symbolize what there is before measuring.
+    std::thread::sleep(Duration::from_secs(3));
+    let size = agent
+        .get(format!("{base}/metrics"))
+        .call()
+        .context("cannot scrape /metrics")?
+        .body_mut()
+        .read_to_vec()
+        .context("cannot read /metrics")?
+        .len();
+
+    let pid = server.0.id();
+    let idle_start = cpu_of(pid)?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    let idle = cpu_of(pid)?.saturating_sub(idle_start);
+
+    let scraped_start = cpu_of(pid)?;
+    let wrk = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "--timeout",
+            "10s",
+        ])
+        .arg(format!("{base}/metrics"))
+        .output()
+        .context("cannot run wrk")?;
+    let scraped = cpu_of(pid)?.saturating_sub(scraped_start);
+    let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
+    if !wrk.status.success() {
+        bail!(
+            "wrk failed: {report}{}",
+            String::from_utf8_lossy(&wrk.stderr)
+        );
+    }
+    let value_after = |label: &str| -> Option<String> {
+        report.lines().find_map(|line| {
+            let rest = line.trim_start().strip_prefix(label)?;
+            rest.split_whitespace().next().map(str::to_owned)
+        })
+    };
+    let requests: f64 = value_after("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let errors = report
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let percentile = |p: &str| value_after(p).unwrap_or_else(|| "?".to_owned());
+    let total_requests = requests * seconds as f64;
+    println!(
+        "bench scrape: profiler serve on mutex_contend (4 threads, one lock), /metrics of {size} bytes"
+    );
+    println!(
+        "  {connections} concurrent scrapers for {seconds} s (wrk, keep-alive, loopback): {requests:.0} scrapes/s"
+    );
+    println!(
+        "  latency: p50 {}  p75 {}  p90 {}  p99 {}",
+        percentile("50%"),
+        percentile("75%"),
+        percentile("90%"),
+        percentile("99%")
+    );
+    if !errors.is_empty() {
+        println!("  errors: {errors}");
+    }
+    let per_second = |cpu: Duration| 100.0 * cpu.as_secs_f64() / seconds as f64;
+    println!(
+        "  profiler CPU idle:    {:.3} s in {seconds} s ({:.2}% of a core: drains, symbolization, metrics)",
+        idle.as_secs_f64(),
+        per_second(idle)
+    );
+    println!(
+        "  profiler CPU scraped: {:.3} s in {seconds} s ({:.2}% of a core), ratio to idle {:.1}x; {:.0} us of CPU per scrape",
+        scraped.as_secs_f64(),
+        per_second(scraped),
+        scraped.as_secs_f64() / idle.as_secs_f64().max(1e-3),
+        1e6 * scraped.saturating_sub(idle).as_secs_f64() / total_requests.max(1.0)
+    );
+    drop(server);
+    drop(target);
+    Ok(())
 }
