@@ -724,3 +724,73 @@ fn parse_interval(bytes: &[u8]) -> Option<profiler_common::OffCpuInterval> {
         reserved: 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(tid: u32) -> RawStack {
+        RawStack {
+            tid,
+            user: Stack::Frames(vec![0x1000, 0x2000].into()),
+            kernel: Stack::Empty,
+        }
+    }
+
+    fn wait(uaddr: u64) -> FutexWait {
+        FutexWait {
+            uaddr,
+            tid: 7,
+            user: Stack::Empty,
+            waker_tid: 0,
+            waker_tgid: 0,
+            waker_user: Stack::Empty,
+        }
+    }
+
+    #[test]
+    fn since_keeps_only_what_was_added() {
+        let mut before = Collected {
+            runq_hist: vec![1, 2, 3],
+            ..Collected::default()
+        };
+        before.stacks.insert(raw(1), 10);
+        before.stacks.insert(raw(2), 4);
+        before.futex_waits.insert(
+            wait(0xa0),
+            Waits {
+                count: 3,
+                total_ns: 300,
+                max_ns: 200,
+            },
+        );
+        before.counters[Counter::CpuSamples as usize] = 14;
+        let mut now = before.clone();
+        *now.stacks.entry(raw(1)).or_default() += 5;
+        now.stacks.insert(raw(3), 2);
+        now.futex_waits.entry(wait(0xa0)).or_default().add(Waits {
+            count: 2,
+            total_ns: 50,
+            max_ns: 30,
+        });
+        now.futex_waits.insert(
+            wait(0xb0),
+            Waits {
+                count: 1,
+                total_ns: 9,
+                max_ns: 9,
+            },
+        );
+        now.runq_hist = vec![1, 5, 3];
+        now.counters[Counter::CpuSamples as usize] = 21;
+
+        let delta = now.since(&before);
+        // Thread 2 added nothing: gone from the delta.
+        assert_eq!(delta.stacks, HashMap::from([(raw(1), 5), (raw(3), 2)]));
+        assert_eq!(delta.futex_waits[&wait(0xa0)].count, 2);
+        assert_eq!(delta.futex_waits[&wait(0xa0)].total_ns, 50);
+        assert_eq!(delta.futex_waits[&wait(0xb0)].total_ns, 9);
+        assert_eq!(delta.runq_hist, vec![0, 3, 0]);
+        assert_eq!(delta.counter(Counter::CpuSamples), 7);
+    }
+}
