@@ -73,6 +73,23 @@ pub enum Truncation {
 }
 
 impl Truncation {
+    pub const ALL: [Truncation; 4] = [
+        Truncation::DepthLimit,
+        Truncation::StackCopyEnd,
+        Truncation::NoCode,
+        Truncation::Other,
+    ];
+
+    /// The reason as a metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Truncation::DepthLimit => "depth_limit",
+            Truncation::StackCopyEnd => "stack_copy_end",
+            Truncation::NoCode => "no_code",
+            Truncation::Other => "unwind_stopped",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Truncation::DepthLimit => "stack truncated at the depth limit (--max-depth)",

@@ -111,6 +111,7 @@ fn promtool_passes_the_metrics_and_prometheus_sees_the_lock() {
         "profiler_futex_waits_total{lock=\"g_lock\"}",
         "profiler_futex_wait_duration_seconds_bucket{le=\"0.001048576\"}",
         "profiler_dropped_events_total{reason=",
+        "profiler_truncated_stacks_total{reason=\"depth_limit\"}",
         "process_cpu_seconds_total ",
         "process_resident_memory_bytes ",
     ] {

@@ -20,7 +20,7 @@ use prometheus::{
     proto::{self, MetricFamily, MetricType},
 };
 
-use crate::{collect::OffCpuState, session::Session};
+use crate::{collect::OffCpuState, session::Session, unwind::Truncation};
 
 /// How many thread names get their own `thread` label.
 pub const MAX_THREAD_LABELS: usize = 100;
@@ -122,6 +122,18 @@ fn families(top_locks: usize) -> Vec<Family> {
             "Samples, stacks and events the profiler lost, by reason (a sample whose stack was lost is still counted in the other metrics).",
             MetricType::COUNTER,
             &["reason"],
+        ),
+        family(
+            "profiler_truncated_stacks_total",
+            "User stacks unwound from a copy that stopped before their root, by reason.",
+            MetricType::COUNTER,
+            &["reason"],
+        ),
+        family(
+            "profiler_unsymbolized_addresses_total",
+            "Unique addresses that could not be named, by side (user, kernel) and reason.",
+            MetricType::COUNTER,
+            &["side", "reason"],
         ),
     ]
 }
@@ -411,6 +423,29 @@ impl Metrics {
             collected.vanished_stacks as f64,
         ));
         metrics.push(dropped);
+
+        metrics.push(
+            Truncation::ALL
+                .iter()
+                .map(|t| {
+                    let n = session.unwind.truncated.get(t).copied().unwrap_or(0);
+                    counter(&[("reason", t.label())], n as f64)
+                })
+                .collect(),
+        );
+        let stats = &session.symbols.stats;
+        let mut unknown: Vec<proto::Metric> = Vec::new();
+        for (side, reasons) in [
+            ("user", &stats.user_unknown),
+            ("kernel", &stats.kernel_unknown),
+        ] {
+            let mut reasons: Vec<_> = reasons.iter().collect();
+            reasons.sort();
+            for (reason, n) in reasons {
+                unknown.push(counter(&[("side", side), ("reason", reason)], *n as f64));
+            }
+        }
+        metrics.push(unknown);
 
         let families = self
             .defs

@@ -245,9 +245,10 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!("the HTTP server thread panicked")),
     };
+    // The HTTP server's own failure explains a loop that ended for it.
+    served?;
     let ending = outcome?;
     drained?;
-    served?;
     info!(
         "{}: detached; served {} scrapes and {} profiles over {:.0} s",
         match ending {
