@@ -11,6 +11,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
 
 use profiler_common::Counter;
@@ -20,7 +21,7 @@ use prometheus::{
     proto::{self, MetricFamily, MetricType},
 };
 
-use crate::{collect::OffCpuState, session::Session, unwind::Truncation};
+use crate::{collect::OffCpuState, profile::ProfileKind, session::Session, unwind::Truncation};
 
 /// How many thread names get their own `thread` label.
 pub const MAX_THREAD_LABELS: usize = 100;
@@ -98,7 +99,7 @@ fn families(top_locks: usize) -> Vec<Family> {
         Family {
             name: "profiler_futex_waits_total",
             help: format!(
-                "Futex waits of the target's threads, by lock (its variable name, or address and mapping). The first {top_locks} locks by wait time get a label; the rest are summed under lock=\"other\"."
+                "Futex waits of the target's threads, by lock (its variable name, or address and mapping; a Go program's idle runtime threads are \"[Go runtime idle] ...\"). The first {top_locks} locks by wait time get a label; the rest are summed under lock=\"other\"."
             ),
             kind: MetricType::COUNTER,
             labels: &["lock"],
@@ -106,7 +107,7 @@ fn families(top_locks: usize) -> Vec<Family> {
         Family {
             name: "profiler_futex_wait_seconds_total",
             help: format!(
-                "Time the target's threads waited in futex(2), by lock (its variable name, or address and mapping). The first {top_locks} locks by wait time get a label; the rest are summed under lock=\"other\"."
+                "Time the target's threads waited in futex(2), by lock (its variable name, or address and mapping; a Go program's idle runtime threads are \"[Go runtime idle] ...\"). The first {top_locks} locks by wait time get a label; the rest are summed under lock=\"other\"."
             ),
             kind: MetricType::COUNTER,
             labels: &["lock"],
@@ -380,13 +381,21 @@ impl Metrics {
             collected.counter(Counter::RunqDelayNs),
         )]);
 
+        // Locks named as the futex profile names them: a Go program's idle
+        // runtime threads parked on a futex are "[Go runtime idle] ...", not
+        // contention.
+        let futex = session.profile(
+            ProfileKind::Futex,
+            collected,
+            self.frequency,
+            Duration::ZERO,
+        );
         let mut by_lock: HashMap<String, (u64, u64)> = HashMap::new();
-        for (raw, waits) in &collected.futex_waits {
-            let entry = by_lock
-                .entry(session.symbols.lock_name(raw.uaddr).to_string())
-                .or_default();
-            entry.0 += waits.count;
-            entry.1 += waits.total_ns;
+        for sample in &futex.samples {
+            let lock = sample.lock.as_deref().unwrap_or("?");
+            let entry = by_lock.entry(lock.to_owned()).or_default();
+            entry.0 += sample.count;
+            entry.1 += sample.value;
         }
         let by_lock = self.locks.fold(
             by_lock,
