@@ -259,6 +259,7 @@ fn bad_requests_get_4xx_and_one_profile_per_kind_runs_at_a_time() {
         ("/debug/pprof/profile?seconds=301", 400, "from 1 to 300"),
         ("/debug/pprof/mutex?seconds=-1", 400, "whole number"),
         ("/debug/pprof/block?seconds=1.5", 400, "whole number"),
+        ("/debug/pprof/mutex?debug=1", 400, "binary pprof"),
         ("/nope", 404, "/metrics"),
         ("/debug/pprof/heap", 404, "/debug/pprof/profile"),
     ] {

@@ -212,6 +212,13 @@ async fn profile(
     params: &HashMap<String, String>,
     default_seconds: Option<u64>,
 ) -> Response {
+    // Go's debug=1 asks for a text rendering; only pprof is served here.
+    if params.get("debug").is_some_and(|d| d.trim() != "0") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "only the binary pprof format is served (debug=0); read it with go tool pprof",
+        );
+    }
     let seconds = match parse_seconds(params, default_seconds) {
         Ok(seconds) => seconds,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
