@@ -181,6 +181,38 @@ impl Collected {
         self.counters[counter as usize]
     }
 
+    /// Moves the entries of the threads in `folded` (thread id -> the id
+    /// that stands for its folded group) under their group's id, summing
+    /// entries that become equal, and forgets those threads' names.
+    pub fn fold_threads(&mut self, folded: &HashMap<u32, u32>) {
+        fn refold<K: ThreadKeyed + Eq + Hash, V: Default>(
+            map: &mut HashMap<K, V>,
+            folded: &HashMap<u32, u32>,
+            add: impl Fn(&mut V, V),
+        ) {
+            let moved: Vec<(K, V)> = map
+                .extract_if(|key, _| key.tids().iter().flatten().any(|t| folded.contains_key(t)))
+                .collect();
+            let fold = |tid: &mut u32| {
+                if let Some(group) = folded.get(tid) {
+                    *tid = *group;
+                }
+            };
+            for (mut key, value) in moved {
+                fold(key.tid_mut());
+                if let Some(waker) = key.waker_tid_mut() {
+                    fold(waker);
+                }
+                add(map.entry(key).or_default(), value);
+            }
+        }
+        refold(&mut self.stacks, folded, |sum, n| *sum += n);
+        refold(&mut self.offcpu, folded, Waits::add);
+        refold(&mut self.futex_waits, folded, Waits::add);
+        refold(&mut self.futex_wakes, folded, |sum, n| *sum += n);
+        self.thread_names.retain(|tid, _| !folded.contains_key(tid));
+    }
+
     /// What was collected after `before` (an earlier copy of this): counts,
     /// totals and histograms subtracted. The longest wait of a stack cannot
     /// be subtracted; it stays the longest of the whole recording.
@@ -262,6 +294,63 @@ impl Collected {
             out.push((&raw.user, true));
         }
         out
+    }
+}
+
+/// A key that belongs to one thread of the target, and may name the
+/// thread that woke it.
+trait ThreadKeyed {
+    fn tid_mut(&mut self) -> &mut u32;
+    fn waker_tid_mut(&mut self) -> Option<&mut u32>;
+    /// The thread ids in the key: its thread, and its waker if any.
+    fn tids(&self) -> [Option<u32>; 2];
+}
+
+impl ThreadKeyed for RawStack {
+    fn tid_mut(&mut self) -> &mut u32 {
+        &mut self.tid
+    }
+    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
+        None
+    }
+    fn tids(&self) -> [Option<u32>; 2] {
+        [Some(self.tid), None]
+    }
+}
+
+impl ThreadKeyed for FutexWake {
+    fn tid_mut(&mut self) -> &mut u32 {
+        &mut self.tid
+    }
+    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
+        None
+    }
+    fn tids(&self) -> [Option<u32>; 2] {
+        [Some(self.tid), None]
+    }
+}
+
+impl ThreadKeyed for OffCpuStack {
+    fn tid_mut(&mut self) -> &mut u32 {
+        &mut self.tid
+    }
+    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
+        self.waker.as_mut().map(|w| &mut w.tid)
+    }
+    fn tids(&self) -> [Option<u32>; 2] {
+        [Some(self.tid), self.waker.as_ref().map(|w| w.tid)]
+    }
+}
+
+impl ThreadKeyed for FutexWait {
+    fn tid_mut(&mut self) -> &mut u32 {
+        &mut self.tid
+    }
+    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
+        Some(&mut self.waker_tid)
+    }
+    fn tids(&self) -> [Option<u32>; 2] {
+        [Some(self.tid), Some(self.waker_tid)]
     }
 }
 
@@ -497,6 +586,11 @@ impl Collector {
         }
     }
 
+    /// Drops what is kept per thread for threads that have exited.
+    pub fn forget_threads(&mut self, exited: &HashMap<u32, u32>) {
+        self.switched_out.retain(|tid, _| !exited.contains_key(tid));
+    }
+
     /// Starts recording (see `profiler_common::CONTROL_ARMED`).
     pub fn arm(&mut self) -> anyhow::Result<()> {
         self.control
@@ -595,7 +689,12 @@ impl Collector {
     }
 
     fn read_totals(&mut self) -> anyhow::Result<()> {
-        for (tid, comm) in self.thread_names.iter().flatten() {
+        // Read and removed: the kernel notes a thread again at its next
+        // event, so each drain reads the threads active since the last one,
+        // not every thread that ever ran.
+        let named: Vec<(u32, [u8; 16])> = self.thread_names.iter().flatten().collect();
+        for (tid, comm) in named {
+            let _ = self.thread_names.remove(&tid);
             let len = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
             self.collected
                 .thread_names
@@ -792,5 +891,43 @@ mod tests {
         assert_eq!(delta.futex_waits[&wait(0xb0)].total_ns, 9);
         assert_eq!(delta.runq_hist, vec![0, 3, 0]);
         assert_eq!(delta.counter(Counter::CpuSamples), 7);
+    }
+
+    #[test]
+    fn exited_threads_fold_into_their_group() {
+        let group = crate::profile::FOLDED_THREADS;
+        let mut collected = Collected::default();
+        collected.stacks.insert(raw(5), 3);
+        collected.stacks.insert(raw(6), 4);
+        collected.stacks.insert(raw(7), 1);
+        let mut woken = wait(0xa0);
+        woken.tid = 7;
+        woken.waker_tid = 6;
+        collected.futex_waits.insert(
+            woken.clone(),
+            Waits {
+                count: 1,
+                total_ns: 10,
+                max_ns: 10,
+            },
+        );
+        collected.thread_names.insert(5, "w".to_owned());
+        collected.thread_names.insert(7, "main".to_owned());
+        let folded = HashMap::from([(5, group), (6, group)]);
+        collected.fold_threads(&folded);
+        // 5 and 6 had the same stack: one entry of the group, summed.
+        assert_eq!(
+            collected.stacks,
+            HashMap::from([(raw(group), 7), (raw(7), 1)])
+        );
+        // A live thread's wait keeps its thread, and its exited waker is
+        // the group.
+        let mut refolded = woken;
+        refolded.waker_tid = group;
+        assert_eq!(collected.futex_waits[&refolded].total_ns, 10);
+        assert_eq!(
+            collected.thread_names,
+            HashMap::from([(7, "main".to_owned())])
+        );
     }
 }

@@ -37,6 +37,21 @@ pub fn is_go_runtime_idle(frames: &[Frame]) -> bool {
         .any(|f| GO_RUNTIME_IDLE.contains(&f.name.as_ref()))
 }
 
+/// Thread ids from this bit up are not threads: each stands for all the
+/// exited threads of one name, folded together by a long-running session
+/// (so thread churn does not grow it without bound).
+pub const FOLDED_THREADS: u32 = 1 << 31;
+
+/// How a thread is shown in a frame: `name-tid`, or `name-exited` for the
+/// folded exited threads of a name.
+pub fn thread_label(name: &str, tid: u32) -> String {
+    if tid >= FOLDED_THREADS {
+        format!("{name}-exited")
+    } else {
+        format!("{name}-{tid}")
+    }
+}
+
 /// A kind of profile `record` can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProfileKind {
@@ -345,6 +360,9 @@ fn waker_frames(waker: &Waker, target: u32, symbols: &Symbolize, names: &Names) 
     frames.reverse();
     let who = if waker.tgid == 0 {
         "[woken by the kernel: an interrupt on an idle CPU]".to_owned()
+    } else if waker.tgid == target && waker.tid >= FOLDED_THREADS {
+        let name = names.threads.get(&waker.tid).map_or("?", String::as_str);
+        format!("[woken by thread {}]", thread_label(name, waker.tid))
     } else if waker.tgid == target {
         format!("[woken by thread {}]", waker.tid)
     } else {

@@ -2,14 +2,17 @@
 //! the loaded programs, the collector draining them, the unwinder and the
 //! symbolizer. `record` runs a session to a file; `server` keeps one open.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use tracing::debug;
 
 use crate::{
     attach::{Attached, LoadConfig},
     collect::{Collected, Collector},
-    profile::{Names, Profile, ProfileKind, lookup_addrs},
+    profile::{FOLDED_THREADS, Names, Profile, ProfileKind, lookup_addrs},
     symbolize::Symbolize,
     target::{self, Target},
     unwind::Unwind,
@@ -29,6 +32,10 @@ pub struct Session {
     pub symbols: Symbolize,
     pub unwind: Unwind,
     names: Names,
+    /// Names of the groups exited threads were folded into, by group id
+    /// ([`FOLDED_THREADS`] and up), and the other way round.
+    folded_names: HashMap<u32, String>,
+    folded_groups: HashMap<String, u32>,
     unwind_mode: u32,
     /// The target's own CPU time when recording began (zero for a started
     /// command), and at the last mappings tick while it was alive.
@@ -64,6 +71,8 @@ impl Session {
             collector,
             symbols,
             names: Names::default(),
+            folded_names: HashMap::new(),
+            folded_groups: HashMap::new(),
             unwind_mode: load.unwind,
             cpu_before,
             cpu_last: cpu_before,
@@ -148,7 +157,13 @@ impl Session {
     /// drains), with the names read from /proc (the latest, for threads seen
     /// alive) on top; and the processes of wakers.
     pub fn names(&self) -> Names {
-        let mut threads = self.collected().thread_names.clone();
+        let mut threads = self.folded_names.clone();
+        threads.extend(
+            self.collected()
+                .thread_names
+                .iter()
+                .map(|(t, n)| (*t, n.clone())),
+        );
         threads.extend(
             self.target
                 .thread_names()
@@ -159,6 +174,45 @@ impl Session {
             threads,
             processes: self.names.processes.clone(),
         }
+    }
+
+    /// Folds the data of threads that have exited into one group per
+    /// thread name, so a long session's memory follows the distinct stacks
+    /// and thread names, not every thread that ever lived. Returns the
+    /// folding (thread id -> group id) for copies of the data kept
+    /// elsewhere; empty once the target is gone.
+    pub fn fold_exited_threads(&mut self) -> HashMap<u32, u32> {
+        let Some(alive) = target::thread_ids(self.target.pid) else {
+            return HashMap::new();
+        };
+        let collected = self.collected();
+        let mut exited: HashSet<u32> = HashSet::new();
+        exited.extend(collected.stacks.keys().map(|k| k.tid));
+        exited.extend(collected.offcpu.keys().map(|k| k.tid));
+        exited.extend(collected.futex_waits.keys().map(|k| k.tid));
+        exited.extend(collected.futex_wakes.keys().map(|k| k.tid));
+        exited.retain(|tid| *tid < FOLDED_THREADS && !alive.contains(tid));
+        if exited.is_empty() {
+            return HashMap::new();
+        }
+        let names = self.names();
+        let mut folded = HashMap::with_capacity(exited.len());
+        for tid in exited {
+            let name = names
+                .threads
+                .get(&tid)
+                .cloned()
+                .unwrap_or_else(|| self.target.name.clone());
+            let next = FOLDED_THREADS + self.folded_groups.len() as u32;
+            let group = *self.folded_groups.entry(name.clone()).or_insert(next);
+            self.folded_names.insert(group, name);
+            folded.insert(tid, group);
+        }
+        self.collector.collected.fold_threads(&folded);
+        self.collector.forget_threads(&folded);
+        self.target.forget_threads(folded.keys().copied());
+        debug!(threads = folded.len(), "folded exited threads");
+        folded
     }
 
     fn drain_copies(&mut self) {

@@ -296,6 +296,13 @@ impl Target {
         }
     }
 
+    /// Forgets the names of threads whose data was folded away.
+    pub fn forget_threads(&mut self, tids: impl IntoIterator<Item = u32>) {
+        for tid in tids {
+            self.thread_names.remove(&tid);
+        }
+    }
+
     /// The thread names seen, by thread id.
     pub fn thread_names(&self) -> &HashMap<u32, String> {
         &self.thread_names
@@ -419,6 +426,17 @@ fn parse_mapping(line: &str) -> Option<Mapping> {
 /// How many threads a process has now (0 once it is gone).
 pub fn thread_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count())
+}
+
+/// The ids of a process's threads now; `None` once it is gone.
+pub fn thread_ids(pid: u32) -> Option<std::collections::HashSet<u32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .flatten()
+            .filter_map(|task| task.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
 }
 
 /// Reads `/proc/PID/task/TID/comm`.

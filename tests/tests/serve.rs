@@ -402,3 +402,59 @@ fn serve_rejects_bad_input_with_a_sentence() {
     assert!(err.contains("4000000"), "{err}");
     assert_nothing_left_loaded();
 }
+
+#[test]
+fn exited_threads_are_folded_so_thread_churn_does_not_grow_the_data() {
+    let test = "exited_threads_are_folded_so_thread_churn_does_not_grow_the_data";
+    if !can_load_bpf(test) || !have_go(test) {
+        return;
+    }
+    let dir = scratch_dir("serve-churn");
+    // About 100 short-lived "churner" threads a second.
+    let binary = build_workload("thread_churn", FRAME_POINTER_FLAGS);
+    let workload = start_workload(&binary, &["60"]);
+    let server = Server::start(
+        workload.0.id(),
+        &format!("127.0.0.1:{}", free_port()),
+        &[],
+        &dir,
+    );
+    // The server folds exited threads every 10 s.
+    std::thread::sleep(Duration::from_secs(12));
+    let traces = go_pprof(&["-traces"], server.url("/debug/pprof/block"));
+    let ids: std::collections::HashSet<&str> = traces
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("thread_id:"))
+        .map(str::trim)
+        .collect();
+    let churner_samples = traces.matches("thread_name:  churner").count();
+    eprintln!(
+        "block profile after 12 s of churn: {} distinct thread ids, {churner_samples} churner samples",
+        ids.len()
+    );
+    // About 1200 threads lived; those that exited before the fold at 10 s
+    // are one group without an id, the ~200 since keep theirs until the
+    // next fold.
+    assert!(
+        ids.len() < 400,
+        "{} thread ids after folding: {traces}",
+        ids.len()
+    );
+    assert!(
+        churner_samples > 0,
+        "the exited churners are still in the profile: {traces}"
+    );
+    assert!(traces.contains("churn_work"), "{traces}");
+    // What was folded is still counted: the folded CPU samples add up with
+    // the live ones to the metric.
+    let metrics = server.get("/metrics");
+    let churner_cpu = metric_value(
+        &metrics.body,
+        "profiler_cpu_samples_total{thread=\"churner\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(
+        churner_cpu > 500.0,
+        "12 s of 50 % of a core at 99 Hz is about 600 samples, got {churner_cpu}"
+    );
+}

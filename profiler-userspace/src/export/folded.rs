@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, io::Write};
 
 use crate::{
-    profile::Profile,
+    profile::{Profile, thread_label},
     symbolize::{Frame, FrameKind},
 };
 
@@ -24,7 +24,7 @@ pub fn lines(profile: &Profile, options: FoldedOptions) -> Vec<(String, u64)> {
         let mut line = clean(&profile.process_name);
         if options.per_thread {
             line.push(';');
-            line.push_str(&clean(&format!("{}-{}", sample.thread_name, sample.tid)));
+            line.push_str(&clean(&thread_label(&sample.thread_name, sample.tid)));
         }
         for frame in &sample.frames {
             line.push(';');

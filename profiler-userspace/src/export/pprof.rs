@@ -14,7 +14,7 @@ use std::{collections::HashMap, io::Write, rc::Rc};
 use prost::Message as _;
 
 use crate::{
-    profile::{Profile, ProfileKind, Sample},
+    profile::{FOLDED_THREADS, Profile, ProfileKind, Sample},
     symbolize::{Frame, FrameKind},
 };
 
@@ -339,14 +339,16 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
                 vec![sample.count as i64, sample.value as i64]
             }
         };
-        let mut label = vec![
-            proto::Label {
+        let mut label = Vec::new();
+        // Folded exited threads have a name but no one thread id.
+        if sample.tid < FOLDED_THREADS {
+            label.push(proto::Label {
                 key: b.string("thread_id"),
                 num: i64::from(sample.tid),
                 ..Default::default()
-            },
-            b.label_str("thread_name", &sample.thread_name),
-        ];
+            });
+        }
+        label.push(b.label_str("thread_name", &sample.thread_name));
         if let Some(lock) = &sample.lock {
             label.push(b.label_str("lock", lock));
         }

@@ -8,7 +8,7 @@ use std::{collections::HashMap, io::Write, rc::Rc};
 use serde_json::{Value, json};
 
 use crate::{
-    profile::{Profile, ProfileKind},
+    profile::{Profile, ProfileKind, thread_label},
     symbolize::{Frame, FrameKind},
 };
 
@@ -53,9 +53,9 @@ pub fn to_json(profile: &Profile) -> Value {
     let mut samples = Vec::with_capacity(profile.samples.len());
     let mut weights = Vec::with_capacity(profile.samples.len());
     for sample in &profile.samples {
-        let mut stack = vec![intern(&Frame::marker(format!(
-            "{}-{}",
-            sample.thread_name, sample.tid
+        let mut stack = vec![intern(&Frame::marker(thread_label(
+            &sample.thread_name,
+            sample.tid,
         )))];
         stack.extend(sample.frames.iter().map(&mut intern));
         samples.push(stack);

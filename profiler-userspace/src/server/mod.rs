@@ -34,6 +34,10 @@ use crate::{
 
 use self::{http::AppState, metrics::Metrics};
 
+/// Every this many drains, the data of exited threads is folded into one
+/// group per thread name (see [`Session::fold_exited_threads`]).
+const FOLD_EVERY_DRAINS: u64 = 10;
+
 /// A profile asked for over HTTP.
 pub struct ProfileRequest {
     pub kind: ProfileKind,
@@ -141,6 +145,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
 
     let mut up = true;
+    let mut drains: u64 = 0;
     let mut pending: Vec<Pending> = Vec::new();
     let outcome = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -177,6 +182,17 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                 _ = mappings_tick.tick(), if up => session.refresh_mappings(),
                 _ = drain_tick.tick(), if up => {
                     session.drain()?;
+                    drains += 1;
+                    if drains % FOLD_EVERY_DRAINS == 0 {
+                        // Copies taken for profiles in flight fold the same
+                        // way, or their differences would be wrong.
+                        let folded = session.fold_exited_threads();
+                        if !folded.is_empty() {
+                            for waiting in &mut pending {
+                                waiting.before.fold_threads(&folded);
+                            }
+                        }
+                    }
                     publish(&session, &mut metrics, &health, up, started);
                 }
                 () = due => {
