@@ -183,7 +183,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                 _ = drain_tick.tick(), if up => {
                     session.drain()?;
                     drains += 1;
-                    if drains % FOLD_EVERY_DRAINS == 0 {
+                    if drains.is_multiple_of(FOLD_EVERY_DRAINS) {
                         // Copies taken for profiles in flight fold the same
                         // way, or their differences would be wrong.
                         let folded = session.fold_exited_threads();
