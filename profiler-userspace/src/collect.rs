@@ -156,6 +156,79 @@ impl Waits {
     }
 }
 
+/// What the drains since the last [`Collector::take_fresh`] added that
+/// needs naming: the stacks of new entries, new lock words, and other
+/// processes that woke the target. Symbolizing only these keeps a drain's
+/// cost proportional to what is new, not to everything collected.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    /// Each new stack, with whether it is a user stack.
+    pub stacks: Vec<(Stack, bool)>,
+    pub locks: Vec<u64>,
+    pub processes: Vec<u32>,
+}
+
+/// A key whose stacks, lock or waker must be named once it is first seen.
+trait Noted {
+    fn note(&self, fresh: &mut Fresh, target: u32);
+}
+
+impl Noted for RawStack {
+    fn note(&self, fresh: &mut Fresh, _target: u32) {
+        fresh.stacks.push((self.user.clone(), true));
+        fresh.stacks.push((self.kernel.clone(), false));
+    }
+}
+
+impl Noted for OffCpuStack {
+    fn note(&self, fresh: &mut Fresh, target: u32) {
+        fresh.stacks.push((self.user.clone(), true));
+        fresh.stacks.push((self.kernel.clone(), false));
+        if let Some(waker) = &self.waker {
+            fresh.stacks.push((waker.kernel.clone(), false));
+            // Other processes' user stacks are not symbolized, only named.
+            if waker.tgid == target {
+                fresh.stacks.push((waker.user.clone(), true));
+            } else if waker.tgid != 0 {
+                fresh.processes.push(waker.tgid);
+            }
+        }
+    }
+}
+
+impl Noted for FutexWait {
+    fn note(&self, fresh: &mut Fresh, target: u32) {
+        fresh.stacks.push((self.user.clone(), true));
+        if self.waker_tgid == target {
+            fresh.stacks.push((self.waker_user.clone(), true));
+        }
+        fresh.locks.push(self.uaddr);
+    }
+}
+
+impl Noted for FutexWake {
+    fn note(&self, fresh: &mut Fresh, _target: u32) {
+        fresh.stacks.push((self.user.clone(), true));
+        fresh.locks.push(self.uaddr);
+    }
+}
+
+/// The entry of `key`, noting the key in `fresh` when it is new.
+fn slot<'m, K: Noted + Eq + Hash, V: Default>(
+    map: &'m mut HashMap<K, V>,
+    key: K,
+    fresh: &mut Fresh,
+    target: u32,
+) -> &'m mut V {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            entry.key().note(fresh, target);
+            entry.insert(V::default())
+        }
+    }
+}
+
 /// Everything drained so far.
 #[derive(Debug, Default, Clone)]
 pub struct Collected {
@@ -265,35 +338,6 @@ impl Collected {
             vanished_stacks: self.vanished_stacks.saturating_sub(before.vanished_stacks),
             thread_names: self.thread_names.clone(),
         }
-    }
-
-    /// Every stack drained so far with whether it is a user stack, for
-    /// batching symbolization.
-    pub fn all_stacks(&self, target: u32) -> Vec<(&Stack, bool)> {
-        let mut out: Vec<(&Stack, bool)> = Vec::new();
-        for raw in self.stacks.keys() {
-            out.extend([(&raw.user, true), (&raw.kernel, false)]);
-        }
-        for raw in self.offcpu.keys() {
-            out.extend([(&raw.user, true), (&raw.kernel, false)]);
-            if let Some(waker) = &raw.waker {
-                out.push((&waker.kernel, false));
-                // Other processes' user stacks are not symbolized here.
-                if waker.tgid == target {
-                    out.push((&waker.user, true));
-                }
-            }
-        }
-        for raw in self.futex_waits.keys() {
-            out.push((&raw.user, true));
-            if raw.waker_tgid == target {
-                out.push((&raw.waker_user, true));
-            }
-        }
-        for raw in self.futex_wakes.keys() {
-            out.push((&raw.user, true));
-        }
-        out
     }
 }
 
@@ -415,6 +459,9 @@ pub struct Collector {
     /// oldest first: (switch-out time, user stack, kernel stack).
     switched_out: HashMap<u32, std::collections::VecDeque<(u64, Stack, Stack)>>,
     generation: u32,
+    /// The target's process id (its wakers' user stacks are symbolized).
+    target: u32,
+    fresh: Fresh,
     pub collected: Collected,
 }
 
@@ -423,7 +470,7 @@ pub struct Collector {
 const GRACE: Duration = Duration::from_millis(5);
 
 impl Collector {
-    pub fn new(attached: &mut Attached) -> anyhow::Result<Collector> {
+    pub fn new(attached: &mut Attached, target: u32) -> anyhow::Result<Collector> {
         let mut take = |name: &'static str| -> anyhow::Result<Map> { Ok(attached.take_map(name)?) };
         // Both generations of a map, as its type.
         fn pair<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -451,6 +498,8 @@ impl Collector {
             switched_out: HashMap::new(),
             thread_names: aya::maps::HashMap::try_from(take(profiler_common::MAP_THREAD_NAMES)?)?,
             generation: 0,
+            target,
+            fresh: Fresh::default(),
             collected: Collected {
                 runq_hist: vec![0; HIST_BUCKETS as usize],
                 futex_hist: vec![0; HIST_BUCKETS as usize],
@@ -497,15 +546,17 @@ impl Collector {
                         waker_tgid: 0,
                         waker_user: Stack::Empty,
                     };
-                    self.collected
-                        .futex_waits
-                        .entry(wait)
-                        .or_default()
-                        .add(Waits {
-                            count: 1,
-                            total_ns: copy.value_ns,
-                            max_ns: copy.value_ns,
-                        });
+                    slot(
+                        &mut self.collected.futex_waits,
+                        wait,
+                        &mut self.fresh,
+                        self.target,
+                    )
+                    .add(Waits {
+                        count: 1,
+                        total_ns: copy.value_ns,
+                        max_ns: copy.value_ns,
+                    });
                 }
                 profiler_common::SAMPLE_SWITCH_OUT => {
                     let kernel = long.resolve(copy.kernel_stack_id);
@@ -521,7 +572,12 @@ impl Collector {
                         user,
                         op: copy.op,
                     };
-                    *self.collected.futex_wakes.entry(wake).or_default() += 1;
+                    *slot(
+                        &mut self.collected.futex_wakes,
+                        wake,
+                        &mut self.fresh,
+                        self.target,
+                    ) += 1;
                 }
                 _ => {
                     let raw = RawStack {
@@ -529,7 +585,12 @@ impl Collector {
                         user,
                         kernel: long.resolve(copy.kernel_stack_id),
                     };
-                    *self.collected.stacks.entry(raw).or_default() += 1;
+                    *slot(
+                        &mut self.collected.stacks,
+                        raw,
+                        &mut self.fresh,
+                        self.target,
+                    ) += 1;
                 }
             }
         }
@@ -578,12 +639,23 @@ impl Collector {
                     interval.waker_kernel_stack_id,
                 ),
             };
-            self.collected.offcpu.entry(raw).or_default().add(Waits {
+            slot(
+                &mut self.collected.offcpu,
+                raw,
+                &mut self.fresh,
+                self.target,
+            )
+            .add(Waits {
                 count: 1,
                 total_ns: interval.charged_ns,
                 max_ns: interval.charged_ns,
             });
         }
+    }
+
+    /// What was added since the last call (see [`Fresh`]).
+    pub fn take_fresh(&mut self) -> Fresh {
+        std::mem::take(&mut self.fresh)
     }
 
     /// Drops what is kept per thread for threads that have exited.
@@ -613,6 +685,7 @@ impl Collector {
             long,
             &mut self.offcpu[generation],
             &mut self.collected.offcpu,
+            (&mut self.fresh, self.target),
             |key, long| OffCpuStack {
                 tid: key.tid,
                 state: offcpu_state(key.state),
@@ -633,6 +706,7 @@ impl Collector {
             long,
             &mut self.futex_waits[generation],
             &mut self.collected.futex_waits,
+            (&mut self.fresh, self.target),
             |key, long| FutexWait {
                 uaddr: key.uaddr,
                 tid: key.tid,
@@ -655,7 +729,12 @@ impl Collector {
                 user: long.resolve(key.user_stack_id),
                 op: key.op,
             };
-            *self.collected.futex_wakes.entry(raw).or_default() += per_cpu.iter().sum::<u64>();
+            *slot(
+                &mut self.collected.futex_wakes,
+                raw,
+                &mut self.fresh,
+                self.target,
+            ) += per_cpu.iter().sum::<u64>();
         }
         Ok(())
     }
@@ -676,7 +755,12 @@ impl Collector {
                 user: resolve(key.user_stack_id),
                 kernel: resolve(key.kernel_stack_id),
             };
-            *self.collected.stacks.entry(raw).or_default() += per_cpu.iter().sum::<u64>();
+            *slot(
+                &mut self.collected.stacks,
+                raw,
+                &mut self.fresh,
+                self.target,
+            ) += per_cpu.iter().sum::<u64>();
         }
         let ids = stack_map
             .stack_ids()
@@ -790,15 +874,16 @@ fn drain_entries<K: Pod + Eq + Hash, V: Pod>(
 }
 
 /// Drains a wait-statistics map into `into`, turning keys into raw stacks.
-fn drain_waits<K: Pod + Eq + Hash, R: Eq + Hash>(
+fn drain_waits<K: Pod + Eq + Hash, R: Noted + Eq + Hash>(
     mut long: LongStacks<'_>,
     map: &mut PerCpuHashMap<MapData, K, WaitStats>,
     into: &mut HashMap<R, Waits>,
+    (fresh, target): (&mut Fresh, u32),
     mut raw: impl FnMut(&K, &mut LongStacks<'_>) -> R,
 ) -> anyhow::Result<()> {
     for (key, per_cpu) in drain_entries(map)? {
         let waits = Waits::from_per_cpu(&per_cpu);
-        into.entry(raw(&key, &mut long)).or_default().add(waits);
+        slot(into, raw(&key, &mut long), fresh, target).add(waits);
     }
     Ok(())
 }

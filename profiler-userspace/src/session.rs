@@ -48,7 +48,7 @@ impl Session {
     /// (a started command is released and recorded from its exec on).
     pub fn start(mut target: Target, load: &LoadConfig, max_depth: usize) -> anyhow::Result<Self> {
         let mut attached = Attached::load(load)?;
-        let mut collector = Collector::new(&mut attached)?;
+        let mut collector = Collector::new(&mut attached, target.pid)?;
         let cpu_before = if target.is_spawned() {
             Some(Duration::ZERO)
         } else {
@@ -220,37 +220,26 @@ impl Session {
         self.collector.drain_offcpu_intervals();
     }
 
-    /// Symbolizes the addresses drained since the last call, names new lock
+    /// Symbolizes the stacks drained since the last call, names new lock
     /// words, and names the processes of wakers from outside the target.
     fn resolve_new(&mut self, alive: bool) {
-        let pid = self.target.pid;
-        let collected = &self.collector.collected;
+        let fresh = self.collector.take_fresh();
         let mut user = Vec::new();
         let mut kernel = Vec::new();
-        for (stack, is_user) in collected.all_stacks(pid) {
+        for (stack, is_user) in &fresh.stacks {
             let addrs = lookup_addrs(stack);
-            if is_user {
+            if *is_user {
                 user.extend(addrs);
             } else {
                 kernel.extend(addrs);
             }
         }
         self.symbols.resolve(user, kernel, alive);
-        let locks = collected
-            .futex_waits
-            .keys()
-            .map(|k| k.uaddr)
-            .chain(collected.futex_wakes.keys().map(|k| k.uaddr));
-        self.symbols.name_locks(locks);
-        for waker in collected.offcpu.keys().filter_map(|k| k.waker.as_ref()) {
-            if waker.tgid != 0
-                && waker.tgid != pid
-                && !self.names.processes.contains_key(&waker.tgid)
-            {
-                let name = target::read_comm(waker.tgid, waker.tgid)
-                    .unwrap_or_else(|_| "exited".to_owned());
-                self.names.processes.insert(waker.tgid, name);
-            }
+        self.symbols.name_locks(fresh.locks);
+        for tgid in fresh.processes {
+            self.names.processes.entry(tgid).or_insert_with(|| {
+                target::read_comm(tgid, tgid).unwrap_or_else(|_| "exited".to_owned())
+            });
         }
     }
 }

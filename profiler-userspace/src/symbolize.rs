@@ -95,6 +95,9 @@ pub struct Symbolize {
     /// Variables of the files mapped, by path.
     data_symbols: HashMap<String, Option<DataSymbols>>,
     pub stats: SymbolizeStats,
+    /// User addresses a symbolization left for later (the target exiting
+    /// under it): tried again with the next batch.
+    retry: Vec<u64>,
 }
 
 /// The data symbols (variables) of one ELF file, sorted by address, and the
@@ -185,6 +188,7 @@ impl Symbolize {
             mappings: Vec::new(),
             data_symbols: HashMap::new(),
             stats: SymbolizeStats::default(),
+            retry: Vec::new(),
         }
     }
 
@@ -212,7 +216,8 @@ impl Symbolize {
         kernel_addrs: impl IntoIterator<Item = u64>,
         alive: bool,
     ) {
-        let user = unseen(user_addrs, &self.user);
+        let retry = std::mem::take(&mut self.retry);
+        let user = unseen(user_addrs.into_iter().chain(retry), &self.user);
         debug!(fresh = user.len(), alive, "symbolizing user addresses");
         let kernel = unseen(kernel_addrs, &self.kernel);
 
@@ -232,8 +237,11 @@ impl Symbolize {
             // the binaries by path through the cached mappings.
             let frames = self.batch(&source, &user, FrameKind::User, !alive);
             for (addr, frames) in user.iter().zip(frames) {
-                if let Some(frames) = frames {
-                    self.user.insert(*addr, frames);
+                match frames {
+                    Some(frames) => {
+                        self.user.insert(*addr, frames);
+                    }
+                    None => self.retry.push(*addr),
                 }
             }
         }
