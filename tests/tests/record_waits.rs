@@ -167,7 +167,10 @@ fn min_block_drops_short_blocks_in_the_kernel_and_says_so() {
         .unwrap_or(0);
     // A sleep whose thread is preempted past its own 5 ms timer before it
     // blocks never blocks at all (seen once on a loaded machine: 39 of 40).
-    assert!(dropped >= 36, "nearly all the 40 sleeps were dropped: {line}");
+    assert!(
+        dropped >= 36,
+        "nearly all the 40 sleeps were dropped: {line}"
+    );
 }
 
 #[test]
