@@ -13,30 +13,10 @@ fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
     if !can_load_bpf(test) {
         return;
     }
-    if !Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        eprintln!("skipping {test}: `go` is missing (cargo xtask setup installs golang-go)");
+    if !have_go(test) {
         return;
     }
-    let root = workspace_root();
-    let binary = root.join("target/test-workloads/go_mutex");
-    let build = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(root.join("tests/workloads/go_mutex.go"))
-        .env("GOCACHE", root.join("target/go-cache"))
-        .env("GOPATH", root.join("target/go-path"))
-        .current_dir(root.join("tests/workloads"))
-        .output()
-        .expect("run go build");
-    assert!(
-        build.status.success(),
-        "go build: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    let binary = build_go_mutex();
     let dir = scratch_dir("go");
     let out = dir.join("go.folded");
     let (report, _) = record_command(
@@ -89,5 +69,76 @@ fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
             .iter()
             .any(|s| s.frames.get(1).map(String::as_str) == Some("[runtime idle]")),
         "off-CPU stacks of idle runtime threads are labelled"
+    );
+}
+
+/// Builds tests/workloads/go_mutex.go with Debian's Go.
+fn build_go_mutex() -> std::path::PathBuf {
+    let root = workspace_root();
+    let binary = root.join("target/test-workloads/go_mutex");
+    let build = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(root.join("tests/workloads/go_mutex.go"))
+        .env("GOCACHE", root.join("target/go-cache"))
+        .env("GOPATH", root.join("target/go-path"))
+        .current_dir(root.join("tests/workloads"))
+        .output()
+        .expect("run go build");
+    assert!(
+        build.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    binary
+}
+
+#[test]
+fn serve_labels_go_runtime_idle_parking_in_the_lock_metrics() {
+    let test = "serve_labels_go_runtime_idle_parking_in_the_lock_metrics";
+    if !can_load_bpf(test) || !have_go(test) {
+        return;
+    }
+    let binary = build_go_mutex();
+    let dir = scratch_dir("go-serve");
+    let workload = KillOnDrop(
+        Command::new(&binary)
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the Go workload"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let server = Server::start(
+        workload.0.id(),
+        &format!("127.0.0.1:{}", free_port()),
+        &[],
+        &dir,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let metrics = server.get("/metrics");
+    let (mut idle, mut other) = (0.0, 0.0);
+    for line in metrics
+        .body
+        .lines()
+        .filter(|l| l.starts_with("profiler_futex_wait_seconds_total{"))
+    {
+        let value: f64 = line
+            .rsplit_once(' ')
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0.0);
+        if line.contains("lock=\"[Go runtime idle]") {
+            idle += value;
+        } else {
+            other += value;
+        }
+    }
+    eprintln!("Go futex wait seconds: runtime idle {idle:.3}, other {other:.3}");
+    assert!(idle > 0.0, "{}", metrics.body);
+    assert!(
+        idle >= 9.0 * other,
+        "a Go program's futex waits are the runtime parking idle threads, and say so: {}",
+        metrics.body
     );
 }
