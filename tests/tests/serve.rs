@@ -275,6 +275,14 @@ fn bad_requests_get_4xx_and_one_profile_per_kind_runs_at_a_time() {
     let second = server.get("/debug/pprof/profile?seconds=1");
     assert_eq!(second.status, 429, "{}", second.body);
     assert!(second.body.contains("one at a time"), "{}", second.body);
+    // The first has about 2.3 s to go.
+    assert!(
+        ["done in about 2 s", "done in about 3 s"]
+            .iter()
+            .any(|says| second.body.contains(says)),
+        "{}",
+        second.body
+    );
     let block = server.get("/debug/pprof/block?seconds=1");
     assert_eq!(
         block.status, 200,

@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -39,8 +39,9 @@ pub struct AppState {
     pub registry: Registry,
     pub health: Arc<Mutex<Health>>,
     pub requests: mpsc::UnboundedSender<ProfileRequest>,
-    /// A profile of this kind is being taken (index: [`kind_index`]).
-    pub busy: Arc<[AtomicBool; 3]>,
+    /// When the profile of this kind being taken ends, in milliseconds
+    /// since the Unix epoch; 0 when none is (index: [`kind_index`]).
+    pub busy: Arc<[AtomicU64; 3]>,
     pub scrapes: Arc<AtomicU64>,
     pub profiles: Arc<AtomicU64>,
 }
@@ -198,12 +199,18 @@ pub fn parse_seconds(
 
 /// Marks a kind busy while a request for it runs (also when the client
 /// goes away and the handler is dropped).
-struct Busy<'a>(&'a AtomicBool);
+struct Busy<'a>(&'a AtomicU64);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.store(0, Ordering::Release);
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn profile(
@@ -224,20 +231,23 @@ async fn profile(
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
     let flag = &state.busy[kind_index(kind)];
-    if flag
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
+    let ends = unix_ms() + 1000 * seconds.unwrap_or(1);
+    if let Err(running_until) = flag.compare_exchange(0, ends, Ordering::AcqRel, Ordering::Acquire)
     {
+        let wait = running_until
+            .saturating_sub(unix_ms())
+            .div_ceil(1000)
+            .max(1);
         let mut response = text(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "a {} profile is already being taken; one at a time per kind, try again when it is done",
+                "a {} profile is already being taken (done in about {wait} s); one at a time per kind, try again then",
                 kind.name()
             ),
         );
-        if let Ok(value) = header::HeaderValue::from_str(&seconds.unwrap_or(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
         return response;
     }
     let _busy = Busy(flag);
