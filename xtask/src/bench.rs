@@ -15,8 +15,9 @@ use crate::{build_profiler, run_cmd, workspace_root};
 #[derive(Debug, Subcommand)]
 pub enum Which {
     /// Target throughput alone vs under `profiler record` at 99 Hz with
-    /// frame-pointer stacks and with DWARF unwinding, and the profiler's own
-    /// CPU time (per sample) and peak RSS in each mode.
+    /// frame-pointer stacks and with DWARF unwinding, and under `profiler
+    /// serve` (every kind), and the profiler's own CPU time (per sample) and
+    /// peak RSS in each mode.
     Overhead {
         /// Runs of each kind (alternated).
         #[arg(long, default_value_t = 3)]
@@ -234,20 +235,21 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
     let profiler = build_profiler()?;
     let workload = build_workload("cpu_split", &["-O2", "-fomit-frame-pointer"])?;
     let folded = std::env::temp_dir().join("profiler-bench-overhead.folded");
-    let modes = ["fp", "dwarf"];
+    let modes = ["fp", "dwarf", "serve"];
     let mut alone = Vec::new();
     let mut profiled: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     for round in 1..=runs {
         let a = run_workload(&workload, seconds, None)?;
         println!(
-            "bench: round {round}/{runs} alone:          {:>10.1} rounds/s",
-            a.rounds_per_second
+            "bench: round {round}/{runs} {:<24}: {:>10.1} rounds/s",
+            "alone", a.rounds_per_second
         );
         alone.push(a.rounds_per_second);
         for (mode, results) in modes.iter().zip(profiled.iter_mut()) {
             let p = run_workload(&workload, seconds, Some((&profiler, &folded, mode)))?;
             println!(
-                "bench: round {round}/{runs} --unwind {mode:<5}: {:>10.1} rounds/s (profiler CPU {:.3} s, peak RSS {} KiB)",
+                "bench: round {round}/{runs} {:<24}: {:>10.1} rounds/s (profiler CPU {:.3} s, peak RSS {} KiB)",
+                mode_label(mode),
                 p.rounds_per_second,
                 p.profiler_cpu.unwrap_or_default().as_secs_f64(),
                 p.profiler_max_rss_kib.unwrap_or(0)
@@ -282,7 +284,8 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
         // About 99 samples a second of the target's CPU time.
         let samples = 99.0 * seconds;
         println!(
-            "  --unwind {mode:<5}: throughput {tp:.1} rounds/s, ratio to alone {:.4}; profiler CPU {cpu:.3} s per run ({:.2}% of a core, {:.0} us per sample incl. start-up); peak RSS {:.1} MiB",
+            "  {:<24}: throughput {tp:.1} rounds/s, ratio to alone {:.4}; profiler CPU {cpu:.3} s per run ({:.2}% of a core, {:.0} us per sample incl. start-up); peak RSS {:.1} MiB",
+            mode_label(mode),
             tp / alone_tp,
             100.0 * cpu / seconds,
             1e6 * cpu / samples,
@@ -293,7 +296,17 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the workload for `seconds`, optionally under `profiler record --pid`;
+/// How a mode of the overhead benchmark is shown.
+fn mode_label(mode: &str) -> String {
+    if mode == "serve" {
+        "serve (cpu+offcpu+futex)".to_owned()
+    } else {
+        format!("record --unwind {mode}")
+    }
+}
+
+/// Runs the workload for `seconds`, optionally under `profiler record --pid`
+/// (`--unwind MODE`) or `profiler serve --pid` (mode "serve");
 /// reads its throughput from its own report and the profiler's cost from
 /// `wait4`.
 fn run_workload(
@@ -307,23 +320,43 @@ fn run_workload(
         .spawn()
         .with_context(|| format!("cannot start {}", workload.display()))?;
     let mut profiler_cost = None;
-    if let Some((profiler, folded, unwind)) = profiler {
-        let recorder = Command::new(profiler)
-            .args([
-                "record",
-                "--unwind",
-                unwind,
-                "--pid",
-                &child.id().to_string(),
-                "-o",
-            ])
-            .arg(folded)
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start profiler")?;
-        profiler_cost = Some(wait4(recorder.id())?);
+    let mut server = None;
+    match profiler {
+        // `serve` keeps serving after the target exits: stopped below.
+        Some((profiler, _, "serve")) => {
+            server = Some(
+                Command::new(profiler)
+                    .args(["serve", "--listen", "127.0.0.1:0", "--pid"])
+                    .arg(child.id().to_string())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("cannot start profiler serve")?,
+            );
+        }
+        Some((profiler, folded, unwind)) => {
+            let recorder = Command::new(profiler)
+                .args([
+                    "record",
+                    "--unwind",
+                    unwind,
+                    "--pid",
+                    &child.id().to_string(),
+                    "-o",
+                ])
+                .arg(folded)
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start profiler")?;
+            profiler_cost = Some(wait4(recorder.id())?);
+        }
+        None => {}
     }
     let output = child.wait_with_output().context("the workload failed")?;
+    if let Some(server) = server {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+        profiler_cost = Some(wait4(server.id())?);
+    }
     let text = String::from_utf8_lossy(&output.stdout);
     let rounds_per_second = text
         .split_whitespace()
