@@ -46,6 +46,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDRESS:PORT", default_value = DEFAULT_LISTEN)]
     pub listen: String,
 
+    #[command(flatten)]
+    pub stacks: StackArgs,
+
+    /// How many locks get their own `lock` label in the metrics: the first K
+    /// locks by wait time; the rest are summed under lock="other".
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub top_locks: usize,
+}
+
+/// How samples and stacks are taken, for `record` and `serve` alike.
+#[derive(Debug, Args)]
+pub struct StackArgs {
     /// On-CPU samples per second per CPU.
     #[arg(
         short = 'F',
@@ -56,18 +68,31 @@ pub struct ServeArgs {
     )]
     pub frequency: String,
 
-    /// How user stacks are walked: fp, dwarf or auto (see `record --help`).
+    /// How user stacks are walked: fp (frame pointers, in the kernel), dwarf
+    /// (each binary's .eh_frame from a copy of the stack: whole stacks for
+    /// code without frame pointers; at very high event rates copies are
+    /// dropped, and counted), auto (dwarf while the copies keep up, frame
+    /// pointers for the events beyond: whole stacks at moderate rates, every
+    /// event counted at any rate).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub unwind: String,
 
     /// Deepest user stack kept (frames beyond are cut, and counted).
     #[arg(long, value_name = "FRAMES", default_value_t = 127)]
     pub max_depth: usize,
+}
 
-    /// How many locks get their own `lock` label in the metrics: the first K
-    /// locks by wait time; the rest are summed under lock="other".
-    #[arg(long, value_name = "K", default_value_t = 20)]
-    pub top_locks: usize,
+impl StackArgs {
+    /// The checked frequency (Hz), unwind mode (`profiler_common::UNWIND_*`)
+    /// and depth limit.
+    fn check(&self) -> anyhow::Result<(u64, u32, usize)> {
+        let frequency = parse_frequency(&self.frequency)?;
+        let unwind = parse_unwind(&self.unwind)?;
+        if self.max_depth == 0 {
+            bail!("--max-depth must be at least 1 frame");
+        }
+        Ok((frequency, unwind, self.max_depth))
+    }
 }
 
 /// The address `serve` listens on unless told otherwise.
@@ -89,18 +114,16 @@ impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<ServeConfig> {
         let pid = parse_pid(&self.pid)?;
         let listen = parse_listen(&self.listen)?;
-        if self.max_depth == 0 {
-            bail!("--max-depth must be at least 1 frame");
-        }
+        let (frequency, unwind, max_depth) = self.stacks.check()?;
         if self.top_locks == 0 {
             bail!("--top-locks must be at least 1 (locks beyond it are labelled \"other\")");
         }
         Ok(ServeConfig {
             pid,
             listen,
-            frequency: parse_frequency(&self.frequency)?,
-            unwind: parse_unwind(&self.unwind)?,
-            max_depth: self.max_depth,
+            frequency,
+            unwind,
+            max_depth,
             top_locks: self.top_locks,
         })
     }
@@ -150,15 +173,8 @@ pub struct RecordArgs {
     #[arg(short, long, value_name = "DURATION")]
     pub duration: Option<String>,
 
-    /// Samples per second per CPU.
-    #[arg(
-        short = 'F',
-        long,
-        value_name = "HZ",
-        default_value = "99",
-        allow_hyphen_values = true
-    )]
-    pub frequency: String,
+    #[command(flatten)]
+    pub stacks: StackArgs,
 
     /// What to profile, a comma list of: cpu (on-CPU samples), offcpu (time
     /// switched out: blocked, preempted, and who woke it), futex (lock waits
@@ -187,19 +203,6 @@ pub struct RecordArgs {
     /// Split stacks by thread: a `thread-name-tid` frame under the process.
     #[arg(long)]
     pub per_thread: bool,
-
-    /// How user stacks are walked: fp (frame pointers, in the kernel), dwarf
-    /// (each binary's .eh_frame from a copy of the stack: whole stacks for
-    /// code without frame pointers; at very high event rates copies are
-    /// dropped, and counted), auto (dwarf while the copies keep up, frame
-    /// pointers for the events beyond: whole stacks at moderate rates, every
-    /// event counted at any rate).
-    #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub unwind: String,
-
-    /// Deepest user stack kept (frames beyond are cut, and counted).
-    #[arg(long, value_name = "FRAMES", default_value_t = 127)]
-    pub max_depth: usize,
 
     /// How many functions the report lists by self and by total share.
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -323,7 +326,7 @@ impl RecordArgs {
             (None, false) => TargetSpec::Command(self.command),
         };
         let duration = self.duration.as_deref().map(parse_duration).transpose()?;
-        let frequency = parse_frequency(&self.frequency)?;
+        let (frequency, unwind, max_depth) = self.stacks.check()?;
         let kinds = parse_kinds(&self.profile)?;
         let min_block = match &self.min_block {
             Some(text) => {
@@ -356,10 +359,6 @@ impl RecordArgs {
                 });
             }
         }
-        let unwind = parse_unwind(&self.unwind)?;
-        if self.max_depth == 0 {
-            bail!("--max-depth must be at least 1 frame");
-        }
         Ok(RecordConfig {
             target,
             duration,
@@ -370,7 +369,7 @@ impl RecordArgs {
             per_thread: self.per_thread,
             top: self.top,
             unwind,
-            max_depth: self.max_depth,
+            max_depth,
         })
     }
 }

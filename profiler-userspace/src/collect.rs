@@ -254,6 +254,18 @@ impl Collected {
         self.counters[counter as usize]
     }
 
+    /// Every way a sample, stack or event can be lost, as a label, with how
+    /// many were: the kernel's loss counters, and stacks evicted before
+    /// they were read.
+    pub fn losses(&self) -> Vec<(&'static str, u64)> {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.is_loss())
+            .map(|c| (c.label(), self.counter(*c)))
+            .chain([("stack_evicted", self.vanished_stacks)])
+            .collect()
+    }
+
     /// Moves the entries of the threads in `folded` (thread id -> the id
     /// that stands for its folded group) under their group's id, summing
     /// entries that become equal, and forgets those threads' names.
@@ -263,18 +275,11 @@ impl Collected {
             folded: &HashMap<u32, u32>,
             add: impl Fn(&mut V, V),
         ) {
-            let moved: Vec<(K, V)> = map
-                .extract_if(|key, _| key.tids().iter().flatten().any(|t| folded.contains_key(t)))
-                .collect();
-            let fold = |tid: &mut u32| {
-                if let Some(group) = folded.get(tid) {
-                    *tid = *group;
-                }
-            };
-            for (mut key, value) in moved {
-                fold(key.tid_mut());
-                if let Some(waker) = key.waker_tid_mut() {
-                    fold(waker);
+            for (mut key, value) in std::mem::take(map) {
+                for tid in key.tids_mut().into_iter().flatten() {
+                    if let Some(group) = folded.get(tid) {
+                        *tid = *group;
+                    }
                 }
                 add(map.entry(key).or_default(), value);
             }
@@ -344,57 +349,31 @@ impl Collected {
 /// A key that belongs to one thread of the target, and may name the
 /// thread that woke it.
 trait ThreadKeyed {
-    fn tid_mut(&mut self) -> &mut u32;
-    fn waker_tid_mut(&mut self) -> Option<&mut u32>;
     /// The thread ids in the key: its thread, and its waker if any.
-    fn tids(&self) -> [Option<u32>; 2];
+    fn tids_mut(&mut self) -> [Option<&mut u32>; 2];
 }
 
 impl ThreadKeyed for RawStack {
-    fn tid_mut(&mut self) -> &mut u32 {
-        &mut self.tid
-    }
-    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
-        None
-    }
-    fn tids(&self) -> [Option<u32>; 2] {
-        [Some(self.tid), None]
+    fn tids_mut(&mut self) -> [Option<&mut u32>; 2] {
+        [Some(&mut self.tid), None]
     }
 }
 
 impl ThreadKeyed for FutexWake {
-    fn tid_mut(&mut self) -> &mut u32 {
-        &mut self.tid
-    }
-    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
-        None
-    }
-    fn tids(&self) -> [Option<u32>; 2] {
-        [Some(self.tid), None]
+    fn tids_mut(&mut self) -> [Option<&mut u32>; 2] {
+        [Some(&mut self.tid), None]
     }
 }
 
 impl ThreadKeyed for OffCpuStack {
-    fn tid_mut(&mut self) -> &mut u32 {
-        &mut self.tid
-    }
-    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
-        self.waker.as_mut().map(|w| &mut w.tid)
-    }
-    fn tids(&self) -> [Option<u32>; 2] {
-        [Some(self.tid), self.waker.as_ref().map(|w| w.tid)]
+    fn tids_mut(&mut self) -> [Option<&mut u32>; 2] {
+        [Some(&mut self.tid), self.waker.as_mut().map(|w| &mut w.tid)]
     }
 }
 
 impl ThreadKeyed for FutexWait {
-    fn tid_mut(&mut self) -> &mut u32 {
-        &mut self.tid
-    }
-    fn waker_tid_mut(&mut self) -> Option<&mut u32> {
-        Some(&mut self.waker_tid)
-    }
-    fn tids(&self) -> [Option<u32>; 2] {
-        [Some(self.tid), Some(self.waker_tid)]
+    fn tids_mut(&mut self) -> [Option<&mut u32>; 2] {
+        [Some(&mut self.tid), Some(&mut self.waker_tid)]
     }
 }
 

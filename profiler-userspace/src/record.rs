@@ -23,7 +23,7 @@ use crate::{
     },
     profile::Profile,
     report::Report,
-    session::{DRAIN_EVERY, MAPPINGS_EVERY, Session},
+    session::{Session, ticks, unix_ns},
     target::Target,
 };
 
@@ -165,9 +165,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     };
     let mut session = Session::start(target, &load, config.max_depth)?;
     let started = Instant::now();
-    let start_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let start_unix_ns = unix_ns();
     let kinds: Vec<&str> = config.kinds.iter().map(|k| k.name()).collect();
     match &config.target {
         TargetSpec::Pid(pid) => info!(
@@ -191,11 +189,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
-        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        drain_tick.tick().await;
-        let mut mappings_tick = tokio::time::interval(MAPPINGS_EVERY);
-        mappings_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut drain_tick, mut mappings_tick) = ticks();
         loop {
             let until_deadline = async {
                 match deadline {

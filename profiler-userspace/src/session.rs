@@ -19,10 +19,29 @@ use crate::{
 };
 
 /// How often the kernel maps are drained (and new stacks symbolized).
-pub const DRAIN_EVERY: Duration = Duration::from_secs(1);
+const DRAIN_EVERY: Duration = Duration::from_secs(1);
 /// How often the target's mappings are re-read (libraries it loads, and a
 /// started command's exec) so a target that exits is still symbolized.
-pub const MAPPINGS_EVERY: Duration = Duration::from_millis(250);
+const MAPPINGS_EVERY: Duration = Duration::from_millis(250);
+
+/// The drain and mappings ticks of a session's loop: the first drain one
+/// period from now, the first mappings read at once; a late tick delays
+/// the next rather than bunching up.
+pub fn ticks() -> (tokio::time::Interval, tokio::time::Interval) {
+    use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
+    let mut drain = interval_at(Instant::now() + DRAIN_EVERY, DRAIN_EVERY);
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut mappings = interval(MAPPINGS_EVERY);
+    mappings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    (drain, mappings)
+}
+
+/// Now, in nanoseconds since the Unix epoch (a profile's start time).
+pub fn unix_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
 
 /// A target with the programs attached to it.
 pub struct Session {
@@ -180,11 +199,13 @@ impl Session {
     /// thread name, so a long session's memory follows the distinct stacks
     /// and thread names, not every thread that ever lived. Returns the
     /// folding (thread id -> group id) for copies of the data kept
-    /// elsewhere; empty once the target is gone.
+    /// elsewhere; empty once the target is gone. Call after a drain.
     pub fn fold_exited_threads(&mut self) -> HashMap<u32, u32> {
-        let Some(alive) = target::thread_ids(self.target.pid) else {
+        // Alive as of the last drain's refresh; none once the target is gone.
+        let alive = self.target.live_threads();
+        if alive.is_empty() {
             return HashMap::new();
-        };
+        }
         let collected = self.collected();
         let mut exited: HashSet<u32> = HashSet::new();
         exited.extend(collected.stacks.keys().map(|k| k.tid));

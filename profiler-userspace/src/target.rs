@@ -31,6 +31,8 @@ pub struct Target {
     spawned: Option<Spawned>,
     /// Thread names seen so far, by thread id.
     thread_names: HashMap<u32, String>,
+    /// The threads alive at the last [`Target::refresh_thread_names`].
+    live_threads: std::collections::HashSet<u32>,
 }
 
 /// A command we forked, held before `exec` until released.
@@ -139,6 +141,7 @@ impl Target {
             pidfd,
             spawned: None,
             thread_names: HashMap::new(),
+            live_threads: Default::default(),
         })
     }
 
@@ -207,6 +210,7 @@ impl Target {
                 status: None,
             }),
             thread_names: HashMap::new(),
+            live_threads: Default::default(),
         })
     }
 
@@ -283,6 +287,7 @@ impl Target {
     /// Reads the names of the target's threads now alive, remembering them
     /// for threads that exit later.
     pub fn refresh_thread_names(&mut self) {
+        self.live_threads.clear();
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
             return;
         };
@@ -290,10 +295,17 @@ impl Target {
             let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
                 continue;
             };
+            self.live_threads.insert(tid);
             if let Ok(name) = read_comm(self.pid, tid) {
                 self.thread_names.insert(tid, name);
             }
         }
+    }
+
+    /// The threads alive at the last refresh of the names (none once the
+    /// process is gone).
+    pub fn live_threads(&self) -> &std::collections::HashSet<u32> {
+        &self.live_threads
     }
 
     /// Forgets the names of threads whose data was folded away.
@@ -421,22 +433,6 @@ fn parse_mapping(line: &str) -> Option<Mapping> {
         name,
         path,
     })
-}
-
-/// How many threads a process has now (0 once it is gone).
-pub fn thread_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count())
-}
-
-/// The ids of a process's threads now; `None` once it is gone.
-pub fn thread_ids(pid: u32) -> Option<std::collections::HashSet<u32>> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    Some(
-        tasks
-            .flatten()
-            .filter_map(|task| task.file_name().to_str()?.parse().ok())
-            .collect(),
-    )
 }
 
 /// Reads `/proc/PID/task/TID/comm`.

@@ -347,15 +347,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `profiler serve --pid PID --listen LISTEN EXTRA..` and waits
-    /// (up to 30 s) until it answers /healthz.
-    pub fn start(pid: u32, listen: &str, extra: &[&str], dir: &Path) -> Server {
+    /// Starts `profiler serve --pid PID --listen 127.0.0.1:FREE_PORT` (see
+    /// [`Server::start`]).
+    pub fn on_loopback(pid: u32, dir: &Path) -> Server {
+        Server::start(pid, &format!("127.0.0.1:{}", free_port()), dir)
+    }
+
+    /// Starts `profiler serve --pid PID --listen LISTEN` and waits (up to
+    /// 30 s) until it answers /healthz; its log goes to DIR/serve.stderr.
+    pub fn start(pid: u32, listen: &str, dir: &Path) -> Server {
         let port = listen.rsplit_once(':').map_or("", |(_, p)| p);
         let stderr_path = dir.join("serve.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("create the server's log file");
         let child = Command::new(profiler_bin())
             .args(["serve", "--pid", &pid.to_string(), "--listen", listen])
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -434,6 +439,19 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// Starts a workload that runs until killed (or for its own length), and
+/// gives it a moment to create its threads before anything attaches.
+pub fn start_workload(binary: &Path, args: &[&str]) -> KillOnDrop {
+    let child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the workload");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    KillOnDrop(child)
 }
 
 /// A child process killed when dropped (a workload, a Prometheus server).

@@ -101,21 +101,8 @@ fn serve_labels_go_runtime_idle_parking_in_the_lock_metrics() {
     }
     let binary = build_go_mutex();
     let dir = scratch_dir("go-serve");
-    let workload = KillOnDrop(
-        Command::new(&binary)
-            .arg("30")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start the Go workload"),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let server = Server::start(
-        workload.0.id(),
-        &format!("127.0.0.1:{}", free_port()),
-        &[],
-        &dir,
-    );
+    let workload = start_workload(&binary, &["30"]);
+    let server = Server::on_loopback(workload.0.id(), &dir);
     std::thread::sleep(std::time::Duration::from_secs(4));
     let metrics = server.get("/metrics");
     let (mut idle, mut other) = (0.0, 0.0);

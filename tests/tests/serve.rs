@@ -24,19 +24,6 @@ fn have(test: &str, program: &str, args: &[&str]) -> bool {
     ok
 }
 
-/// Starts a workload that runs until killed (or for its own length).
-fn start_workload(binary: &std::path::Path, args: &[&str]) -> KillOnDrop {
-    let child = Command::new(binary)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the workload");
-    // Let it create its threads before the server attaches.
-    std::thread::sleep(Duration::from_millis(200));
-    KillOnDrop(child)
-}
-
 /// The value of an unlabelled or labelled sample line in exposition text.
 fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -57,8 +44,7 @@ fn promtool_passes_the_metrics_and_prometheus_sees_the_lock() {
     // 4 threads on g_lock, each holding it 1 ms, for far longer than the test.
     let binary = build_workload("mutex_contend", NO_FRAME_POINTER_FLAGS);
     let workload = start_workload(&binary, &["4", "1000000", "1000"]);
-    let port = free_port();
-    let server = Server::start(workload.0.id(), &format!("127.0.0.1:{port}"), &[], &dir);
+    let server = Server::on_loopback(workload.0.id(), &dir);
     std::thread::sleep(Duration::from_secs(2));
 
     let metrics = server.get("/metrics");
@@ -129,7 +115,8 @@ fn promtool_passes_the_metrics_and_prometheus_sees_the_lock() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: profiler\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: profiler\n    static_configs:\n      - targets: ['{}']\n",
+            server.base.trim_start_matches("http://")
         ),
     )
     .expect("write prometheus.yml");
@@ -216,12 +203,7 @@ fn go_tool_pprof_fetches_a_cpu_profile_over_http() {
     let dir = scratch_dir("serve-pprof");
     let binary = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let workload = start_workload(&binary, &["60"]);
-    let server = Server::start(
-        workload.0.id(),
-        &format!("127.0.0.1:{}", free_port()),
-        &[],
-        &dir,
-    );
+    let server = Server::on_loopback(workload.0.id(), &dir);
     let top = go_pprof(
         &["-top", "-sample_index=samples"],
         server.url("/debug/pprof/profile?seconds=2"),
@@ -247,12 +229,7 @@ fn bad_requests_get_4xx_and_one_profile_per_kind_runs_at_a_time() {
     let dir = scratch_dir("serve-bad");
     let binary = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let workload = start_workload(&binary, &["60"]);
-    let server = Server::start(
-        workload.0.id(),
-        &format!("127.0.0.1:{}", free_port()),
-        &[],
-        &dir,
-    );
+    let server = Server::on_loopback(workload.0.id(), &dir);
     for (path, status, says) in [
         ("/debug/pprof/profile?seconds=0", 400, "from 1 to 300"),
         ("/debug/pprof/profile?seconds=abc", 400, "whole number"),
@@ -311,7 +288,7 @@ fn target_exit_leaves_the_server_up_and_sigterm_detaches() {
     let mut workload = start_workload(&binary, &["2", "1500", "1000"]);
     let port = free_port();
     // Not loopback: allowed when asked for, with a warning.
-    let mut server = Server::start(workload.0.id(), &format!("0.0.0.0:{port}"), &[], &dir);
+    let mut server = Server::start(workload.0.id(), &format!("0.0.0.0:{port}"), &dir);
     assert!(
         server.stderr().contains("other hosts can reach"),
         "a non-loopback address is warned about: {}",
@@ -421,12 +398,7 @@ fn exited_threads_are_folded_so_thread_churn_does_not_grow_the_data() {
     // About 100 short-lived "churner" threads a second.
     let binary = build_workload("thread_churn", FRAME_POINTER_FLAGS);
     let workload = start_workload(&binary, &["60"]);
-    let server = Server::start(
-        workload.0.id(),
-        &format!("127.0.0.1:{}", free_port()),
-        &[],
-        &dir,
-    );
+    let server = Server::on_loopback(workload.0.id(), &dir);
     // The server folds exited threads every 10 s.
     std::thread::sleep(Duration::from_secs(12));
     let traces = go_pprof(&["-traces"], server.url("/debug/pprof/block"));

@@ -205,9 +205,9 @@ impl Collector for OwnProcess {
             let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
             families.push(family_of(
                 Self::CPU,
-                &self.descs[0],
+                &self.descs[0].help,
                 MetricType::COUNTER,
-                counter(&[], cpu),
+                vec![counter(&[], cpu)],
             ));
         }
         // /proc/self/statm: size resident shared ... in pages.
@@ -219,21 +219,26 @@ impl Collector for OwnProcess {
             let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
             families.push(family_of(
                 Self::RSS,
-                &self.descs[1],
+                &self.descs[1].help,
                 MetricType::GAUGE,
-                gauge(&[], (pages * page) as f64),
+                vec![gauge(&[], (pages * page) as f64)],
             ));
         }
         families
     }
 }
 
-fn family_of(name: &str, desc: &Desc, kind: MetricType, metric: proto::Metric) -> MetricFamily {
+fn family_of(
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    metrics: Vec<proto::Metric>,
+) -> MetricFamily {
     let mut family = MetricFamily::default();
     family.set_name(name.to_owned());
-    family.set_help(desc.help.clone());
+    family.set_help(help.to_owned());
     family.set_field_type(kind);
-    family.set_metric(vec![metric]);
+    family.set_metric(metrics);
     family
 }
 
@@ -422,16 +427,13 @@ impl Metrics {
             collected.counter(Counter::FutexWaitNs),
         )]);
 
-        let mut dropped: Vec<proto::Metric> = Counter::ALL
-            .iter()
-            .filter(|c| c.is_loss())
-            .map(|c| counter(&[("reason", c.label())], collected.counter(*c) as f64))
-            .collect();
-        dropped.push(counter(
-            &[("reason", "stack_evicted")],
-            collected.vanished_stacks as f64,
-        ));
-        metrics.push(dropped);
+        metrics.push(
+            collected
+                .losses()
+                .into_iter()
+                .map(|(reason, n)| counter(&[("reason", reason)], n as f64))
+                .collect(),
+        );
 
         metrics.push(
             Truncation::ALL
@@ -460,14 +462,7 @@ impl Metrics {
             .defs
             .iter()
             .zip(metrics)
-            .map(|(def, metrics)| {
-                let mut family = MetricFamily::default();
-                family.set_name(def.name.to_owned());
-                family.set_help(def.help.clone());
-                family.set_field_type(def.kind);
-                family.set_metric(metrics);
-                family
-            })
+            .map(|(def, metrics)| family_of(def.name, &def.help, def.kind, metrics))
             .collect();
         *self
             .published

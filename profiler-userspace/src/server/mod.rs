@@ -28,8 +28,8 @@ use crate::{
     collect::Collected,
     export,
     profile::ProfileKind,
-    session::{DRAIN_EVERY, MAPPINGS_EVERY, Session},
-    target::{self, Target},
+    session::{Session, ticks, unix_ns},
+    target::Target,
 };
 
 use self::{http::AppState, metrics::Metrics};
@@ -150,11 +150,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     let outcome = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        drain_tick.tick().await;
-        let mut mappings_tick = tokio::time::interval(MAPPINGS_EVERY);
-        mappings_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut drain_tick, mut mappings_tick) = ticks();
         loop {
             let next_due = pending.iter().map(|p| p.until).min();
             let due = async {
@@ -278,12 +274,6 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn unix_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// Answers a profile request with what was collected since its start.
 fn finish(session: &Session, request: Pending, frequency: u64) {
     let collected = session.collected().since(&request.before);
@@ -311,23 +301,19 @@ fn publish(
     started: Instant,
 ) {
     let threads = if up {
-        target::thread_count(session.target.pid)
+        session.target.live_threads().len()
     } else {
         0
     };
     metrics.update(session, up, threads);
     let collected = session.collected();
     let mut dropped = serde_json::Map::new();
-    let mut total = collected.vanished_stacks;
-    for counter in profiler_common::Counter::ALL {
-        let n = collected.counter(counter);
-        if counter.is_loss() && n > 0 {
-            dropped.insert(counter.label().to_owned(), json!(n));
+    let mut total = 0;
+    for (reason, n) in collected.losses() {
+        if n > 0 {
+            dropped.insert(reason.to_owned(), json!(n));
             total += n;
         }
-    }
-    if collected.vanished_stacks > 0 {
-        dropped.insert("stack_evicted".to_owned(), json!(collected.vanished_stacks));
     }
     let attached = session.attached.is_attached();
     let mut problems = Vec::new();
