@@ -17,7 +17,7 @@ use aya::{
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::profile::ProfileKind;
+use crate::model::{ProfileKind, UnwindMode};
 
 /// The object `build.rs` compiled from `profiler-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
@@ -102,8 +102,8 @@ pub struct LoadConfig {
     pub tgid: u32,
     /// Start recording when the target execs (a command held before exec).
     pub arm_on_exec: bool,
-    /// How user stacks are taken (`profiler_common::UNWIND_*`).
-    pub unwind: u32,
+    /// How user stacks are taken.
+    pub unwind: UnwindMode,
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
@@ -165,33 +165,23 @@ impl Attached {
             None
         };
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
-        let unwind_dwarf = config.unwind;
-        let unwind_dwarf_futex = config.unwind;
-        let unwind_dwarf_offcpu = config.unwind;
+        let unwind = config.unwind as u32;
         let mut loader = EbpfLoader::new();
-        loader
-            .override_global(profiler_common::GLOBAL_TARGET_TGID, &config.tgid, true)
-            .override_global(profiler_common::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true)
-            .override_global(profiler_common::GLOBAL_UNWIND_DWARF, &unwind_dwarf, true)
-            .override_global(
-                profiler_common::GLOBAL_UNWIND_DWARF_FUTEX,
-                &unwind_dwarf_futex,
-                true,
-            )
-            .override_global(
-                profiler_common::GLOBAL_UNWIND_DWARF_OFFCPU,
-                &unwind_dwarf_offcpu,
-                true,
-            );
-        if let Some(o) = &offsets {
-            use profiler_common as c;
+        {
+            use profiler_common::maps as m;
             loader
-                .override_global(c::GLOBAL_SWITCH_PREV_STATE, &o.switch_prev_state, true)
-                .override_global(c::GLOBAL_SWITCH_NEXT_PID, &o.switch_next_pid, true)
-                .override_global(c::GLOBAL_WAKING_PID, &o.waking_pid, true)
-                .override_global(c::GLOBAL_FUTEX_UADDR, &o.futex_uaddr, true)
-                .override_global(c::GLOBAL_FUTEX_OP, &o.futex_op, true)
-                .override_global(c::GLOBAL_WAITV_WAITERS, &o.waitv_waiters, true);
+                .override_global(m::GLOBAL_TARGET_TGID, &config.tgid, true)
+                .override_global(m::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true)
+                .override_global(m::GLOBAL_UNWIND_MODE, &unwind, true);
+            if let Some(o) = &offsets {
+                loader
+                    .override_global(m::GLOBAL_SWITCH_PREV_STATE, &o.switch_prev_state, true)
+                    .override_global(m::GLOBAL_SWITCH_NEXT_PID, &o.switch_next_pid, true)
+                    .override_global(m::GLOBAL_WAKING_PID, &o.waking_pid, true)
+                    .override_global(m::GLOBAL_FUTEX_UADDR, &o.futex_uaddr, true)
+                    .override_global(m::GLOBAL_FUTEX_OP, &o.futex_op, true)
+                    .override_global(m::GLOBAL_WAITV_WAITERS, &o.waitv_waiters, true);
+            }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(AttachError::Load)?;
         if config.arm_on_exec {

@@ -1,21 +1,24 @@
 //! One attached target and the periodic work that keeps its data current:
-//! the loaded programs, the collector draining them, the unwinder and the
-//! symbolizer. `record` runs a session to a file; `server` keeps one open.
+//! the loaded programs, the sources draining them, the unwinder, the
+//! aggregate, the symbols and the thread registry, all private. `record`
+//! runs a session to a file and `serve` keeps one open; both read it
+//! through [`Snapshot`]s.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{borrow::Cow, collections::HashMap, time::Duration};
 
 use tracing::debug;
 
 use crate::{
+    aggregate::Aggregate,
     attach::{Attached, LoadConfig},
-    collect::{Collected, Collector},
-    profile::{FOLDED_THREADS, Names, Profile, ProfileKind, lookup_addrs},
-    symbolize::Symbolize,
-    target::{self, Target},
-    unwind::Unwind,
+    model::UnwindMode,
+    procfs,
+    snapshot::{Programs, Snapshot, TargetState},
+    sources::Sources,
+    symbolize::Symbols,
+    target::{Target, TargetExit},
+    threads::Threads,
+    unwind::Unwinder,
 };
 
 /// How often the kernel maps are drained (and new stacks symbolized).
@@ -23,17 +26,62 @@ const DRAIN_EVERY: Duration = Duration::from_secs(1);
 /// How often the target's mappings are re-read (libraries it loads, and a
 /// started command's exec) so a target that exits is still symbolized.
 const MAPPINGS_EVERY: Duration = Duration::from_millis(250);
+/// How often the ring buffers are read and their copies unwound: often
+/// enough that `--unwind auto` keeps copying (the ring stays under half
+/// full) at tens of megabytes of copies a second.
+const RINGS_EVERY: Duration = Duration::from_millis(25);
 
-/// The drain and mappings ticks of a session's loop: the first drain one
-/// period from now, the first mappings read at once; a late tick delays
-/// the next rather than bunching up.
-pub fn ticks() -> (tokio::time::Interval, tokio::time::Interval) {
-    use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
-    let mut drain = interval_at(Instant::now() + DRAIN_EVERY, DRAIN_EVERY);
-    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut mappings = interval(MAPPINGS_EVERY);
-    mappings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    (drain, mappings)
+/// What a session's loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Read the rings (copied stacks, unwound while their binaries are
+    /// mapped).
+    Rings,
+    /// Re-read the target's mappings (and the rings).
+    Mappings,
+    /// Drain the kernel's maps and name what is new.
+    Drain,
+}
+
+/// The ticks of a session's loop: the first drain one period from now, the
+/// others at once; a late tick delays the next rather than bunching up.
+pub struct Ticks {
+    drain: tokio::time::Interval,
+    mappings: tokio::time::Interval,
+    rings: tokio::time::Interval,
+}
+
+impl Ticks {
+    pub fn new() -> Ticks {
+        use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
+        let mut drain = interval_at(Instant::now() + DRAIN_EVERY, DRAIN_EVERY);
+        let mut mappings = interval(MAPPINGS_EVERY);
+        let mut rings = interval(RINGS_EVERY);
+        for tick in [&mut drain, &mut mappings, &mut rings] {
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        Ticks {
+            drain,
+            mappings,
+            rings,
+        }
+    }
+
+    /// The next tick due (cancel-safe: a tick not taken stays due).
+    pub async fn next(&mut self) -> Tick {
+        tokio::select! {
+            biased;
+            _ = self.drain.tick() => Tick::Drain,
+            _ = self.mappings.tick() => Tick::Mappings,
+            _ = self.rings.tick() => Tick::Rings,
+        }
+    }
+}
+
+impl Default for Ticks {
+    fn default() -> Self {
+        Ticks::new()
+    }
 }
 
 /// Now, in nanoseconds since the Unix epoch (a profile's start time).
@@ -43,23 +91,32 @@ pub fn unix_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// A copy of a session's data at one moment, to take differences from.
+pub struct Mark(Aggregate);
+
+impl Mark {
+    /// Folds exited threads as the session did (see
+    /// [`Session::fold_exited_threads`]), or its differences would be wrong.
+    pub fn fold_threads(&mut self, folding: &HashMap<u32, u32>) {
+        self.0.fold_threads(folding);
+    }
+}
+
 /// A target with the programs attached to it.
 pub struct Session {
-    pub target: Target,
-    pub attached: Attached,
-    pub collector: Collector,
-    pub symbols: Symbolize,
-    pub unwind: Unwind,
-    names: Names,
-    /// Names of the groups exited threads were folded into, by group id
-    /// ([`FOLDED_THREADS`] and up), and the other way round.
-    folded_names: HashMap<u32, String>,
-    folded_groups: HashMap<String, u32>,
-    unwind_mode: u32,
+    target: Target,
+    attached: Attached,
+    sources: Sources,
+    unwinder: Unwinder,
+    aggregate: Aggregate,
+    symbols: Symbols,
+    threads: Threads,
+    unwind_mode: UnwindMode,
+    frequency: u64,
     /// The target's own CPU time when recording began (zero for a started
     /// command), and at the last mappings tick while it was alive.
-    pub cpu_before: Option<Duration>,
-    pub cpu_last: Option<Duration>,
+    cpu_before: Option<Duration>,
+    cpu_last: Option<Duration>,
 }
 
 impl Session {
@@ -67,65 +124,85 @@ impl Session {
     /// (a started command is released and recorded from its exec on).
     pub fn start(mut target: Target, load: &LoadConfig, max_depth: usize) -> anyhow::Result<Self> {
         let mut attached = Attached::load(load)?;
-        let mut collector = Collector::new(&mut attached, target.pid)?;
+        let mut sources = Sources::open(&mut attached)?;
         let cpu_before = if target.is_spawned() {
             Some(Duration::ZERO)
         } else {
-            target::cpu_time(target.pid)
+            procfs::cpu_time(target.pid)
         };
         if !target.is_spawned() {
-            collector.arm()?;
+            sources.arm()?;
         }
         // A started command arms the programs itself when its exec completes:
         // what the held child did before, as a copy of this program, is not
         // recorded.
         target.release()?;
-        let mut symbols = Symbolize::new(target.pid);
-        symbols.cache_mappings(&target::read_mappings(target.pid));
-        target.refresh_thread_names();
+        let mut symbols = Symbols::new(target.pid);
+        symbols.cache_mappings(&procfs::read_mappings(target.pid));
+        let mut threads = Threads::default();
+        threads.refresh(target.pid);
         Ok(Session {
-            unwind: Unwind::new(target.pid, max_depth),
+            unwinder: Unwinder::new(target.pid, max_depth),
+            aggregate: Aggregate::new(target.pid),
             target,
             attached,
-            collector,
+            sources,
             symbols,
-            names: Names::default(),
-            folded_names: HashMap::new(),
-            folded_groups: HashMap::new(),
+            threads,
             unwind_mode: load.unwind,
+            frequency: load.frequency,
             cpu_before,
             cpu_last: cpu_before,
         })
     }
 
-    pub fn collected(&self) -> &Collected {
-        &self.collector.collected
+    pub fn pid(&self) -> u32 {
+        self.target.pid
     }
 
-    /// The frequent tick: one read of the mappings for the unwinder
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    /// Resolves when the target has exited.
+    pub async fn target_exited(&self) -> std::io::Result<()> {
+        self.target.exited().await
+    }
+
+    /// Does what a tick asks.
+    pub fn on_tick(&mut self, tick: Tick) -> anyhow::Result<()> {
+        match tick {
+            Tick::Rings => self.read_rings(),
+            Tick::Mappings => self.refresh_mappings(),
+            Tick::Drain => self.drain()?,
+        }
+        Ok(())
+    }
+
+    /// The mappings tick: one read of the mappings for the unwinder
     /// (libraries loaded since, while mapped) and the symbolizer, and the
     /// copied stacks unwound while their binaries are still mapped.
-    pub fn refresh_mappings(&mut self) {
-        let mappings = target::read_mappings(self.target.pid);
-        if self.unwind_mode != profiler_common::UNWIND_FP {
-            self.unwind.refresh_modules(&mappings);
+    fn refresh_mappings(&mut self) {
+        let mappings = procfs::read_mappings(self.target.pid);
+        if self.unwind_mode != UnwindMode::FramePointers {
+            self.unwinder.refresh_modules(&mappings);
         }
-        self.drain_copies();
+        self.read_rings();
         self.symbols.cache_mappings(&mappings);
-        if let Some(cpu) = target::cpu_time(self.target.pid) {
-            self.cpu_last = Some(cpu);
-        }
+        self.read_cpu_time();
     }
 
     /// The drain tick: everything the kernel counted since the last drain,
     /// symbolized.
     pub fn drain(&mut self) -> anyhow::Result<()> {
-        self.drain_copies();
-        self.collector.drain()?;
-        self.target.refresh_thread_names();
+        self.read_rings();
+        let noted = self.sources.drain(&mut self.aggregate)?;
+        self.threads.note(noted);
+        self.threads.refresh(self.target.pid);
         let alive = self.target.is_alive();
-        self.resolve_new(alive);
-        debug!(stacks = self.collected().stacks.len(), "drained");
+        self.name_fresh(alive);
+        debug!(events = self.aggregate.len(), "drained");
         Ok(())
     }
 
@@ -133,122 +210,124 @@ impl Session {
     /// readable. Idempotent.
     pub fn detach_and_drain(&mut self) -> anyhow::Result<()> {
         self.attached.detach();
-        self.drain_copies();
-        self.collector.drain_all()?;
+        self.read_rings();
+        let noted = self.sources.drain_all(&mut self.aggregate)?;
+        self.threads.note(noted);
         let alive = self.target.is_alive();
         if alive {
-            self.target.refresh_thread_names();
+            self.threads.refresh(self.target.pid);
             self.symbols
-                .cache_mappings(&target::read_mappings(self.target.pid));
+                .cache_mappings(&procfs::read_mappings(self.target.pid));
         }
-        self.resolve_new(alive);
+        self.name_fresh(alive);
         Ok(())
     }
 
     /// Reads the target's CPU time now (while it is alive).
     pub fn read_cpu_time(&mut self) {
-        if let Some(cpu) = target::cpu_time(self.target.pid) {
+        if let Some(cpu) = procfs::cpu_time(self.target.pid) {
             self.cpu_last = Some(cpu);
         }
     }
 
-    /// A profile of one kind from `collected` (all of this session's data,
-    /// or a part of it), every address symbolized.
-    pub fn profile(
-        &self,
-        kind: ProfileKind,
-        collected: &Collected,
-        frequency: u64,
-        duration: Duration,
-    ) -> Profile {
-        let mut profile = Profile::new(
-            kind,
-            self.target.pid,
-            &self.target.name,
-            frequency,
-            duration,
-        );
-        profile.executable = self.target.executable.as_deref().map(Into::into);
-        profile.with_samples(collected, &self.symbols, &self.names())
+    /// The CPU time the target used while recorded, when it could be read:
+    /// exact for a command we started and reaped, else the difference of
+    /// two reads of /proc.
+    pub fn target_cpu(&self) -> Option<Duration> {
+        match (
+            self.target.spawned_cpu_time(),
+            self.cpu_before,
+            self.cpu_last,
+        ) {
+            (Some(exact), _, _) => Some(exact),
+            (None, Some(before), Some(last)) => Some(last.saturating_sub(before)),
+            _ => None,
+        }
     }
 
-    /// Thread names: those the kernel noted (threads that exited between
-    /// drains), with the names read from /proc (the latest, for threads seen
-    /// alive) on top; and the processes of wakers.
-    pub fn names(&self) -> Names {
-        let mut threads = self.folded_names.clone();
-        threads.extend(
-            self.collected()
-                .thread_names
-                .iter()
-                .map(|(t, n)| (*t, n.clone())),
-        );
-        threads.extend(
-            self.target
-                .thread_names()
-                .iter()
-                .map(|(t, n)| (*t, n.clone())),
-        );
-        Names {
-            threads,
-            processes: self.names.processes.clone(),
-        }
+    /// Ends the target's part: reaps a command we started (stopping it first
+    /// when `stop`), and says how the target ended, if it did.
+    pub fn finish_target(&mut self, stop: bool) -> Option<TargetExit> {
+        self.target.finish(stop)
+    }
+
+    /// Whether we started the target ourselves.
+    pub fn is_spawned(&self) -> bool {
+        self.target.is_spawned()
+    }
+
+    /// A copy of the data now, to take a difference from later.
+    pub fn mark(&self) -> Mark {
+        Mark(self.aggregate.clone())
+    }
+
+    /// Everything collected so far.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        self.snapshot_of(Cow::Borrowed(&self.aggregate))
+    }
+
+    /// What was collected since `mark`.
+    pub fn snapshot_since(&self, mark: &Mark) -> Snapshot<'_> {
+        self.snapshot_of(Cow::Owned(self.aggregate.since(&mark.0)))
+    }
+
+    fn snapshot_of<'s>(&'s self, aggregate: Cow<'s, Aggregate>) -> Snapshot<'s> {
+        let up = self.attached.is_attached() && self.target.is_alive();
+        let target = TargetState {
+            pid: self.target.pid,
+            name: self.target.name.clone(),
+            executable: self.target.executable.clone(),
+            up,
+            threads: if up { self.threads.live().len() } else { 0 },
+        };
+        let programs = Programs {
+            attachments: &self.attached.attachments,
+            attached: self.attached.is_attached(),
+            cpus: self.attached.cpus,
+        };
+        Snapshot::new(
+            target,
+            programs,
+            self.frequency,
+            self.unwinder.stats(),
+            &self.threads,
+            aggregate,
+            &self.symbols,
+        )
     }
 
     /// Folds the data of threads that have exited into one group per
     /// thread name, so a long session's memory follows the distinct stacks
     /// and thread names, not every thread that ever lived. Returns the
-    /// folding (thread id -> group id) for copies of the data kept
-    /// elsewhere; empty once the target is gone. Call after a drain.
+    /// folding (thread id -> group id) for [`Mark`]s kept elsewhere; empty
+    /// once the target is gone. Call after a drain.
     pub fn fold_exited_threads(&mut self) -> HashMap<u32, u32> {
-        // Alive as of the last drain's refresh; none once the target is gone.
-        let alive = self.target.live_threads();
-        if alive.is_empty() {
-            return HashMap::new();
+        let folding = self
+            .threads
+            .fold_exited(self.aggregate.threads(), &self.target.name);
+        if folding.is_empty() {
+            return folding;
         }
-        let collected = self.collected();
-        let mut exited: HashSet<u32> = HashSet::new();
-        exited.extend(collected.stacks.keys().map(|k| k.tid));
-        exited.extend(collected.offcpu.keys().map(|k| k.tid));
-        exited.extend(collected.futex_waits.keys().map(|k| k.tid));
-        exited.extend(collected.futex_wakes.keys().map(|k| k.tid));
-        exited.retain(|tid| *tid < FOLDED_THREADS && !alive.contains(tid));
-        if exited.is_empty() {
-            return HashMap::new();
-        }
-        let names = self.names();
-        let mut folded = HashMap::with_capacity(exited.len());
-        for tid in exited {
-            let name = names
-                .threads
-                .get(&tid)
-                .cloned()
-                .unwrap_or_else(|| self.target.name.clone());
-            let next = FOLDED_THREADS + self.folded_groups.len() as u32;
-            let group = *self.folded_groups.entry(name.clone()).or_insert(next);
-            self.folded_names.insert(group, name);
-            folded.insert(tid, group);
-        }
-        self.collector.collected.fold_threads(&folded);
-        self.collector.forget_threads(&folded);
-        self.target.forget_threads(folded.keys().copied());
-        debug!(threads = folded.len(), "folded exited threads");
-        folded
+        self.aggregate.fold_threads(&folding);
+        self.sources
+            .forget_threads(|tid| folding.contains_key(&tid));
+        debug!(threads = folding.len(), "folded exited threads");
+        folding
     }
 
-    fn drain_copies(&mut self) {
-        self.collector.drain_user_stacks(&mut self.unwind);
-        self.collector.drain_offcpu_intervals();
+    fn read_rings(&mut self) {
+        self.sources
+            .read_rings(&mut self.unwinder, &mut self.aggregate);
     }
 
-    /// Symbolizes the stacks drained since the last call, names new lock
+    /// Symbolizes the stacks added since the last call, names new lock
     /// words, and names the processes of wakers from outside the target.
-    fn resolve_new(&mut self, alive: bool) {
-        let fresh = self.collector.take_fresh();
+    fn name_fresh(&mut self, alive: bool) {
+        let fresh = self.aggregate.take_fresh();
         let mut user = Vec::new();
         let mut kernel = Vec::new();
         for (stack, is_user) in &fresh.stacks {
-            let addrs = lookup_addrs(stack);
+            let addrs = stack.lookup_addrs();
             if *is_user {
                 user.extend(addrs);
             } else {
@@ -258,9 +337,7 @@ impl Session {
         self.symbols.resolve(user, kernel, alive);
         self.symbols.name_locks(fresh.locks);
         for tgid in fresh.processes {
-            self.names.processes.entry(tgid).or_insert_with(|| {
-                target::read_comm(tgid, tgid).unwrap_or_else(|_| "exited".to_owned())
-            });
+            self.threads.note_process(tgid);
         }
     }
 }

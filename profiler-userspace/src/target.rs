@@ -1,9 +1,8 @@
 //! The process under study: finding it (`--pid`) or starting it held until
 //! the programs are attached (`-- CMD`), watching for its exit through a
-//! pidfd, and reading its process and thread names from /proc.
+//! pidfd, and ending a started command when the recording ends first.
 
 use std::{
-    collections::HashMap,
     ffi::CString,
     io::{self, Read as _, Write as _},
     os::{
@@ -17,7 +16,10 @@ use std::{
 use anyhow::{Context as _, bail};
 use tokio::io::unix::AsyncFd;
 
-use crate::cli::TargetSpec;
+use crate::{
+    model::TargetSpec,
+    procfs::{self, read_comm},
+};
 
 /// A process being profiled.
 pub struct Target {
@@ -29,10 +31,6 @@ pub struct Target {
     pidfd: AsyncFd<OwnedFd>,
     /// Set for a command we started: its handle, and the pipe that releases it.
     spawned: Option<Spawned>,
-    /// Thread names seen so far, by thread id.
-    thread_names: HashMap<u32, String>,
-    /// The threads alive at the last [`Target::refresh_thread_names`].
-    live_threads: std::collections::HashSet<u32>,
 }
 
 /// A command we forked, held before `exec` until released.
@@ -124,7 +122,7 @@ impl Target {
             ),
             _ => anyhow::Error::new(err).context(format!("cannot read /proc/{pid}/comm")),
         })?;
-        if is_kernel_thread(pid) {
+        if procfs::is_kernel_thread(pid) {
             bail!(
                 "PID {pid} ({name}) is a kernel thread; profiler records user processes (give the PID of a program)"
             );
@@ -140,8 +138,6 @@ impl Target {
             executable,
             pidfd,
             spawned: None,
-            thread_names: HashMap::new(),
-            live_threads: Default::default(),
         })
     }
 
@@ -209,8 +205,6 @@ impl Target {
                 exec_error: Some(std::fs::File::from(err_read)),
                 status: None,
             }),
-            thread_names: HashMap::new(),
-            live_threads: Default::default(),
         })
     }
 
@@ -253,10 +247,7 @@ impl Target {
 
     /// Whether the process is still running (not exited, not a zombie).
     pub fn is_alive(&self) -> bool {
-        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(stat) => !matches!(proc_state(&stat), Some('Z' | 'X')),
-            Err(_) => false,
-        }
+        procfs::is_alive(self.pid)
     }
 
     /// Reaps a started command and says how the target ended. When the
@@ -282,42 +273,6 @@ impl Target {
             }
         }
         spawned.wait(self.pid).map(TargetExit::Status)
-    }
-
-    /// Reads the names of the target's threads now alive, remembering them
-    /// for threads that exit later.
-    pub fn refresh_thread_names(&mut self) {
-        self.live_threads.clear();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
-            return;
-        };
-        for task in tasks.flatten() {
-            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
-                continue;
-            };
-            self.live_threads.insert(tid);
-            if let Ok(name) = read_comm(self.pid, tid) {
-                self.thread_names.insert(tid, name);
-            }
-        }
-    }
-
-    /// The threads alive at the last refresh of the names (none once the
-    /// process is gone).
-    pub fn live_threads(&self) -> &std::collections::HashSet<u32> {
-        &self.live_threads
-    }
-
-    /// Forgets the names of threads whose data was folded away.
-    pub fn forget_threads(&mut self, tids: impl IntoIterator<Item = u32>) {
-        for tid in tids {
-            self.thread_names.remove(&tid);
-        }
-    }
-
-    /// The thread names seen, by thread id.
-    pub fn thread_names(&self) -> &HashMap<u32, String> {
-        &self.thread_names
     }
 }
 
@@ -383,133 +338,4 @@ fn pidfd_open(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
     // refers to the same pidfd for the AsyncFd's whole life.
     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|err| err.into_parts().1)
-}
-
-/// One line of `/proc/PID/maps`: an address range and what is mapped there.
-/// (blazesym parses this file too, but keeps the result private.)
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    /// File offset of `start`.
-    pub offset: u64,
-    pub executable: bool,
-    /// The file's name, or `[heap]`, `[stack]`, `[vdso]`, `[anon]`.
-    pub name: String,
-    /// The file's path, for file mappings.
-    pub path: Option<String>,
-}
-
-/// Reads the process's mappings (empty once it has exited).
-pub fn read_mappings(pid: u32) -> Vec<Mapping> {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-        return Vec::new();
-    };
-    text.lines().filter_map(parse_mapping).collect()
-}
-
-fn parse_mapping(line: &str) -> Option<Mapping> {
-    let mut fields = line.split_whitespace();
-    let (start, end) = fields.next()?.split_once('-')?;
-    let perms = fields.next()?;
-    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-    let path = fields.nth(2).unwrap_or("");
-    let (name, path) = match path {
-        "" => ("[anon]".to_owned(), None),
-        p if p.starts_with('[') => (p.to_owned(), None),
-        p => (
-            std::path::Path::new(p)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| p.to_owned()),
-            Some(p.to_owned()),
-        ),
-    };
-    Some(Mapping {
-        start: u64::from_str_radix(start, 16).ok()?,
-        end: u64::from_str_radix(end, 16).ok()?,
-        offset,
-        executable: perms.contains('x'),
-        name,
-        path,
-    })
-}
-
-/// Reads `/proc/PID/task/TID/comm`.
-pub fn read_comm(pid: u32, tid: u32) -> io::Result<String> {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))?;
-    Ok(comm.trim_end_matches('\n').to_owned())
-}
-
-/// Kernel threads have no command line and no user memory.
-fn is_kernel_thread(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty())
-        && std::fs::read_link(format!("/proc/{pid}/exe")).is_err()
-}
-
-/// The state letter of a `/proc/PID/stat` line (after the parenthesised comm,
-/// which may itself contain spaces and parentheses).
-fn proc_state(stat: &str) -> Option<char> {
-    let after = stat.rfind(')')?;
-    stat[after + 1..].trim_start().chars().next()
-}
-
-/// The process's total CPU time (user + system) from `/proc/PID/stat`.
-pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rfind(')')?;
-    let fields: Vec<&str> = stat[after + 1..].split_whitespace().collect();
-    // Fields after the comm start at index 0 = state (field 3); utime and
-    // stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
-    Some(std::time::Duration::from_secs_f64(
-        (utime + stime) as f64 / ticks as f64,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_after_tricky_comm() {
-        assert_eq!(proc_state("42 (a) b) S 1 2 3"), Some('S'));
-        assert_eq!(proc_state("42 (x) Z 1"), Some('Z'));
-    }
-
-    #[test]
-    fn maps_lines() {
-        let m = parse_mapping(
-            "7f20ac3d8000-7f20ac52e000 r-xp 00026000 fe:00 326279   /usr/lib/x86_64-linux-gnu/libc.so.6",
-        );
-        assert_eq!(
-            m,
-            Some(Mapping {
-                start: 0x7f20ac3d8000,
-                end: 0x7f20ac52e000,
-                offset: 0x26000,
-                executable: true,
-                name: "libc.so.6".into(),
-                path: Some("/usr/lib/x86_64-linux-gnu/libc.so.6".into()),
-            })
-        );
-        let vdso = parse_mapping("7ffd1000-7ffd3000 r-xp 00000000 00:00 0   [vdso]");
-        assert_eq!(
-            vdso.map(|m| (m.name, m.path)),
-            Some(("[vdso]".into(), None))
-        );
-        let anon = parse_mapping("7ffd1000-7ffd3000 rw-p 00000000 00:00 0");
-        assert_eq!(anon.map(|m| m.name), Some("[anon]".into()));
-    }
-
-    #[test]
-    fn own_process_is_alive_and_named() {
-        let pid = std::process::id();
-        assert!(read_comm(pid, pid).is_ok());
-        assert!(cpu_time(pid).is_some());
-    }
 }

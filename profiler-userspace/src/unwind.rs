@@ -1,5 +1,5 @@
-//! Unwinding copied user stacks in userspace (`--unwind dwarf`): each cpu
-//! sample brings the thread's `rip`, `rsp`, `rbp` and a copy of its stack;
+//! Unwinding copied user stacks in userspace (`--unwind dwarf|auto`): an
+//! event brings the thread's `rip`, `rsp`, `rbp` and a copy of its stack;
 //! framehop walks it with each binary's `.eh_frame` call-frame information
 //! (falling back to frame pointers where a binary has none), so code built
 //! without frame pointers — glibc, `-O2` C, Rust release builds — gives
@@ -14,49 +14,16 @@ use framehop::{
 };
 use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 
-use crate::target::Mapping;
+use crate::procfs::{Mapping, read_mappings};
 
-/// A copied user stack as the kernel sent it (a `UserStackSample`), read in
-/// place from the ring buffer.
-pub struct CopiedStack<'a> {
-    pub tid: u32,
-    pub kernel_stack_id: i32,
-    /// `profiler_common::SAMPLE_*`.
-    pub kind: u32,
-    pub op: u32,
-    pub uaddr: u64,
-    pub value_ns: u64,
+/// A copy of a thread's user stack from `sp` up, with the registers the
+/// walk starts from.
+pub struct StackCopy<'a> {
     pub ip: u64,
     pub sp: u64,
     pub bp: u64,
     /// The copied bytes, from `sp` up.
-    pub stack: &'a [u8],
-}
-
-impl<'a> CopiedStack<'a> {
-    /// Reads a record laid out as `profiler_common::UserStackSample`.
-    pub fn parse(bytes: &'a [u8]) -> Option<CopiedStack<'a>> {
-        use std::mem::offset_of;
-
-        use profiler_common::UserStackSample as S;
-        let u32_at = |at: usize| Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-        let u64_at = |at: usize| Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
-        let start = offset_of!(S, stack);
-        let len =
-            (u32_at(offset_of!(S, stack_len))? as usize).min(profiler_common::STACK_COPY_BYTES);
-        Some(CopiedStack {
-            tid: u32_at(offset_of!(S, tid))?,
-            kernel_stack_id: u32_at(offset_of!(S, kernel_stack_id))? as i32,
-            kind: u32_at(offset_of!(S, kind))?,
-            op: u32_at(offset_of!(S, op))?,
-            uaddr: u64_at(offset_of!(S, uaddr))?,
-            value_ns: u64_at(offset_of!(S, value_ns))?,
-            ip: u64_at(offset_of!(S, ip))?,
-            sp: u64_at(offset_of!(S, sp))?,
-            bp: u64_at(offset_of!(S, bp))?,
-            stack: bytes.get(start..start + len)?,
-        })
-    }
+    pub bytes: &'a [u8],
 }
 
 /// Why an unwound stack stopped before its root.
@@ -100,33 +67,41 @@ impl Truncation {
     }
 }
 
-/// The unwinder of one process.
-pub struct Unwind {
-    pid: u32,
-    unwinder: UnwinderX86_64<Vec<u8>>,
-    cache: CacheX86_64,
-    /// Modules added, by path, with their address range.
-    modules: HashMap<String, Range<u64>>,
-    max_depth: usize,
-    /// Samples unwound, and those cut short by reason.
+/// What the unwinder did so far.
+#[derive(Debug, Clone, Default)]
+pub struct UnwindStats {
+    /// Stacks unwound, and those cut short by reason.
     pub unwound: u64,
     pub truncated: HashMap<Truncation, u64>,
     /// Bytes of unwind and text sections held for the modules.
     pub table_bytes: usize,
 }
 
-impl Unwind {
-    pub fn new(pid: u32, max_depth: usize) -> Unwind {
-        Unwind {
+/// The unwinder of one process.
+pub struct Unwinder {
+    pid: u32,
+    unwinder: UnwinderX86_64<Vec<u8>>,
+    cache: CacheX86_64,
+    /// Modules added, by path, with their address range.
+    modules: HashMap<String, Range<u64>>,
+    max_depth: usize,
+    stats: UnwindStats,
+}
+
+impl Unwinder {
+    pub fn new(pid: u32, max_depth: usize) -> Unwinder {
+        Unwinder {
             pid,
             unwinder: UnwinderX86_64::new(),
             cache: CacheX86_64::new(),
             modules: HashMap::new(),
             max_depth,
-            unwound: 0,
-            truncated: HashMap::new(),
-            table_bytes: 0,
+            stats: UnwindStats::default(),
         }
+    }
+
+    pub fn stats(&self) -> &UnwindStats {
+        &self.stats
     }
 
     /// Adds the modules among `mappings` (just read) that are not known yet.
@@ -219,7 +194,7 @@ impl Unwind {
         let got = file
             .section_by_name(".got")
             .map(|s| s.address()..s.address() + s.size());
-        self.table_bytes += [&text, &eh_frame, &eh_frame_hdr, &debug_frame]
+        self.stats.table_bytes += [&text, &eh_frame, &eh_frame_hdr, &debug_frame]
             .iter()
             .map(|s| s.as_ref().map_or(0, |(_, b)| b.len()))
             .sum::<usize>();
@@ -242,15 +217,15 @@ impl Unwind {
         self.modules.values().any(|r| r.contains(&addr))
     }
 
-    /// The user stack of a sample: instruction pointer first, then return
+    /// The user stack of a copy: instruction pointer first, then return
     /// addresses, as far as the walk goes.
-    pub fn unwind(&mut self, sample: &CopiedStack<'_>) -> Vec<u64> {
-        if !self.known(sample.ip) {
-            self.refresh_modules(&crate::target::read_mappings(self.pid));
+    pub fn unwind(&mut self, copy: &StackCopy<'_>) -> Vec<u64> {
+        if !self.known(copy.ip) {
+            self.refresh_modules(&read_mappings(self.pid));
         }
-        let sp = sample.sp;
-        let len = sample.stack.len() as u64;
-        let stack = sample.stack;
+        let sp = copy.sp;
+        let len = copy.bytes.len() as u64;
+        let stack = copy.bytes;
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
             let offset = addr.checked_sub(sp).ok_or(())?;
             if offset + 8 > len {
@@ -264,11 +239,11 @@ impl Unwind {
                 .map_err(|_| ())?;
             Ok(u64::from_le_bytes(bytes))
         };
-        let regs = UnwindRegsX86_64::new(sample.ip, sample.sp, sample.bp);
+        let regs = UnwindRegsX86_64::new(copy.ip, copy.sp, copy.bp);
         let mut frames = Vec::new();
         let mut iter = self
             .unwinder
-            .iter_frames(sample.ip, regs, &mut self.cache, &mut read_stack);
+            .iter_frames(copy.ip, regs, &mut self.cache, &mut read_stack);
         let truncation = loop {
             if frames.len() >= self.max_depth {
                 break Some(Truncation::DepthLimit);
@@ -288,9 +263,9 @@ impl Unwind {
             }
             _ => truncation,
         };
-        self.unwound += 1;
+        self.stats.unwound += 1;
         if let Some(why) = truncation {
-            *self.truncated.entry(why).or_default() += 1;
+            *self.stats.truncated.entry(why).or_default() += 1;
         }
         frames
     }

@@ -6,6 +6,7 @@
 //! seconds is the difference of two copies of the cumulative data, taken N
 //! seconds apart.
 
+mod health;
 mod http;
 mod metrics;
 
@@ -15,24 +16,35 @@ use std::{
 };
 
 use anyhow::Context as _;
-use serde_json::json;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot, watch},
 };
 use tracing::{info, warn};
 
+use self::{health::Health, http::AppState, metrics::Metrics};
 use crate::{
     attach::{self, LoadConfig},
-    cli::{ServeConfig, TargetSpec},
-    collect::Collected,
-    export,
-    profile::ProfileKind,
-    session::{Session, ticks, unix_ns},
+    formats,
+    model::{ProfileKind, TargetSpec, UnwindMode},
+    session::{Mark, Session, Tick, Ticks, unix_ns},
     target::Target,
 };
 
-use self::{http::AppState, metrics::Metrics};
+/// The address `serve` listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6060";
+
+/// The checked settings of one `profiler serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub pid: u32,
+    pub listen: std::net::SocketAddr,
+    pub frequency: u64,
+    pub unwind: UnwindMode,
+    pub max_depth: usize,
+    /// How many locks get their own `lock` label in the metrics.
+    pub top_locks: usize,
+}
 
 /// Every this many drains, the data of exited threads is folded into one
 /// group per thread name (see [`Session::fold_exited_threads`]).
@@ -56,19 +68,13 @@ pub enum ProfileReply {
     Failed(String),
 }
 
-/// What /healthz answers, as last published.
-pub struct Health {
-    pub healthy: bool,
-    pub json: serde_json::Value,
-}
-
 /// A delta profile being taken: the data at its start, and when it ends.
 struct Pending {
     kind: ProfileKind,
     started: Instant,
     started_unix_ns: i64,
     until: tokio::time::Instant,
-    before: Collected,
+    before: Mark,
     reply: oneshot::Sender<ProfileReply>,
 }
 
@@ -119,10 +125,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     let started_unix_ns = unix_ns();
 
     let (registry, mut metrics) = Metrics::registry(config.top_locks, config.frequency)?;
-    let health = Arc::new(Mutex::new(Health {
-        healthy: false,
-        json: json!({}),
-    }));
+    let health = Arc::new(Mutex::new(Health::starting()));
     let (requests, mut incoming) = mpsc::unbounded_channel();
     let state = AppState {
         registry,
@@ -133,7 +136,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         profiles: Arc::default(),
     };
     let (scrapes, profiles) = (state.scrapes.clone(), state.profiles.clone());
-    publish(&session, &mut metrics, &health, true, started);
+    publish(&session, &mut metrics, &health, started);
     let (stop, stopped) = watch::channel(false);
     let http = std::thread::Builder::new()
         .name("http".to_owned())
@@ -141,7 +144,8 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .context("cannot start the HTTP server thread")?;
     info!(
         "serving PID {} ({}) on http://{bound}: /metrics, /healthz, /debug/pprof/{{profile,mutex,block}}; Ctrl-C or SIGTERM to stop",
-        config.pid, session.target.name
+        config.pid,
+        session.name()
     );
 
     let mut up = true;
@@ -150,7 +154,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     let outcome = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let (mut drain_tick, mut mappings_tick) = ticks();
+        let mut ticks = Ticks::new();
         loop {
             let next_due = pending.iter().map(|p| p.until).min();
             let due = async {
@@ -162,34 +166,35 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
             tokio::select! {
                 _ = sigint.recv() => break Ok::<_, anyhow::Error>(Ending::Interrupted),
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
-                _ = session.target.exited(), if up => {
+                _ = session.target_exited(), if up => {
                     up = false;
                     session.detach_and_drain()?;
                     info!(
                         "PID {} exited: detached; still serving the data collected so far (/healthz now answers 503)",
                         config.pid
                     );
-                    publish(&session, &mut metrics, &health, up, started);
+                    publish(&session, &mut metrics, &health, started);
                     // Profiles being taken end now, with what there is.
                     for done in std::mem::take(&mut pending) {
-                        finish(&session, done, config.frequency);
+                        finish(&session, done);
                     }
                 }
-                _ = mappings_tick.tick(), if up => session.refresh_mappings(),
-                _ = drain_tick.tick(), if up => {
-                    session.drain()?;
-                    drains += 1;
-                    if drains.is_multiple_of(FOLD_EVERY_DRAINS) {
-                        // Copies taken for profiles in flight fold the same
-                        // way, or their differences would be wrong.
-                        let folded = session.fold_exited_threads();
-                        if !folded.is_empty() {
-                            for waiting in &mut pending {
-                                waiting.before.fold_threads(&folded);
+                tick = ticks.next(), if up => {
+                    session.on_tick(tick)?;
+                    if tick == Tick::Drain {
+                        drains += 1;
+                        if drains.is_multiple_of(FOLD_EVERY_DRAINS) {
+                            // Marks taken for profiles in flight fold the same
+                            // way, or their differences would be wrong.
+                            let folded = session.fold_exited_threads();
+                            if !folded.is_empty() {
+                                for waiting in &mut pending {
+                                    waiting.before.fold_threads(&folded);
+                                }
                             }
                         }
+                        publish(&session, &mut metrics, &health, started);
                     }
-                    publish(&session, &mut metrics, &health, up, started);
                 }
                 () = due => {
                     if up {
@@ -201,7 +206,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         .partition(|p| p.until <= now);
                     pending = waiting;
                     for done in done {
-                        finish(&session, done, config.frequency);
+                        finish(&session, done);
                     }
                 }
                 request = incoming.recv() => {
@@ -224,21 +229,15 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                             started: Instant::now(),
                             started_unix_ns: unix_ns(),
                             until: tokio::time::Instant::now() + Duration::from_secs(seconds),
-                            before: session.collected().clone(),
+                            before: session.mark(),
                             reply: request.reply,
                         }),
-                        None => finish(
-                            &session,
-                            Pending {
-                                kind: request.kind,
-                                started,
-                                started_unix_ns,
-                                until: tokio::time::Instant::now(),
-                                before: Collected::default(),
-                                reply: request.reply,
-                            },
-                            config.frequency,
-                        ),
+                        None => {
+                            let profile = session
+                                .snapshot()
+                                .profile(request.kind, started.elapsed());
+                            reply_with(&profile, started_unix_ns, request.reply);
+                        }
                     }
                 }
             }
@@ -275,78 +274,31 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
 }
 
 /// Answers a profile request with what was collected since its start.
-fn finish(session: &Session, request: Pending, frequency: u64) {
-    let collected = session.collected().since(&request.before);
-    let profile = session.profile(
-        request.kind,
-        &collected,
-        frequency,
-        request.started.elapsed(),
-    );
+fn finish(session: &Session, request: Pending) {
+    let profile = session
+        .snapshot_since(&request.before)
+        .profile(request.kind, request.started.elapsed());
+    reply_with(&profile, request.started_unix_ns, request.reply);
+}
+
+/// Sends a profile, as gzipped pprof, to whoever asked for it.
+fn reply_with(
+    profile: &crate::model::Profile,
+    start_unix_ns: i64,
+    reply: oneshot::Sender<ProfileReply>,
+) {
     let mut bytes = Vec::new();
-    let reply = match export::pprof::write(&profile, request.started_unix_ns, &mut bytes) {
+    let answer = match formats::pprof::write(profile, start_unix_ns, &mut bytes) {
         Ok(()) => ProfileReply::Pprof(bytes),
         Err(err) => ProfileReply::Failed(format!("cannot build the profile: {err}")),
     };
     // The client may have gone; then nobody wants it.
-    let _ = request.reply.send(reply);
+    let _ = reply.send(answer);
 }
 
-/// Publishes metrics and health from the session's data.
-fn publish(
-    session: &Session,
-    metrics: &mut Metrics,
-    health: &Mutex<Health>,
-    up: bool,
-    started: Instant,
-) {
-    let threads = if up {
-        session.target.live_threads().len()
-    } else {
-        0
-    };
-    metrics.update(session, up, threads);
-    let collected = session.collected();
-    let mut dropped = serde_json::Map::new();
-    let mut total = 0;
-    for (reason, n) in collected.losses() {
-        if n > 0 {
-            dropped.insert(reason.to_owned(), json!(n));
-            total += n;
-        }
-    }
-    let attached = session.attached.is_attached();
-    let mut problems = Vec::new();
-    if !up {
-        problems.push(format!(
-            "the target (PID {}) has exited",
-            session.target.pid
-        ));
-    }
-    if !attached {
-        problems.push("the eBPF programs are detached".to_owned());
-    }
-    let json = json!({
-        "status": if problems.is_empty() { "ok" } else { "unavailable" },
-        "problems": problems,
-        "target": {
-            "pid": session.target.pid,
-            "name": session.target.name,
-            "up": up,
-            "threads": threads,
-        },
-        "programs": session
-            .attached
-            .attachments
-            .iter()
-            .map(|what| json!({ "program": what, "attached": attached }))
-            .collect::<Vec<_>>(),
-        "events_dropped": total,
-        "dropped_by_reason": dropped,
-        "uptime_seconds": started.elapsed().as_secs(),
-    });
-    *health.lock().unwrap_or_else(PoisonError::into_inner) = Health {
-        healthy: problems.is_empty(),
-        json,
-    };
+/// Publishes metrics and health from a snapshot of the session.
+fn publish(session: &Session, metrics: &mut Metrics, health: &Mutex<Health>, started: Instant) {
+    let snapshot = session.snapshot();
+    metrics.update(&snapshot);
+    *health.lock().unwrap_or_else(PoisonError::into_inner) = Health::of(&snapshot, started);
 }

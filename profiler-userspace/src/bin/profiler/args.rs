@@ -1,12 +1,19 @@
 //! The command line: flags parsed once by clap and checked into the plain
-//! [`RecordConfig`] that the rest of the program reads.
+//! configs the library's commands read ([`RecordConfig`], [`ServeConfig`]).
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::{export::Format, profile::ProfileKind};
+use profiler::{
+    commands::{
+        record::{OutputSpec, RecordConfig},
+        serve::{DEFAULT_LISTEN, ServeConfig},
+    },
+    formats::Format,
+    model::{ProfileKind, TargetSpec, UnwindMode},
+};
 
 /// A zero-instrumentation profiler for Linux, on eBPF.
 #[derive(Debug, Parser)]
@@ -78,14 +85,13 @@ pub struct StackArgs {
     pub unwind: String,
 
     /// Deepest user stack kept (frames beyond are cut, and counted).
-    #[arg(long, value_name = "FRAMES", default_value_t = 127)]
+    #[arg(long, value_name = "FRAMES", default_value_t = profiler_common::stacks::MAX_STACK_DEPTH as usize)]
     pub max_depth: usize,
 }
 
 impl StackArgs {
-    /// The checked frequency (Hz), unwind mode (`profiler_common::UNWIND_*`)
-    /// and depth limit.
-    fn check(&self) -> anyhow::Result<(u64, u32, usize)> {
+    /// The checked frequency (Hz), unwind mode and depth limit.
+    fn check(&self) -> anyhow::Result<(u64, UnwindMode, usize)> {
         let frequency = parse_frequency(&self.frequency)?;
         let unwind = parse_unwind(&self.unwind)?;
         if self.max_depth == 0 {
@@ -93,20 +99,6 @@ impl StackArgs {
         }
         Ok((frequency, unwind, self.max_depth))
     }
-}
-
-/// The address `serve` listens on unless told otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:6060";
-
-/// The checked settings of one `profiler serve`.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub pid: u32,
-    pub listen: std::net::SocketAddr,
-    pub frequency: u64,
-    pub unwind: u32,
-    pub max_depth: usize,
-    pub top_locks: usize,
 }
 
 impl ServeArgs {
@@ -149,13 +141,9 @@ pub fn parse_listen(text: &str) -> anyhow::Result<std::net::SocketAddr> {
 }
 
 /// Parses `--unwind`.
-pub fn parse_unwind(text: &str) -> anyhow::Result<u32> {
-    Ok(match text {
-        "dwarf" => profiler_common::UNWIND_COPY,
-        "auto" => profiler_common::UNWIND_AUTO,
-        "fp" => profiler_common::UNWIND_FP,
-        other => bail!("--unwind: unknown mode {other:?}; choose fp, dwarf or auto"),
-    })
+pub fn parse_unwind(text: &str) -> anyhow::Result<UnwindMode> {
+    UnwindMode::from_name(text)
+        .with_context(|| format!("--unwind: unknown mode {text:?}; choose fp, dwarf or auto"))
 }
 
 #[derive(Debug, Args)]
@@ -213,51 +201,14 @@ pub struct RecordArgs {
     pub command: Vec<String>,
 }
 
-/// What to profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetSpec {
-    /// A process that is already running.
-    Pid(u32),
-    /// A command to start, held until the programs are attached.
-    Command(Vec<String>),
-}
-
-/// The checked settings of one `profiler record`.
-#[derive(Debug, Clone)]
-pub struct RecordConfig {
-    pub target: TargetSpec,
-    pub duration: Option<Duration>,
-    pub frequency: u64,
-    /// The kinds asked for, each once, in [`ProfileKind::ALL`] order.
-    pub kinds: Vec<ProfileKind>,
-    pub min_block: Duration,
-    /// Every file to write: which kind, in which format, where.
-    pub outputs: Vec<OutputSpec>,
-    pub per_thread: bool,
-    pub top: usize,
-    /// How user stacks are taken: a `profiler_common::UNWIND_*` mode.
-    pub unwind: u32,
-    pub max_depth: usize,
-}
-
-/// One file `record` writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputSpec {
-    pub kind: ProfileKind,
-    pub format: Format,
-    pub path: PathBuf,
-}
-
 /// Parses `--profile`: a comma list of kinds, or `all`.
 pub fn parse_kinds(text: &str) -> anyhow::Result<Vec<ProfileKind>> {
     let mut kinds = Vec::new();
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        match word {
-            "all" => kinds.extend(ProfileKind::ALL),
-            "cpu" => kinds.push(ProfileKind::Cpu),
-            "offcpu" | "off-cpu" => kinds.push(ProfileKind::OffCpu),
-            "futex" | "lock" | "locks" => kinds.push(ProfileKind::Futex),
-            other => bail!(
+        match (word, ProfileKind::from_name(word)) {
+            ("all", _) => kinds.extend(ProfileKind::ALL),
+            (_, Some(kind)) => kinds.push(kind),
+            (other, None) => bail!(
                 "--profile: unknown kind {other:?}; choose from cpu, offcpu, futex, all (comma-separated)"
             ),
         }

@@ -24,7 +24,7 @@ use prometheus::{Encoder as _, Registry, TextEncoder};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Health, ProfileReply, ProfileRequest};
-use crate::profile::ProfileKind;
+use crate::model::ProfileKind;
 
 /// The longest profile one request may ask for, in seconds.
 pub const MAX_SECONDS: u64 = 300;

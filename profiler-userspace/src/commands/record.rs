@@ -14,18 +14,43 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
+use super::report::Report;
 use crate::{
     attach::{self, LoadConfig},
-    cli::{RecordConfig, TargetSpec},
-    export::{
+    formats::{
         self, Format,
         folded::{self, FoldedOptions},
     },
-    profile::Profile,
-    report::Report,
-    session::{Session, ticks, unix_ns},
+    model::{Profile, ProfileKind, TargetSpec, UnwindMode},
+    session::{Session, Ticks, unix_ns},
     target::Target,
 };
+
+/// The checked settings of one `profiler record`.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub target: TargetSpec,
+    pub duration: Option<std::time::Duration>,
+    pub frequency: u64,
+    /// The kinds asked for, each once, in [`ProfileKind::ALL`] order.
+    pub kinds: Vec<ProfileKind>,
+    pub min_block: std::time::Duration,
+    /// Every file to write: which kind, in which format, where.
+    pub outputs: Vec<OutputSpec>,
+    pub per_thread: bool,
+    /// How many functions the report lists.
+    pub top: usize,
+    pub unwind: UnwindMode,
+    pub max_depth: usize,
+}
+
+/// One file `record` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub kind: ProfileKind,
+    pub format: Format,
+    pub path: PathBuf,
+}
 
 /// Why the recording stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +131,7 @@ impl Output {
             None => {
                 let stdout = std::io::stdout();
                 let mut out = BufWriter::new(stdout.lock());
-                export::write(format, profile, options, start_unix_ns, &mut out)
+                formats::write(format, profile, options, start_unix_ns, &mut out)
                     .and_then(|()| out.flush())
                     .context("cannot write the profile to stdout")?;
                 Ok(format!(
@@ -118,7 +143,7 @@ impl Output {
                 file.set_len(0)
                     .with_context(|| format!("cannot truncate {}", self.path.display()))?;
                 let mut out = BufWriter::new(file);
-                export::write(format, profile, options, start_unix_ns, &mut out)
+                formats::write(format, profile, options, start_unix_ns, &mut out)
                     .and_then(|()| out.flush())
                     .with_context(|| {
                         format!("cannot write the profile to {}", self.path.display())
@@ -171,7 +196,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         TargetSpec::Pid(pid) => info!(
             "recording {} of PID {pid} ({}){}; Ctrl-C to stop",
             kinds.join(", "),
-            session.target.name,
+            session.name(),
             config
                 .duration
                 .map(|d| format!(" for {:.1} s", d.as_secs_f64()))
@@ -181,7 +206,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
             "recording {} of `{}` (PID {}) until it exits; Ctrl-C to stop",
             kinds.join(", "),
             argv.join(" "),
-            session.target.pid,
+            session.pid(),
         ),
     }
 
@@ -189,7 +214,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
-        let (mut drain_tick, mut mappings_tick) = ticks();
+        let mut ticks = Ticks::new();
         loop {
             let until_deadline = async {
                 match deadline {
@@ -201,9 +226,8 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 () = until_deadline => break Ok::<_, anyhow::Error>(Ending::Duration),
                 _ = sigint.recv() => break Ok(Ending::Interrupted),
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
-                _ = session.target.exited() => break Ok(Ending::TargetExited),
-                _ = mappings_tick.tick() => session.refresh_mappings(),
-                _ = drain_tick.tick() => session.drain()?,
+                _ = session.target_exited() => break Ok(Ending::TargetExited),
+                tick = ticks.next() => session.on_tick(tick)?,
             }
         }
     })?;
@@ -214,19 +238,19 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         session.read_cpu_time();
     }
     session.detach_and_drain()?;
-    let target = &mut session.target;
-    let target_exit = target.finish(ending != Ending::TargetExited);
+    let target_exit = session.finish_target(ending != Ending::TargetExited);
     let target_exit = match (ending, target_exit) {
         (Ending::TargetExited, Some(exit)) => Some(exit.to_string()),
         (Ending::TargetExited, None) => Some("exited".to_owned()),
-        (_, Some(exit)) if !target.is_spawned() => Some(exit.to_string()),
+        (_, Some(exit)) if !session.is_spawned() => Some(exit.to_string()),
         _ => None,
     };
 
+    let snapshot = session.snapshot();
     let profiles: Vec<Profile> = config
         .kinds
         .iter()
-        .map(|kind| session.profile(*kind, session.collected(), config.frequency, duration))
+        .map(|kind| snapshot.profile(*kind, duration))
         .collect();
     let options = FoldedOptions {
         per_thread: config.per_thread,
@@ -245,24 +269,12 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
             None => written.push((profile, what)),
         }
     }
-    let target_cpu = match (
-        session.target.spawned_cpu_time(),
-        session.cpu_before,
-        session.cpu_last,
-    ) {
-        (Some(exact), _, _) => Some(exact),
-        (None, Some(before), Some(last)) => Some(last.saturating_sub(before)),
-        _ => None,
-    };
     let report = Report {
-        unwind: (session.unwind.unwound > 0).then_some(&session.unwind),
+        snapshot: &snapshot,
         profiles: written,
-        collected: session.collected(),
-        symbols: &session.symbols,
-        cpus: session.attached.cpus,
         ended: ending.describe().to_owned(),
         target_exit,
-        target_cpu,
+        target_cpu: session.target_cpu(),
         min_block: config.min_block,
         top: config.top,
     };

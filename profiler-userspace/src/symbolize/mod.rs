@@ -1,6 +1,7 @@
 //! Turning instruction addresses into frames with blazesym: user frames
 //! through the target's own mappings, kernel frames from kallsyms, inlined
-//! frames expanded and names demangled.
+//! frames expanded and names demangled; and lock words into the variables
+//! they are (`data`).
 //!
 //! One long-lived `Symbolizer` caches parsed binaries. Every address is
 //! symbolized once (results are kept by address), in one batch per drain.
@@ -17,64 +18,13 @@ use blazesym::symbolize::{
 };
 use tracing::debug;
 
-use crate::target::Mapping;
+use self::data::DataSymbols;
+use crate::{
+    model::{AddrFrames, Frame, FrameKind, Stack},
+    procfs::Mapping,
+};
 
-/// What kind of code a frame is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FrameKind {
-    User,
-    Kernel,
-    /// A function inlined into its caller (one address, several frames).
-    Inlined,
-    /// Code blazesym could not name.
-    Unknown,
-    /// A marker frame standing for a lost stack.
-    Lost,
-    /// A structural frame of a profile (a lock, `[blocked]`, `--`, a
-    /// waker): text in folded output, labels in pprof.
-    Marker,
-}
-
-/// One symbolized frame.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Frame {
-    pub name: Rc<str>,
-    pub kind: FrameKind,
-    /// The address looked up (0 for markers); the frames of one address
-    /// (a function and those inlined into it) share it.
-    pub addr: u64,
-    /// The binary (path) the frame is in, when known.
-    pub module: Option<Rc<str>>,
-    /// Source file and line, when debug info has them.
-    pub file: Option<Rc<str>>,
-    pub line: Option<u32>,
-}
-
-impl Frame {
-    /// A frame standing for a lost stack.
-    pub fn lost(name: String) -> Frame {
-        Frame {
-            name: name.into(),
-            kind: FrameKind::Lost,
-            addr: 0,
-            module: None,
-            file: None,
-            line: None,
-        }
-    }
-
-    /// A structural frame (a lock, `[blocked]`, `--`, a waker).
-    pub fn marker(name: String) -> Frame {
-        Frame {
-            kind: FrameKind::Marker,
-            ..Frame::lost(name)
-        }
-    }
-}
-
-/// Frames of one address, outermost (caller) first: the function, then the
-/// functions inlined into it down to the innermost.
-pub type AddrFrames = Rc<[Frame]>;
+mod data;
 
 /// Counts of addresses that could not be named, by reason.
 #[derive(Debug, Default, Clone)]
@@ -83,7 +33,9 @@ pub struct SymbolizeStats {
     pub kernel_unknown: HashMap<&'static str, u64>,
 }
 
-pub struct Symbolize {
+/// Every address and lock word named so far, and the blazesym symbolizer
+/// that names new ones.
+pub struct Symbols {
     symbolizer: Symbolizer,
     pid: u32,
     user: HashMap<u64, AddrFrames>,
@@ -100,86 +52,14 @@ pub struct Symbolize {
     retry: Vec<u64>,
 }
 
-/// The data symbols (variables) of one ELF file, sorted by address, and the
-/// lowest address it loads at.
-#[derive(Debug, Default)]
-struct DataSymbols {
-    first_load: u64,
-    last_load_end: u64,
-    /// (address, size, name), sorted by address.
-    symbols: Vec<(u64, u64, String)>,
-}
-
-impl DataSymbols {
-    /// Reads the variables of an ELF file from its symbol tables.
-    /// (blazesym finds variables too, but translates addresses only within a
-    /// segment's file bytes, and `.bss` lies past them.)
-    fn read(path: &str) -> Option<DataSymbols> {
-        use object::{Object as _, ObjectSegment as _, ObjectSymbol as _, SymbolKind};
-        let data = std::fs::read(path).ok()?;
-        let file = object::File::parse(&*data).ok()?;
-        let mut first_load = u64::MAX;
-        let mut last_load_end = 0;
-        for segment in file.segments() {
-            first_load = first_load.min(segment.address());
-            last_load_end = last_load_end.max(segment.address() + segment.size());
-        }
-        let mut symbols: Vec<(u64, u64, String)> = file
-            .symbols()
-            .chain(file.dynamic_symbols())
-            .filter(|s| s.kind() == SymbolKind::Data && s.address() != 0)
-            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
-            .collect();
-        symbols.sort();
-        symbols.dedup_by(|a, b| a.0 == b.0);
-        Some(DataSymbols {
-            first_load: first_load & !0xfff,
-            last_load_end,
-            symbols,
-        })
-    }
-
-    /// The variable containing the file address, as `name` or `name+0xoff`.
-    fn name(&self, vaddr: u64) -> Option<String> {
-        let i = self
-            .symbols
-            .partition_point(|(a, _, _)| *a <= vaddr)
-            .checked_sub(1)?;
-        let (addr, size, name) = &self.symbols[i];
-        let offset = vaddr - addr;
-        if offset >= (*size).max(1) {
-            return None;
-        }
-        let name = demangle(name);
-        Some(if offset == 0 {
-            name
-        } else {
-            format!("{name}+{offset:#x}")
-        })
-    }
-}
-
-/// Demangles a Rust or C++ symbol name (as blazesym does for functions).
-fn demangle(name: &str) -> String {
-    if let Ok(d) = rustc_demangle::try_demangle(name) {
-        return format!("{d:#}");
-    }
-    if let Ok(sym) = cpp_demangle::Symbol::new(name)
-        && let Ok(d) = sym.demangle()
-    {
-        return d;
-    }
-    name.to_owned()
-}
-
-impl Symbolize {
-    pub fn new(pid: u32) -> Symbolize {
+impl Symbols {
+    pub fn new(pid: u32) -> Symbols {
         let symbolizer = Symbolizer::builder()
             .enable_code_info(true)
             .enable_inlined_fns(true)
             .enable_demangling(true)
             .build();
-        Symbolize {
+        Symbols {
             symbolizer,
             pid,
             user: HashMap::new(),
@@ -324,7 +204,7 @@ impl Symbolize {
         self.batch_input(source, Input::AbsAddr(addrs), addrs, kind, last)
     }
 
-    /// [`Symbolize::batch`] for any input kind; `addrs` are the inputs.
+    /// [`Symbols::batch`] for any input kind; `addrs` are the inputs.
     fn batch_input(
         &mut self,
         source: &Source<'_>,
@@ -465,7 +345,7 @@ impl Symbolize {
         None
     }
 
-    /// The name of a lock word (after [`Symbolize::name_locks`]).
+    /// The name of a lock word (after [`Symbols::name_locks`]).
     pub fn lock_name(&self, addr: u64) -> Rc<str> {
         self.locks
             .get(&addr)
@@ -473,7 +353,29 @@ impl Symbolize {
             .unwrap_or_else(|| format!("{addr:#x}").into())
     }
 
-    /// The frames of a user address (after [`Symbolize::resolve`]).
+    /// A stack's frames, root first (the kernel records them leaf first),
+    /// every address having been given to [`Symbols::resolve`]; a lost
+    /// stack is one frame that says why.
+    pub fn frames(&self, stack: &Stack, user: bool) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        match stack {
+            Stack::Frames(_) => {
+                for addr in stack.lookup_addrs().into_iter().rev() {
+                    let named = if user {
+                        self.user_frames(addr)
+                    } else {
+                        self.kernel_frames(addr)
+                    };
+                    frames.extend(named.iter().cloned());
+                }
+            }
+            Stack::Empty => {}
+            Stack::Lost(loss) => frames.push(Frame::lost(loss.frame_name(user))),
+        }
+        frames
+    }
+
+    /// The frames of a user address (after [`Symbols::resolve`]).
     pub fn user_frames(&self, addr: u64) -> AddrFrames {
         self.user
             .get(&addr)
@@ -481,7 +383,7 @@ impl Symbolize {
             .unwrap_or_else(|| unknown(addr, FrameKind::User))
     }
 
-    /// The frames of a kernel address (after [`Symbolize::resolve`]).
+    /// The frames of a kernel address (after [`Symbols::resolve`]).
     pub fn kernel_frames(&self, addr: u64) -> AddrFrames {
         self.kernel
             .get(&addr)
@@ -502,19 +404,7 @@ fn unseen<V>(addrs: impl IntoIterator<Item = u64>, cache: &HashMap<u64, V>) -> V
 }
 
 fn unknown(addr: u64, kind: FrameKind) -> AddrFrames {
-    let name = if kind == FrameKind::Kernel {
-        format!("[unknown kernel {addr:#x}]")
-    } else {
-        "[unknown]".to_owned()
-    };
-    Rc::from(vec![Frame {
-        name: name.into(),
-        kind: FrameKind::Unknown,
-        addr,
-        module: None,
-        file: None,
-        line: None,
-    }])
+    Rc::from(vec![Frame::unknown(addr, kind == FrameKind::Kernel)])
 }
 
 fn reason_str(reason: Reason) -> &'static str {

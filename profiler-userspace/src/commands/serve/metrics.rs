@@ -1,7 +1,7 @@
-//! The Prometheus metrics of the target: rebuilt from the session's
-//! cumulative data after every drain (on the session thread) and handed to
-//! the registry, which encodes them at each scrape (on the HTTP thread)
-//! beside the profiler's own `process_*` metrics.
+//! The Prometheus metrics of the target: rebuilt from a snapshot of the
+//! session's cumulative data after every drain (on the session thread) and
+//! handed to the registry, which encodes them at each scrape (on the HTTP
+//! thread) beside the profiler's own `process_*` metrics.
 //!
 //! The kernel counts cumulatively, so every counter here is set from a
 //! running total rather than incremented; the log2 histograms filled in the
@@ -14,14 +14,14 @@ use std::{
     time::Duration,
 };
 
-use profiler_common::Counter;
+use profiler_common::counters::Counter;
 use prometheus::{
     Registry,
     core::{Collector, Desc},
     proto::{self, MetricFamily, MetricType},
 };
 
-use crate::{collect::OffCpuState, profile::ProfileKind, session::Session, unwind::Truncation};
+use crate::{model::ProfileKind, snapshot::Snapshot, unwind::Truncation};
 
 /// How many thread names get their own `thread` label.
 pub const MAX_THREAD_LABELS: usize = 100;
@@ -330,31 +330,24 @@ impl Metrics {
         ))
     }
 
-    /// Rebuilds every family from the session's data so far.
-    pub fn update(&mut self, session: &Session, target_up: bool, threads_now: usize) {
-        let collected = session.collected();
-        let names = session.names();
+    /// Rebuilds every family from a snapshot of the session's data so far.
+    pub fn update(&mut self, snapshot: &Snapshot<'_>) {
         let mut metrics: Vec<Vec<proto::Metric>> = Vec::with_capacity(self.defs.len());
 
-        metrics.push(vec![gauge(&[], f64::from(u8::from(target_up)))]);
-        metrics.push(vec![gauge(&[], threads_now as f64)]);
-        let attached = if session.attached.is_attached() {
-            session.attached.attachments.len()
+        let target = &snapshot.target;
+        metrics.push(vec![gauge(&[], f64::from(u8::from(target.up)))]);
+        metrics.push(vec![gauge(&[], target.threads as f64)]);
+        let programs = snapshot.programs;
+        let attached = if programs.attached {
+            programs.attachments.len()
         } else {
             0
         };
         metrics.push(vec![gauge(&[], attached as f64)]);
 
-        let mut by_thread: HashMap<String, u64> = HashMap::new();
-        for (raw, n) in &collected.stacks {
-            let name = names
-                .threads
-                .get(&raw.tid)
-                .cloned()
-                .unwrap_or_else(|| session.target.name.clone());
-            *by_thread.entry(name).or_default() += n;
-        }
-        let by_thread = self.threads.fold(by_thread, |n| *n, |sum, n| *sum += n);
+        let by_thread = self
+            .threads
+            .fold(snapshot.samples_by_thread(), |n| *n, |sum, n| *sum += n);
         metrics.push(
             by_thread
                 .iter()
@@ -369,32 +362,22 @@ impl Metrics {
                 .collect(),
         );
 
-        let (mut voluntary, mut preempted) = (0u64, 0u64);
-        for (raw, waits) in &collected.offcpu {
-            match raw.state {
-                OffCpuState::Blocked => voluntary += waits.total_ns,
-                OffCpuState::Preempted => preempted += waits.total_ns,
-            }
-        }
+        let split = snapshot.offcpu_split();
         metrics.push(vec![
-            counter(&[("reason", "preempted")], seconds(preempted)),
-            counter(&[("reason", "voluntary")], seconds(voluntary)),
+            counter(&[("reason", "preempted")], seconds(split.preempted.total)),
+            counter(&[("reason", "voluntary")], seconds(split.blocked.total)),
         ]);
 
+        let totals = snapshot.totals();
         metrics.push(vec![histogram(
-            &collected.runq_hist,
-            collected.counter(Counter::RunqDelayNs),
+            &totals.runq_hist,
+            totals.counter(Counter::RunqDelayNs),
         )]);
 
         // Locks named as the futex profile names them: a Go program's idle
         // runtime threads parked on a futex are "[Go runtime idle] ...", not
         // contention.
-        let futex = session.profile(
-            ProfileKind::Futex,
-            collected,
-            self.frequency,
-            Duration::ZERO,
-        );
+        let futex = snapshot.profile(ProfileKind::Futex, Duration::ZERO);
         let mut by_lock: HashMap<String, (u64, u64)> = HashMap::new();
         for sample in &futex.samples {
             let lock = sample.lock.as_deref().unwrap_or("?");
@@ -423,12 +406,12 @@ impl Metrics {
                 .collect(),
         );
         metrics.push(vec![histogram(
-            &collected.futex_hist,
-            collected.counter(Counter::FutexWaitNs),
+            &totals.futex_hist,
+            totals.counter(Counter::FutexWaitNs),
         )]);
 
         metrics.push(
-            collected
+            snapshot
                 .losses()
                 .into_iter()
                 .map(|(reason, n)| counter(&[("reason", reason)], n as f64))
@@ -439,12 +422,12 @@ impl Metrics {
             Truncation::ALL
                 .iter()
                 .map(|t| {
-                    let n = session.unwind.truncated.get(t).copied().unwrap_or(0);
+                    let n = snapshot.unwind.truncated.get(t).copied().unwrap_or(0);
                     counter(&[("reason", t.label())], n as f64)
                 })
                 .collect(),
         );
-        let stats = &session.symbols.stats;
+        let stats = snapshot.unknown;
         let mut unknown: Vec<proto::Metric> = Vec::new();
         for (side, reasons) in [
             ("user", &stats.user_unknown),

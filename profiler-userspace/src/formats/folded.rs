@@ -5,10 +5,7 @@
 
 use std::{collections::BTreeMap, io::Write};
 
-use crate::{
-    profile::{Profile, thread_label},
-    symbolize::{Frame, FrameKind},
-};
+use crate::model::{Frame, FrameKind, Profile, thread_label};
 
 /// Options of the folded output.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,9 +23,9 @@ pub fn lines(profile: &Profile, options: FoldedOptions) -> Vec<(String, u64)> {
             line.push(';');
             line.push_str(&clean(&thread_label(&sample.thread_name, sample.tid)));
         }
-        for frame in &sample.frames {
+        for frame in profile.drawn_frames(sample) {
             line.push(';');
-            line.push_str(&frame_text(frame));
+            line.push_str(&frame_text(&frame));
         }
         *merged.entry(line).or_default() += sample.value;
     }
@@ -72,7 +69,7 @@ mod tests {
     use std::{rc::Rc, time::Duration};
 
     use super::*;
-    use crate::profile::{ProfileKind, Sample};
+    use crate::model::{ProfileKind, Sample};
 
     fn frame(name: &str, kind: FrameKind) -> Frame {
         Frame {

@@ -11,9 +11,8 @@ use inferno::flamegraph::{
 };
 
 use crate::{
-    export::folded::{self, FoldedOptions},
-    profile::{Profile, ProfileKind},
-    symbolize::FrameKind,
+    formats::folded::{self, FoldedOptions},
+    model::{FrameKind, Profile, ProfileKind},
 };
 
 const KERNEL: Color = Color {
@@ -40,7 +39,7 @@ pub fn write(
         .collect();
     let mut palette_map = PaletteMap::default();
     for sample in &profile.samples {
-        for frame in &sample.frames {
+        for frame in profile.drawn_frames(sample) {
             match frame.kind {
                 FrameKind::Kernel => {
                     palette_map.insert(format!("{}_[k]", frame.name), KERNEL);

@@ -1,25 +1,8 @@
-//! The `profiler` binary: parses the command line, runs the command, prints
-//! the whole error chain once and maps it to an exit code.
-//!
-//! A sample's path, module by module: `cli` (what to do) -> `target` (the
-//! process) -> `attach` (programs in the kernel) -> `collect` (maps drained
-//! into unique stacks) -> `symbolize` (addresses to frames) -> `profile` (the
-//! model) -> `export` (files) and `report` (stderr); `session` keeps one
-//! target attached, `record` drives it to files and `server` serves it over
-//! HTTP (metrics, health, pprof).
+//! The `profiler` binary, thin over the library: parses the command line
+//! (`args`), runs the command, prints the whole error chain once and maps
+//! it to an exit code.
 
-mod attach;
-mod cli;
-mod collect;
-mod export;
-mod profile;
-mod record;
-mod report;
-mod server;
-mod session;
-mod symbolize;
-mod target;
-mod unwind;
+mod args;
 
 use std::process::ExitCode;
 
@@ -31,11 +14,11 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = args::Cli::parse();
     init_logging(cli.verbose);
     let outcome = match cli.command {
-        cli::Command::Record(args) => args.into_config().map(record::run),
-        cli::Command::Serve(args) => args.into_config().map(server::run),
+        args::Command::Record(args) => args.into_config().map(profiler::commands::record::run),
+        args::Command::Serve(args) => args.into_config().map(profiler::commands::serve::run),
     };
     match outcome {
         Err(err) => {

@@ -1,6 +1,6 @@
 //! Writing a [`Profile`] out in the formats other tools read, chosen by
-//! `--format` or the output's extension. Each format is a submodule with a
-//! `write` function; [`write`] picks one.
+//! `--format` or the output's extension: the last stage of a sample's path.
+//! Each format is a submodule with a `write` function; [`write`] picks one.
 
 pub mod folded;
 pub mod pprof;
@@ -11,7 +11,7 @@ use std::{io::Write, path::Path};
 
 use anyhow::bail;
 
-use crate::profile::Profile;
+use crate::model::Profile;
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

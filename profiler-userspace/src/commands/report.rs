@@ -1,24 +1,26 @@
-//! The short report printed on stderr after a recording: what was recorded,
-//! what was lost and why, and, per profile kind, where the time went (top
-//! functions; off-CPU blocks and run-queue delay; the most contended locks).
+//! The short report `record` prints on stderr: what was recorded, what was
+//! lost and why, and, per profile kind, where the time went (top functions;
+//! off-CPU blocks and run-queue delay; the most contended locks with who
+//! waited and who released them). Rendered from a [`Snapshot`].
 
 use std::{collections::HashMap, fmt::Write as _, time::Duration};
 
-use profiler_common::Counter;
+use profiler_common::counters::Counter;
 
 use crate::{
-    collect::{Collected, OffCpuState, Stack, Waits},
-    profile::{Profile, ProfileKind, is_go_runtime_idle, push_frames},
-    symbolize::{FrameKind, Symbolize},
+    go,
+    model::{Frame, Profile, ProfileKind, Value, short_stack},
+    snapshot::Snapshot,
 };
 
-/// Everything the report says, gathered by `record`.
+/// How many frames a stack in the report shows, leaf first.
+const SHORT_STACK: usize = 6;
+
+/// Everything the report says.
 pub struct Report<'a> {
+    pub snapshot: &'a Snapshot<'a>,
     /// One profile per kind recorded, with where it was written.
     pub profiles: Vec<(&'a Profile, String)>,
-    pub collected: &'a Collected,
-    pub symbols: &'a Symbolize,
-    pub cpus: usize,
     /// How the recording ended, as a sentence fragment ("duration reached").
     pub ended: String,
     /// How the target ended, if it did during the recording.
@@ -27,8 +29,6 @@ pub struct Report<'a> {
     pub target_cpu: Option<Duration>,
     pub min_block: Duration,
     pub top: usize,
-    /// The userspace unwinder, when cpu stacks were unwound from .eh_frame.
-    pub unwind: Option<&'a crate::unwind::Unwind>,
 }
 
 /// Formats nanoseconds for people.
@@ -43,6 +43,11 @@ pub fn human_ns(ns: u64) -> String {
     } else {
         format!("{ns:.0} ns")
     }
+}
+
+/// A stack as the report shows it: `a <- b <- c`, leaf first.
+fn shown(frames: &[Frame]) -> String {
+    short_stack(frames, SHORT_STACK).unwrap_or_else(|| "(none seen)".to_owned())
 }
 
 impl Report<'_> {
@@ -70,7 +75,8 @@ impl Report<'_> {
             }
         }
         self.losses(&mut out);
-        if let Some(unwind) = self.unwind {
+        let unwind = self.snapshot.unwind;
+        if unwind.unwound > 0 {
             let _ = writeln!(
                 out,
                 "  user stacks unwound from .eh_frame: {} ({:.1} MiB of unwind and text sections held)",
@@ -87,7 +93,7 @@ impl Report<'_> {
             let _ = writeln!(out, "{} profile:", profile.kind.name());
             match profile.kind {
                 ProfileKind::Cpu => self.cpu(&mut out, profile),
-                ProfileKind::OffCpu => self.offcpu(&mut out),
+                ProfileKind::OffCpu => self.offcpu(&mut out, profile),
                 ProfileKind::Futex => self.futex(&mut out, profile),
             }
             self.top_functions(&mut out, profile);
@@ -97,14 +103,15 @@ impl Report<'_> {
     }
 
     fn losses(&self, out: &mut String) {
-        let c = self.collected;
+        let s = self.snapshot;
         let losses: Vec<(Counter, u64)> = Counter::ALL
             .iter()
             .filter(|k| k.is_loss())
-            .map(|k| (*k, c.counter(*k)))
+            .map(|k| (*k, s.counter(*k)))
             .filter(|(_, n)| *n > 0)
             .collect();
-        if losses.is_empty() && c.vanished_stacks == 0 {
+        let vanished = s.totals().vanished_stacks;
+        if losses.is_empty() && vanished == 0 {
             let _ = writeln!(out, "  dropped: nothing (no sample, stack or event lost)");
         } else {
             let _ = writeln!(
@@ -114,11 +121,10 @@ impl Report<'_> {
             for (counter, n) in losses {
                 let _ = writeln!(out, "    {n:>8}  {}", counter.describe());
             }
-            if c.vanished_stacks > 0 {
+            if vanished > 0 {
                 let _ = writeln!(
                     out,
-                    "    {:>8}  stack evicted from the stack map before it was drained",
-                    c.vanished_stacks
+                    "    {vanished:>8}  stack evicted from the stack map before it was drained"
                 );
             }
         }
@@ -127,9 +133,8 @@ impl Report<'_> {
             v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             v
         };
-        let stats = &self.symbols.stats;
-        let user_unknown = unknown(&stats.user_unknown);
-        let kernel_unknown = unknown(&stats.kernel_unknown);
+        let user_unknown = unknown(&s.unknown.user_unknown);
+        let kernel_unknown = unknown(&s.unknown.kernel_unknown);
         if !user_unknown.is_empty() || !kernel_unknown.is_empty() {
             let _ = writeln!(
                 out,
@@ -145,12 +150,12 @@ impl Report<'_> {
     }
 
     fn cpu(&self, out: &mut String, p: &Profile) {
-        let c = self.collected;
+        let s = self.snapshot;
         let samples = p.total();
         let _ = write!(
             out,
             "  samples: {samples} at {} Hz on {} CPUs",
-            p.frequency, self.cpus
+            p.frequency, s.programs.cpus
         );
         if let Some(cpu) = self.target_cpu {
             let expected = cpu.as_secs_f64() * p.frequency as f64;
@@ -162,7 +167,7 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(out);
-        let dropped = c.counter(Counter::CountsMapFull) + c.counter(Counter::UserStackRingFull);
+        let dropped = s.counter(Counter::CountsMapFull) + s.counter(Counter::UserStackRingFull);
         let _ = writeln!(out, "  dropped samples: {dropped}");
 
         if samples == 0 {
@@ -173,44 +178,40 @@ impl Report<'_> {
         }
     }
 
-    fn offcpu(&self, out: &mut String) {
-        let c = self.collected;
-        let mut blocked = Waits::default();
-        let mut preempted = Waits::default();
-        let mut idle = Waits::default();
-        for (raw, waits) in &c.offcpu {
-            match raw.state {
-                OffCpuState::Preempted => preempted.add(*waits),
-                OffCpuState::Blocked => {
-                    blocked.add(*waits);
-                    if self.is_idle(&raw.user) {
-                        idle.add(*waits);
-                    }
-                }
-            }
+    fn offcpu(&self, out: &mut String, p: &Profile) {
+        let s = self.snapshot;
+        let split = s.offcpu_split();
+        let mut idle = Value::default();
+        for sample in p.samples.iter().filter(|x| x.state == Some(go::IDLE_STATE)) {
+            idle.add(Value {
+                count: sample.count,
+                total: sample.value,
+                max: 0,
+            });
         }
         let _ = writeln!(
             out,
             "  blocked (voluntary): {} in {} blocks, longest {}",
-            human_ns(blocked.total_ns),
-            blocked.count,
-            human_ns(blocked.max_ns)
+            human_ns(split.blocked.total),
+            split.blocked.count,
+            human_ns(split.blocked.max)
         );
         if idle.count > 0 {
             let _ = writeln!(
                 out,
-                "    of which Go runtime idle parking ([runtime idle]): {} in {} blocks",
-                human_ns(idle.total_ns),
+                "    of which Go runtime idle parking ([{}]): {} in {} blocks",
+                go::IDLE_STATE,
+                human_ns(idle.total),
                 idle.count
             );
         }
         let _ = writeln!(
             out,
             "  preempted (involuntary): {} in {} preemptions",
-            human_ns(preempted.total_ns),
-            preempted.count
+            human_ns(split.preempted.total),
+            split.preempted.count
         );
-        let short = c.counter(Counter::ShortBlocksDropped);
+        let short = s.counter(Counter::ShortBlocksDropped);
         if !self.min_block.is_zero() {
             let _ = writeln!(
                 out,
@@ -218,151 +219,86 @@ impl Report<'_> {
                 human_ns(u64::try_from(self.min_block.as_nanos()).unwrap_or(u64::MAX))
             );
         }
-        let delays = c.counter(Counter::RunqDelays);
-        let total = c.counter(Counter::RunqDelayNs);
+        let delays = s.counter(Counter::RunqDelays);
+        let total = s.counter(Counter::RunqDelayNs);
         let _ = write!(
             out,
             "  run-queue delay (runnable, waiting for a CPU): {} over {delays} waits",
             human_ns(total)
         );
         if delays > 0 {
+            let hist = &s.totals().runq_hist;
             let _ = write!(
                 out,
                 "; p50 < {}, p99 < {}, max < {}",
-                human_ns(percentile_bound(&c.runq_hist, 0.50)),
-                human_ns(percentile_bound(&c.runq_hist, 0.99)),
-                human_ns(percentile_bound(&c.runq_hist, 1.0))
+                human_ns(percentile_bound(hist, 0.50)),
+                human_ns(percentile_bound(hist, 0.99)),
+                human_ns(percentile_bound(hist, 1.0))
             );
         }
         let _ = writeln!(out);
     }
 
-    /// Whether a user stack is the Go runtime idling.
-    fn is_idle(&self, user: &Stack) -> bool {
-        let mut frames = Vec::new();
-        push_frames(&mut frames, user, true, |a| self.symbols.user_frames(a));
-        is_go_runtime_idle(&frames)
-    }
-
-    /// A short rendering of a user stack, leaf first: `a <- b <- c`.
-    fn short_stack(&self, stack: &Stack) -> String {
-        let mut frames = Vec::new();
-        push_frames(&mut frames, stack, true, |a| self.symbols.user_frames(a));
-        let names: Vec<&str> = frames
-            .iter()
-            .rev()
-            .filter(|f| f.kind != FrameKind::Kernel)
-            .take(6)
-            .map(|f| f.name.as_ref())
-            .collect();
-        if names.is_empty() {
-            "(none seen)".to_owned()
-        } else {
-            names.join(" <- ")
-        }
-    }
-
     fn futex(&self, out: &mut String, p: &Profile) {
-        let c = self.collected;
-        let mut locks: HashMap<u64, LockStats<'_>> = HashMap::new();
-        let mut go_idle = 0u64;
-        for (raw, waits) in &c.futex_waits {
-            let idle = self.is_idle(&raw.user);
-            if idle {
-                go_idle += waits.total_ns;
-            }
-            let lock = locks.entry(raw.uaddr).or_default();
-            if idle {
-                lock.idle_ns += waits.total_ns;
-            }
-            lock.waits.add(*waits);
-            *lock.waiters.entry(&raw.user).or_default() += waits.total_ns;
-            if raw.waker_tid != 0 {
-                *lock.wakers.entry(&raw.waker_user).or_default() += waits.total_ns;
-            }
-        }
-        for (raw, calls) in &c.futex_wakes {
-            let lock = locks.entry(raw.uaddr).or_default();
-            lock.wake_calls += calls;
-            *lock.wake_sites.entry(&raw.user).or_default() += calls;
-        }
-        let all_waits: u64 = locks.values().map(|l| l.waits.count).sum();
-        let all_ns: u64 = locks.values().map(|l| l.waits.total_ns).sum();
-        let wakes: u64 = locks.values().map(|l| l.wake_calls).sum();
+        let locks = self.snapshot.locks();
+        let all_waits: u64 = locks.iter().map(|l| l.waits.count).sum();
+        let all_ns: u64 = locks.iter().map(|l| l.waits.total).sum();
+        let wakes: u64 = locks.iter().map(|l| l.wake_calls).sum();
+        let go_idle: u64 = locks.iter().map(|l| l.idle_ns).sum();
         let _ = writeln!(
             out,
             "  futex waits: {all_waits}, total {}; wake calls: {wakes}; locks: {}",
             human_ns(all_ns),
             locks.len()
         );
-        let is_go = p
-            .samples
-            .iter()
-            .any(|s| s.frames.iter().any(|f| f.name.starts_with("runtime.")));
+        let is_go = go::is_go_program(p);
         if is_go {
             let _ = writeln!(
                 out,
-                "  note: this is a Go program. Go's sync.Mutex parks goroutines without a futex call per waiter, so its lock contention is not in this profile; {} of the futex time is the Go runtime's idle threads ([Go runtime idle]), not contention.",
-                human_ns(go_idle)
+                "  note: {}; {} of the futex time is the Go runtime's idle threads ({}), not contention.",
+                go::PROGRAM_NOTE,
+                human_ns(go_idle),
+                go::IDLE_LOCK_PREFIX,
             );
         }
-        let mut ranked: Vec<(&u64, &LockStats<'_>)> =
-            locks.iter().filter(|(_, l)| l.waits.count > 0).collect();
-        ranked.sort_by(|a, b| {
-            b.1.waits
-                .total_ns
-                .cmp(&a.1.waits.total_ns)
-                .then(a.0.cmp(b.0))
-        });
-        if ranked.is_empty() {
+        let mut ranked = locks.iter().filter(|l| l.waits.count > 0).peekable();
+        if ranked.peek().is_none() {
             return;
         }
         let _ = writeln!(out, "  top contended locks (by total wait):");
-        for (uaddr, lock) in ranked.into_iter().take(self.top.min(5)) {
-            let name = self.symbols.lock_name(*uaddr);
-            // The Go runtime parking idle threads is not lock contention.
-            let label = if lock.idle_ns * 10 >= lock.waits.total_ns * 9 {
-                "[Go runtime idle, not contention] "
-            } else if is_go || name.starts_with("runtime.") {
-                // Go code does not call futex itself: in a Go program every
-                // futex is a lock of the runtime (its scheduler, its heap).
-                "[Go runtime internal lock] "
-            } else {
-                ""
-            };
+        for lock in ranked.take(self.top.min(5)) {
+            let class = go::lock_class(&lock.name, lock.waits.total, lock.idle_ns, is_go);
             let _ = writeln!(
                 out,
-                "    {label}{name}: {} waits, total {}, max {}",
+                "    {}{}: {} waits, total {}, max {}",
+                class.label(),
+                lock.name,
                 lock.waits.count,
-                human_ns(lock.waits.total_ns),
-                human_ns(lock.waits.max_ns)
+                human_ns(lock.waits.total),
+                human_ns(lock.waits.max)
             );
-            if let Some((stack, ns)) = top_of(&lock.waiters) {
+            if let Some((stack, ns)) = &lock.top_waiter {
                 let _ = writeln!(
                     out,
                     "      top waiter ({}): {}",
-                    human_ns(ns),
-                    self.short_stack(stack)
+                    human_ns(*ns),
+                    shown(stack)
                 );
             }
             // Go's mutex-profile semantics: the wait is charged to the code
             // that released the lock, seen at the wake-up of each waiter.
-            if let Some((stack, ns)) = top_of(&lock.wakers) {
+            if let Some((stack, ns)) = &lock.top_waker {
+                let released = 100.0 * lock.released_ns as f64 / lock.waits.total.max(1) as f64;
                 let _ = writeln!(
                     out,
-                    "      top waker ({} of waits ended): {}",
-                    human_ns(ns),
-                    self.short_stack(stack)
+                    "      top waker ({} of waits ended; releasing stacks known for {released:.0}% of the wait): {}",
+                    human_ns(*ns),
+                    shown(stack)
                 );
             }
-            // The wake calls themselves (with --unwind dwarf/auto, the ones
-            // whose stacks were copied carry whole stacks).
-            if let Some((stack, calls)) = top_of(&lock.wake_sites) {
-                let _ = writeln!(
-                    out,
-                    "      top wake call ({calls} calls): {}",
-                    self.short_stack(stack)
-                );
+            // The wake calls themselves.
+            if let Some((stack, calls)) = &lock.top_wake_call {
+                let _ = writeln!(out, "      top wake call ({calls} calls): {}", shown(stack));
             }
         }
     }
@@ -405,27 +341,6 @@ impl Report<'_> {
             );
         }
     }
-}
-
-/// What the report gathers about one lock word.
-#[derive(Default)]
-struct LockStats<'a> {
-    waits: Waits,
-    /// Wait time by the waiter's stack.
-    waiters: HashMap<&'a Stack, u64>,
-    /// Wait time by the stack of the thread that woke the waiter.
-    wakers: HashMap<&'a Stack, u64>,
-    wake_calls: u64,
-    wake_sites: HashMap<&'a Stack, u64>,
-    /// Wait time under the Go runtime's idle parking.
-    idle_ns: u64,
-}
-
-fn top_of<'a>(by_stack: &HashMap<&'a Stack, u64>) -> Option<(&'a Stack, u64)> {
-    by_stack
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-        .map(|(s, v)| (*s, *v))
 }
 
 /// An upper bound of the `p` quantile of a log2 histogram (bucket `i` holds

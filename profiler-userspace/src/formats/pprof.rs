@@ -1,8 +1,10 @@
 //! pprof (profile.proto, gzipped), the format `go tool pprof`, Pyroscope
 //! and Parca read. Real `Location`/`Function`/`Mapping` tables: one location
 //! per address with its inlined functions as extra lines, mappings with file
-//! names and build IDs, and labels for the thread and, for futex samples,
-//! the lock.
+//! names and build IDs, and labels for the thread, the lock of a futex
+//! wait, the state of an off-CPU block, and who woke the thread (`waker`)
+//! with the stack it woke it from (`waker_stack`: for a lock, the code that
+//! released it, as Go's mutex profile charges it).
 //!
 //! The messages are written out with prost's derive rather than generated
 //! from profile.proto: generation needs `protoc`, and these eight messages
@@ -13,10 +15,7 @@ use std::{collections::HashMap, io::Write, rc::Rc};
 
 use prost::Message as _;
 
-use crate::{
-    profile::{FOLDED_THREADS, Profile, ProfileKind, Sample},
-    symbolize::{Frame, FrameKind},
-};
+use crate::model::{FOLDED_THREADS, Frame, FrameKind, Profile, ProfileKind, Sample};
 
 /// profile.proto messages (the fields this exporter writes).
 pub mod proto {
@@ -136,6 +135,9 @@ pub mod proto {
         pub start_line: i64,
     }
 }
+
+/// Frames of the waker's stack a `waker_stack` label gives (leaf first).
+const WAKER_STACK_DEPTH: usize = 12;
 
 /// Builds the tables of one profile.
 #[derive(Default)]
@@ -257,13 +259,11 @@ impl Builder {
     }
 
     /// Location ids of a sample, leaf first. Structural frames become labels
-    /// instead, and the waker's half of an off-CPU stack is left out (pprof
-    /// has one stack per sample).
+    /// instead, and so does the waker (pprof has one stack per sample).
     fn locations_of(&mut self, sample: &Sample) -> Vec<u64> {
         let own: Vec<&Frame> = sample
             .frames
             .iter()
-            .take_while(|f| !(f.kind == FrameKind::Marker && &*f.name == "--"))
             .filter(|f| f.kind != FrameKind::Marker)
             .collect();
         let mut groups: Vec<Vec<&Frame>> = Vec::new();
@@ -356,7 +356,10 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
             label.push(b.label_str("state", state));
         }
         if let Some(waker) = &sample.waker {
-            label.push(b.label_str("waker", waker));
+            label.push(b.label_str("waker", &waker.who));
+            if let Some(stack) = waker.short_stack(WAKER_STACK_DEPTH) {
+                label.push(b.label_str("waker_stack", &stack));
+            }
         }
         samples.push(proto::Sample {
             location_id,

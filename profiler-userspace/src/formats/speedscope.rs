@@ -7,10 +7,7 @@ use std::{collections::HashMap, io::Write, rc::Rc};
 
 use serde_json::{Value, json};
 
-use crate::{
-    profile::{Profile, ProfileKind, thread_label},
-    symbolize::{Frame, FrameKind},
-};
+use crate::model::{Frame, FrameKind, Profile, ProfileKind, thread_label};
 
 /// The schema speedscope publishes for its file format.
 const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";
@@ -57,7 +54,7 @@ pub fn to_json(profile: &Profile) -> Value {
             &sample.thread_name,
             sample.tid,
         )))];
-        stack.extend(sample.frames.iter().map(&mut intern));
+        stack.extend(profile.drawn_frames(sample).iter().map(|f| intern(f)));
         samples.push(stack);
         weights.push(sample.value.saturating_mul(period));
     }
@@ -97,7 +94,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::profile::Sample;
+    use crate::model::Sample;
 
     /// A golden test: a small hand-built cpu profile, the whole document.
     #[test]

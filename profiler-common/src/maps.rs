@@ -1,0 +1,96 @@
+//! The names both sides use for every map and global of the object, and
+//! the maps' sizes. The kernel's statics carry exactly these names.
+//!
+//! Aggregation maps come in two generations (`_0`, `_1`): the kernel writes
+//! into the generation named by `control::Control::Generation` while
+//! userspace drains and clears the other, so a drain never races with the
+//! writer and no count is lost.
+
+// Globals, set by userspace at load time.
+
+/// The target's tgid (process id).
+pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
+/// How user stacks are taken, a `stacks::UnwindMode`.
+pub const GLOBAL_UNWIND_MODE: &str = "UNWIND_MODE";
+/// Blocks shorter than this (ns) are dropped in the kernel, and counted.
+pub const GLOBAL_MIN_BLOCK_NS: &str = "MIN_BLOCK_NS";
+/// Tracepoint field offsets, read from tracefs formats at load time.
+pub const GLOBAL_SWITCH_PREV_STATE: &str = "OFF_SWITCH_PREV_STATE";
+pub const GLOBAL_SWITCH_NEXT_PID: &str = "OFF_SWITCH_NEXT_PID";
+pub const GLOBAL_WAKING_PID: &str = "OFF_WAKING_PID";
+pub const GLOBAL_FUTEX_UADDR: &str = "OFF_FUTEX_UADDR";
+pub const GLOBAL_FUTEX_OP: &str = "OFF_FUTEX_OP";
+pub const GLOBAL_WAITV_WAITERS: &str = "OFF_WAITV_WAITERS";
+
+// Control and accounting.
+
+/// Array of `u32` control words, indexed by `control::Control`.
+pub const MAP_CONTROL: &str = "CONTROL";
+/// Per-CPU array of `u64` counters, indexed by `counters::Counter`.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Per-CPU log2 histogram of run-queue delays (ns), [`HIST_BUCKETS`] buckets.
+pub const MAP_RUNQ_HIST: &str = "RUNQ_HIST";
+/// Per-CPU log2 histogram of futex wait durations (ns).
+pub const MAP_FUTEX_HIST: &str = "FUTEX_HIST";
+/// Buckets of the log2 histograms: bucket `i` counts values in
+/// `[2^i, 2^(i+1))` nanoseconds (bucket 0 also holds 0).
+pub const HIST_BUCKETS: u32 = 64;
+/// LRU hash of `[u8; 16]` thread names (`comm`) by thread id, noted the
+/// first time a thread of the target is seen (and again after userspace
+/// read and removed it), so threads that exit between drains keep their
+/// names.
+pub const MAP_THREAD_NAMES: &str = "THREAD_NAMES";
+
+// Events aggregated in the kernel: `event::EventKey` -> `event::Value`.
+
+/// On-CPU samples, two generations.
+pub const MAP_CPU_EVENTS: [&str; 2] = ["CPU_EVENTS_0", "CPU_EVENTS_1"];
+/// Off-CPU intervals, two generations.
+pub const MAP_OFFCPU_EVENTS: [&str; 2] = ["OFFCPU_EVENTS_0", "OFFCPU_EVENTS_1"];
+/// Futex waits and wake calls, two generations.
+pub const MAP_FUTEX_EVENTS: [&str; 2] = ["FUTEX_EVENTS_0", "FUTEX_EVENTS_1"];
+/// Capacity of the on-CPU event maps (unique keys per generation).
+pub const CPU_EVENT_ENTRIES: u32 = 32_768;
+/// Capacity of the off-CPU and futex event maps (per generation).
+pub const WAIT_EVENT_ENTRIES: u32 = 16_384;
+
+// Stacks.
+
+/// Stack-trace maps of on-CPU samples, one per generation.
+pub const MAP_STACKS: [&str; 2] = ["STACKS_0", "STACKS_1"];
+/// Capacity of each on-CPU stack map (unique stacks per generation).
+pub const STACK_MAP_ENTRIES: u32 = 16_384;
+/// Stack-trace map for off-CPU and futex stacks. These stacks are taken at
+/// one event (a switch-out, a wake-up) and counted at a later one, possibly
+/// after a drain, so their ids must stay valid: this map is never cleared
+/// during a recording (a full map is counted, and the report says so).
+pub const MAP_LONG_STACKS: &str = "LONG_STACKS";
+/// Capacity of the long-lived stack map.
+pub const LONG_STACK_MAP_ENTRIES: u32 = 16_384;
+
+// Ring buffers (`--unwind dwarf|auto`).
+
+/// Ring of `event::CopiedEvent`s: events that carry a copy of the user
+/// stack for userspace to unwind.
+pub const MAP_COPIES: &str = "COPIES";
+/// Capacity of [`MAP_COPIES`] in bytes (a power of two).
+pub const COPIES_RING_BYTES: u32 = 8 * 1024 * 1024;
+/// Ring of `event::EventRecord`s: off-CPU intervals whose user stack was
+/// copied at their switch-out.
+pub const MAP_INTERVALS: &str = "INTERVALS";
+/// Capacity of [`MAP_INTERVALS`] in bytes (a power of two).
+pub const INTERVALS_RING_BYTES: u32 = 1024 * 1024;
+
+// Per-thread state between two events. LRU maps: a thread that exits in
+// the middle is eventually evicted.
+
+/// `offcpu::SwitchedOut` by thread id: threads switched out now.
+pub const MAP_SWITCHED_OUT: &str = "SWITCHED_OUT";
+/// `futex::FutexInFlight` by thread id: futex waits under way.
+pub const MAP_FUTEX_INFLIGHT: &str = "FUTEX_INFLIGHT";
+/// `u64` by thread id: the time of the stack copy a thread's futex wake
+/// call under way sent, so the waiters it wakes can name it as their
+/// waker's stack.
+pub const MAP_WAKE_COPIES: &str = "WAKE_COPIES";
+/// Capacity of the per-thread maps.
+pub const INFLIGHT_MAP_ENTRIES: u32 = 65_536;

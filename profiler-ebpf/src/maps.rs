@@ -1,0 +1,125 @@
+//! Every map and global of the object, named as `profiler_common::maps`
+//! names them for userspace.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+};
+use profiler_common::{
+    control::CONTROL_LEN,
+    counters::COUNTER_LEN,
+    event::{EventKey, Value},
+    futex::FutexInFlight,
+    maps::{
+        COPIES_RING_BYTES, CPU_EVENT_ENTRIES, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES,
+        INTERVALS_RING_BYTES, LONG_STACK_MAP_ENTRIES, STACK_MAP_ENTRIES, WAIT_EVENT_ENTRIES,
+    },
+    offcpu::SwitchedOut,
+};
+
+// Globals userspace sets at load time (read with `global`).
+
+/// The process to profile.
+#[unsafe(no_mangle)]
+pub static TARGET_TGID: u32 = 0;
+/// How user stacks are taken, a `profiler_common::stacks::UnwindMode`.
+#[unsafe(no_mangle)]
+pub static UNWIND_MODE: u32 = 0;
+/// Blocks shorter than this are dropped (and counted).
+#[unsafe(no_mangle)]
+pub static MIN_BLOCK_NS: u64 = 0;
+// Tracepoint field offsets, read by userspace from tracefs formats.
+#[unsafe(no_mangle)]
+pub static OFF_SWITCH_PREV_STATE: u32 = 32;
+#[unsafe(no_mangle)]
+pub static OFF_SWITCH_NEXT_PID: u32 = 56;
+#[unsafe(no_mangle)]
+pub static OFF_WAKING_PID: u32 = 24;
+#[unsafe(no_mangle)]
+pub static OFF_FUTEX_UADDR: u32 = 16;
+#[unsafe(no_mangle)]
+pub static OFF_FUTEX_OP: u32 = 24;
+#[unsafe(no_mangle)]
+pub static OFF_WAITV_WAITERS: u32 = 16;
+
+/// Reads a global that userspace may rewrite at load time (volatile, so the
+/// compiler cannot fold the initial value).
+#[inline(always)]
+pub fn global<T: Copy>(value: &'static T) -> T {
+    // SAFETY: a plain read of a global of the object.
+    unsafe { core::ptr::read_volatile(value) }
+}
+
+// Control and accounting.
+
+#[map]
+pub static CONTROL: Array<u32> = Array::with_max_entries(CONTROL_LEN, 0);
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_LEN, 0);
+#[map]
+pub static RUNQ_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIST_BUCKETS, 0);
+#[map]
+pub static FUTEX_HIST: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIST_BUCKETS, 0);
+/// Names of the target's threads, noted when each is first seen.
+#[map]
+pub static THREAD_NAMES: LruHashMap<u32, [u8; 16]> =
+    LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+
+// Events aggregated in the kernel, two generations each. Not preallocated:
+// preallocating tens of thousands of per-CPU entries costs the kernel a
+// tenth of a second of CPU at load; entries are made on a key's first event.
+
+#[map]
+pub static CPU_EVENTS_0: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(CPU_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub static CPU_EVENTS_1: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(CPU_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub static OFFCPU_EVENTS_0: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(WAIT_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub static OFFCPU_EVENTS_1: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(WAIT_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub static FUTEX_EVENTS_0: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(WAIT_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub static FUTEX_EVENTS_1: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(WAIT_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+
+// Stacks: on-CPU stacks per generation (cleared with it); off-CPU and futex
+// stacks in one map that is never cleared during a recording (see
+// profiler_common::maps::MAP_LONG_STACKS).
+
+#[map]
+pub static STACKS_0: StackTrace = StackTrace::with_max_entries(STACK_MAP_ENTRIES, 0);
+#[map]
+pub static STACKS_1: StackTrace = StackTrace::with_max_entries(STACK_MAP_ENTRIES, 0);
+#[map]
+pub static LONG_STACKS: StackTrace = StackTrace::with_max_entries(LONG_STACK_MAP_ENTRIES, 0);
+
+// Ring buffers (`--unwind dwarf|auto`).
+
+/// Events with a copy of the user stack, for unwinding in userspace.
+#[map]
+pub static COPIES: RingBuf = RingBuf::with_byte_size(COPIES_RING_BYTES, 0);
+/// Off-CPU intervals whose user stack was copied at their switch-out.
+#[map]
+pub static INTERVALS: RingBuf = RingBuf::with_byte_size(INTERVALS_RING_BYTES, 0);
+
+// Per-thread state between two events.
+
+/// Threads of the target now switched out, by thread id.
+#[map]
+pub static SWITCHED_OUT: LruHashMap<u32, SwitchedOut> =
+    LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+/// Futex waits of the target under way, by thread id.
+#[map]
+pub static FUTEX_INFLIGHT: LruHashMap<u32, FutexInFlight> =
+    LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+/// The copy time of the stack of a futex wake call under way, by thread id.
+#[map]
+pub static WAKE_COPIES: LruHashMap<u32, u64> =
+    LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);

@@ -1,0 +1,333 @@
+//! Events summed by shape: the one store every source adds to, which takes
+//! differences (a profile over the last N seconds), folds the data of
+//! exited threads, and notes what each drain added that still needs naming.
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    hash::Hash,
+};
+
+use profiler_common::{counters::Counter, maps::HIST_BUCKETS};
+
+use crate::model::{Event, Origin, Stack, Value};
+
+/// The kernel's own running totals: its counters, histograms and the stacks
+/// that vanished before they were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    /// Summed over CPUs, indexed by [`Counter`].
+    pub counters: [u64; Counter::ALL.len()],
+    /// Run-queue delays, log2 buckets of nanoseconds.
+    pub runq_hist: Vec<u64>,
+    /// Futex wait durations, log2 buckets of nanoseconds.
+    pub futex_hist: Vec<u64>,
+    /// Stack ids referenced by an event but gone from their map.
+    pub vanished_stacks: u64,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            counters: [0; Counter::ALL.len()],
+            runq_hist: vec![0; HIST_BUCKETS as usize],
+            futex_hist: vec![0; HIST_BUCKETS as usize],
+            vanished_stacks: 0,
+        }
+    }
+}
+
+impl Totals {
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.counters[counter as usize]
+    }
+
+    /// Every way a sample, stack or event can be lost, as a label, with how
+    /// many were: the kernel's loss counters, and stacks evicted before
+    /// they were read.
+    pub fn losses(&self) -> Vec<(&'static str, u64)> {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.is_loss())
+            .map(|c| (c.label(), self.counter(*c)))
+            .chain([("stack_evicted", self.vanished_stacks)])
+            .collect()
+    }
+
+    fn since(&self, before: &Totals) -> Totals {
+        let minus = |now: &[u64], then: &[u64]| -> Vec<u64> {
+            now.iter()
+                .zip(then.iter().chain(std::iter::repeat(&0)))
+                .map(|(n, t)| n.saturating_sub(*t))
+                .collect()
+        };
+        let mut counters = self.counters;
+        for (now, then) in counters.iter_mut().zip(before.counters) {
+            *now = now.saturating_sub(then);
+        }
+        Totals {
+            counters,
+            runq_hist: minus(&self.runq_hist, &before.runq_hist),
+            futex_hist: minus(&self.futex_hist, &before.futex_hist),
+            vanished_stacks: self.vanished_stacks.saturating_sub(before.vanished_stacks),
+        }
+    }
+}
+
+/// What the sources added since the last [`Aggregate::take_fresh`] that
+/// needs naming: the stacks of new events, new lock words, and other
+/// processes that woke the target. Naming only these keeps a drain's cost
+/// proportional to what is new, not to everything collected.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    /// Each new stack, with whether it is a user stack.
+    pub stacks: Vec<(Stack, bool)>,
+    pub locks: Vec<u64>,
+    pub processes: Vec<u32>,
+}
+
+impl Fresh {
+    fn note(&mut self, event: &Event, target: u32) {
+        self.stacks.push((event.user.clone(), true));
+        self.stacks.push((event.kernel.clone(), false));
+        if matches!(event.origin, Origin::FutexWait | Origin::FutexWake) {
+            self.locks.push(event.lock);
+        }
+        if let Some(waker) = &event.waker {
+            self.stacks.push((waker.kernel.clone(), false));
+            // Other processes' user stacks are not symbolized, only named.
+            if waker.tgid == target {
+                self.stacks.push((waker.user.clone(), true));
+            } else if waker.tgid != 0 {
+                self.processes.push(waker.tgid);
+            }
+        }
+    }
+}
+
+/// Everything collected: each distinct event with the sum of its values,
+/// and the kernel's totals.
+#[derive(Debug, Default)]
+pub struct Aggregate {
+    /// The target's process id (its wakers' user stacks are symbolized).
+    target: u32,
+    events: HashMap<Event, Value>,
+    totals: Totals,
+    fresh: Fresh,
+}
+
+impl Clone for Aggregate {
+    /// A copy of the data; what is still to be named stays with the
+    /// original.
+    fn clone(&self) -> Self {
+        Aggregate {
+            target: self.target,
+            events: self.events.clone(),
+            totals: self.totals.clone(),
+            fresh: Fresh::default(),
+        }
+    }
+}
+
+impl Aggregate {
+    pub fn new(target: u32) -> Aggregate {
+        Aggregate {
+            target,
+            ..Aggregate::default()
+        }
+    }
+
+    /// Adds `value` to `event`'s sum, noting a new event's stacks and lock
+    /// for naming.
+    pub fn add(&mut self, event: Event, value: Value) {
+        match self.events.entry(event) {
+            Entry::Occupied(entry) => entry.into_mut().add(value),
+            Entry::Vacant(entry) => {
+                self.fresh.note(entry.key(), self.target);
+                entry.insert(value);
+            }
+        }
+    }
+
+    /// Replaces the kernel's totals with newer ones (they are cumulative).
+    pub fn set_totals(&mut self, totals: Totals) {
+        self.totals = totals;
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = (&Event, &Value)> {
+        self.events.iter()
+    }
+
+    /// How many distinct events there are.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// What was added since the last call (see [`Fresh`]).
+    pub fn take_fresh(&mut self) -> Fresh {
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// The threads whose events are held.
+    pub fn threads(&self) -> impl Iterator<Item = u32> + '_ {
+        self.events.keys().map(|e| e.tid)
+    }
+
+    /// What was collected after `before` (an earlier copy of this): values,
+    /// totals and histograms subtracted; events that added nothing left out.
+    pub fn since(&self, before: &Aggregate) -> Aggregate {
+        Aggregate {
+            target: self.target,
+            events: self
+                .events
+                .iter()
+                .filter_map(|(event, value)| {
+                    let old = before.events.get(event).copied().unwrap_or_default();
+                    let added = value.since(old);
+                    (added.count > 0).then(|| (event.clone(), added))
+                })
+                .collect(),
+            totals: self.totals.since(&before.totals),
+            fresh: Fresh::default(),
+        }
+    }
+
+    /// Moves the events of the threads in `folding` (thread id -> the id
+    /// that stands for its folded group, as thread and as waker) under
+    /// their group's id, summing events that become equal.
+    pub fn fold_threads(&mut self, folding: &HashMap<u32, u32>) {
+        fold_keys(&mut self.events, |event| {
+            if let Some(group) = folding.get(&event.tid) {
+                event.tid = *group;
+            }
+            if let Some(waker) = &mut event.waker
+                && let Some(group) = folding.get(&waker.tid)
+            {
+                waker.tid = *group;
+            }
+        });
+    }
+}
+
+/// Rewrites every key of `map` with `rewrite`, summing values whose keys
+/// become equal.
+fn fold_keys<K: Eq + Hash>(map: &mut HashMap<K, Value>, rewrite: impl Fn(&mut K)) {
+    for (mut key, value) in std::mem::take(map) {
+        rewrite(&mut key);
+        map.entry(key).or_default().add(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FOLDED_THREADS, Waker};
+
+    fn sample(tid: u32) -> Event {
+        Event {
+            origin: Origin::Cpu,
+            tid,
+            user: Stack::Frames(vec![0x1000, 0x2000].into()),
+            kernel: Stack::Empty,
+            lock: 0,
+            waker: None,
+        }
+    }
+
+    fn wait(lock: u64) -> Event {
+        Event {
+            origin: Origin::FutexWait,
+            tid: 7,
+            user: Stack::Empty,
+            kernel: Stack::Empty,
+            lock,
+            waker: None,
+        }
+    }
+
+    fn waits(count: u64, total: u64, max: u64) -> Value {
+        Value { count, total, max }
+    }
+
+    #[test]
+    fn since_keeps_only_what_was_added() {
+        let mut before = Aggregate::new(1);
+        before.add(sample(1), waits(10, 10, 1));
+        before.add(sample(2), waits(4, 4, 1));
+        before.add(wait(0xa0), waits(3, 300, 200));
+        let mut totals = Totals::default();
+        totals.runq_hist[..3].copy_from_slice(&[1, 2, 3]);
+        totals.counters[Counter::CpuSamples as usize] = 14;
+        before.set_totals(totals.clone());
+        let mut now = before.clone();
+        now.add(sample(1), waits(5, 5, 1));
+        now.add(sample(3), waits(2, 2, 1));
+        now.add(wait(0xa0), waits(2, 50, 30));
+        now.add(wait(0xb0), waits(1, 9, 9));
+        totals.runq_hist[..3].copy_from_slice(&[1, 5, 3]);
+        totals.counters[Counter::CpuSamples as usize] = 21;
+        now.set_totals(totals);
+
+        let delta = now.since(&before);
+        let get = |e: &Event| delta.events.get(e).copied();
+        // Thread 2 added nothing: gone from the delta.
+        assert_eq!(delta.len(), 4);
+        assert_eq!(get(&sample(1)).map(|v| v.count), Some(5));
+        assert_eq!(get(&sample(2)), None);
+        assert_eq!(get(&sample(3)).map(|v| v.count), Some(2));
+        assert_eq!(get(&wait(0xa0)), Some(waits(2, 50, 200)));
+        assert_eq!(get(&wait(0xb0)).map(|v| v.total), Some(9));
+        assert_eq!(delta.totals().runq_hist[..3], [0, 3, 0]);
+        assert_eq!(delta.totals().counter(Counter::CpuSamples), 7);
+    }
+
+    #[test]
+    fn exited_threads_fold_into_their_group() {
+        let group = FOLDED_THREADS;
+        let mut aggregate = Aggregate::new(1);
+        aggregate.add(sample(5), waits(3, 3, 1));
+        aggregate.add(sample(6), waits(4, 4, 1));
+        aggregate.add(sample(7), waits(1, 1, 1));
+        let mut woken = wait(0xa0);
+        woken.waker = Some(Waker {
+            tgid: 1,
+            tid: 6,
+            user: Stack::Empty,
+            kernel: Stack::Empty,
+        });
+        aggregate.add(woken.clone(), waits(1, 10, 10));
+        aggregate.fold_threads(&HashMap::from([(5, group), (6, group)]));
+        // 5 and 6 had the same stack: one entry of the group, summed.
+        assert_eq!(
+            aggregate.events.get(&sample(group)).map(|v| v.count),
+            Some(7)
+        );
+        assert_eq!(aggregate.events.get(&sample(7)).map(|v| v.count), Some(1));
+        // A live thread's wait keeps its thread, and its exited waker is
+        // the group.
+        let mut refolded = woken;
+        if let Some(waker) = &mut refolded.waker {
+            waker.tid = group;
+        }
+        assert_eq!(aggregate.events.get(&refolded).map(|v| v.total), Some(10));
+    }
+
+    #[test]
+    fn new_events_are_noted_for_naming_once() {
+        let mut aggregate = Aggregate::new(1);
+        aggregate.add(wait(0xa0), waits(1, 5, 5));
+        aggregate.add(wait(0xa0), waits(1, 5, 5));
+        let fresh = aggregate.take_fresh();
+        assert_eq!(fresh.locks, [0xa0]);
+        assert_eq!(fresh.stacks.len(), 2);
+        assert!(aggregate.take_fresh().locks.is_empty());
+        assert!(aggregate.clone().take_fresh().stacks.is_empty());
+    }
+}

@@ -1,0 +1,331 @@
+//! What a session hands its renderers (the report, the metrics, health and
+//! the pprof endpoints): the target's state, the attached programs, the
+//! statistics, the thread registry, and the collected events, from which
+//! it builds the profiles (every address named) and the summaries the
+//! report and metrics give.
+
+use std::{borrow::Cow, collections::HashMap, rc::Rc, time::Duration};
+
+use profiler_common::counters::Counter;
+
+use crate::{
+    aggregate::{Aggregate, Totals},
+    go,
+    model::{
+        Event, FOLDED_THREADS, Frame, OffCpuState, Origin, Profile, ProfileKind, Sample, Stack,
+        Value, Waker, WokenBy, thread_label,
+    },
+    symbolize::{SymbolizeStats, Symbols},
+    threads::Threads,
+    unwind::UnwindStats,
+};
+
+/// The target as a snapshot sees it.
+#[derive(Debug, Clone)]
+pub struct TargetState {
+    pub pid: u32,
+    /// The process name (`comm`).
+    pub name: String,
+    pub executable: Option<String>,
+    /// Whether it still runs.
+    pub up: bool,
+    /// Its threads alive at the last drain (0 once it is gone).
+    pub threads: usize,
+}
+
+/// The programs in the kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct Programs<'s> {
+    /// Each program and where it is (or was) attached, as a phrase.
+    pub attachments: &'s [String],
+    /// Whether they are still attached.
+    pub attached: bool,
+    /// How many CPUs the sampler runs on.
+    pub cpus: usize,
+}
+
+/// One view of a session's data.
+pub struct Snapshot<'s> {
+    pub target: TargetState,
+    pub programs: Programs<'s>,
+    /// On-CPU samples per second per CPU.
+    pub frequency: u64,
+    /// What the userspace unwinder did (nothing when stacks were only
+    /// walked in the kernel).
+    pub unwind: &'s UnwindStats,
+    /// Addresses left unnamed, by reason.
+    pub unknown: &'s SymbolizeStats,
+    pub threads: &'s Threads,
+    aggregate: Cow<'s, Aggregate>,
+    symbols: &'s Symbols,
+}
+
+/// Off-CPU time by state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OffCpuSplit {
+    pub blocked: Value,
+    pub preempted: Value,
+}
+
+/// One futex word: its waits, who waited and who released it.
+#[derive(Debug, Clone)]
+pub struct LockSummary {
+    pub lock: u64,
+    /// Its variable name, or its address and mapping.
+    pub name: Rc<str>,
+    pub waits: Value,
+    /// Wait time under the Go runtime's idle parking.
+    pub idle_ns: u64,
+    /// The waiting stack with the most wait time, and that time.
+    pub top_waiter: Option<(Vec<Frame>, u64)>,
+    /// The releasing stack (the waker's at the wake-up) with the most wait
+    /// time, and that time.
+    pub top_waker: Option<(Vec<Frame>, u64)>,
+    /// Wait time whose releasing stack is known (a user stack of the
+    /// waker, not lost).
+    pub released_ns: u64,
+    pub wake_calls: u64,
+    /// The stack that called futex wake most, and how often.
+    pub top_wake_call: Option<(Vec<Frame>, u64)>,
+}
+
+impl<'s> Snapshot<'s> {
+    /// A snapshot of `aggregate` (the session's own, or a difference of it)
+    /// named through `symbols` and `threads`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        target: TargetState,
+        programs: Programs<'s>,
+        frequency: u64,
+        unwind: &'s UnwindStats,
+        threads: &'s Threads,
+        aggregate: Cow<'s, Aggregate>,
+        symbols: &'s Symbols,
+    ) -> Snapshot<'s> {
+        Snapshot {
+            target,
+            programs,
+            frequency,
+            unwind,
+            unknown: &symbols.stats,
+            threads,
+            aggregate,
+            symbols,
+        }
+    }
+
+    /// The kernel's counters and histograms.
+    pub fn totals(&self) -> &Totals {
+        self.aggregate.totals()
+    }
+
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.totals().counter(counter)
+    }
+
+    /// Every way something can be lost, with how many were.
+    pub fn losses(&self) -> Vec<(&'static str, u64)> {
+        self.totals().losses()
+    }
+
+    /// A thread's name, falling back to the process name for threads that
+    /// were never seen alive.
+    pub fn thread_name(&self, tid: u32) -> &str {
+        self.threads.name(tid).unwrap_or(&self.target.name)
+    }
+
+    /// The profile of one kind, every address named.
+    pub fn profile(&self, kind: ProfileKind, duration: Duration) -> Profile {
+        let mut names: HashMap<u32, Rc<str>> = HashMap::new();
+        let mut thread_name = |tid: u32| -> Rc<str> {
+            names
+                .entry(tid)
+                .or_insert_with(|| self.thread_name(tid).into())
+                .clone()
+        };
+        let mut samples = Vec::new();
+        for (event, value) in self.aggregate.events() {
+            let sample = match (kind, event.origin) {
+                (ProfileKind::Cpu, Origin::Cpu) => Sample {
+                    frames: self.own_frames(event),
+                    ..Sample::default()
+                },
+                (ProfileKind::OffCpu, Origin::OffCpu(state)) => {
+                    let own = self.own_frames(event);
+                    let state = match state {
+                        OffCpuState::Preempted => "preempted",
+                        OffCpuState::Blocked if go::is_runtime_idle(&own) => go::IDLE_STATE,
+                        OffCpuState::Blocked => "blocked",
+                    };
+                    let mut frames = vec![Frame::marker(format!("[{state}]"))];
+                    frames.extend(own);
+                    Sample {
+                        frames,
+                        state: Some(state),
+                        waker: event.waker.as_ref().map(|w| self.woken_by(w)),
+                        ..Sample::default()
+                    }
+                }
+                (ProfileKind::Futex, Origin::FutexWait) => {
+                    let waiter = self.symbols.frames(&event.user, true);
+                    let lock = self.symbols.lock_name(event.lock);
+                    let lock: Rc<str> = if go::is_runtime_idle(&waiter) {
+                        go::idle_lock_name(&lock).into()
+                    } else {
+                        lock
+                    };
+                    let mut frames = vec![Frame::marker(lock.to_string())];
+                    frames.extend(waiter);
+                    Sample {
+                        frames,
+                        lock: Some(lock),
+                        waker: event.waker.as_ref().map(|w| self.woken_by(w)),
+                        ..Sample::default()
+                    }
+                }
+                _ => continue,
+            };
+            samples.push(Sample {
+                tid: event.tid,
+                thread_name: thread_name(event.tid),
+                value: value.total,
+                count: value.count,
+                ..sample
+            });
+        }
+        // A stable order: formats and tests see the same output each run.
+        samples.sort_by(|a, b| {
+            b.value
+                .cmp(&a.value)
+                .then_with(|| a.tid.cmp(&b.tid))
+                .then_with(|| a.frames.len().cmp(&b.frames.len()))
+        });
+        Profile {
+            kind,
+            pid: self.target.pid,
+            process_name: self.target.name.clone(),
+            frequency: self.frequency,
+            duration,
+            samples,
+            executable: self.target.executable.as_deref().map(Into::into),
+        }
+    }
+
+    /// Off-CPU time blocked and preempted (nothing needs naming).
+    pub fn offcpu_split(&self) -> OffCpuSplit {
+        let mut split = OffCpuSplit::default();
+        for (event, value) in self.aggregate.events() {
+            match event.origin {
+                Origin::OffCpu(OffCpuState::Blocked) => split.blocked.add(*value),
+                Origin::OffCpu(OffCpuState::Preempted) => split.preempted.add(*value),
+                _ => {}
+            }
+        }
+        split
+    }
+
+    /// On-CPU samples by thread name (nothing needs naming).
+    pub fn samples_by_thread(&self) -> HashMap<String, u64> {
+        let mut by_thread: HashMap<String, u64> = HashMap::new();
+        for (event, value) in self.aggregate.events() {
+            if event.origin == Origin::Cpu {
+                *by_thread
+                    .entry(self.thread_name(event.tid).to_owned())
+                    .or_default() += value.total;
+            }
+        }
+        by_thread
+    }
+
+    /// Every futex word waited on or woken, most waited first.
+    pub fn locks(&self) -> Vec<LockSummary> {
+        #[derive(Default)]
+        struct Lock<'a> {
+            waits: Value,
+            idle_ns: u64,
+            released_ns: u64,
+            waiters: HashMap<&'a Stack, u64>,
+            wakers: HashMap<&'a Stack, u64>,
+            wake_calls: u64,
+            wake_sites: HashMap<&'a Stack, u64>,
+        }
+        let mut locks: HashMap<u64, Lock<'_>> = HashMap::new();
+        for (event, value) in self.aggregate.events() {
+            match event.origin {
+                Origin::FutexWait => {
+                    let lock = locks.entry(event.lock).or_default();
+                    lock.waits.add(*value);
+                    if go::is_runtime_idle(&self.symbols.frames(&event.user, true)) {
+                        lock.idle_ns += value.total;
+                    }
+                    *lock.waiters.entry(&event.user).or_default() += value.total;
+                    if let Some(waker) = &event.waker {
+                        *lock.wakers.entry(&waker.user).or_default() += value.total;
+                        if matches!(waker.user, Stack::Frames(_)) {
+                            lock.released_ns += value.total;
+                        }
+                    }
+                }
+                Origin::FutexWake => {
+                    let lock = locks.entry(event.lock).or_default();
+                    lock.wake_calls += value.count;
+                    *lock.wake_sites.entry(&event.user).or_default() += value.count;
+                }
+                Origin::Cpu | Origin::OffCpu(_) => {}
+            }
+        }
+        let top = |by_stack: &HashMap<&Stack, u64>| {
+            by_stack
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                .map(|(stack, n)| (self.symbols.frames(stack, true), *n))
+        };
+        let mut summaries: Vec<LockSummary> = locks
+            .iter()
+            .map(|(addr, lock)| LockSummary {
+                lock: *addr,
+                name: self.symbols.lock_name(*addr),
+                waits: lock.waits,
+                idle_ns: lock.idle_ns,
+                top_waiter: top(&lock.waiters),
+                top_waker: top(&lock.wakers),
+                released_ns: lock.released_ns,
+                wake_calls: lock.wake_calls,
+                top_wake_call: top(&lock.wake_sites),
+            })
+            .collect();
+        summaries.sort_by(|a, b| b.waits.total.cmp(&a.waits.total).then(a.lock.cmp(&b.lock)));
+        summaries
+    }
+
+    /// An event's own stack: user frames from the outermost caller down,
+    /// then kernel frames down to the leaf.
+    fn own_frames(&self, event: &Event) -> Vec<Frame> {
+        let mut frames = self.symbols.frames(&event.user, true);
+        frames.extend(self.symbols.frames(&event.kernel, false));
+        frames
+    }
+
+    /// Who a waker was, and its stack (its user stack only for the target's
+    /// own threads: another process's is not named).
+    fn woken_by(&self, waker: &Waker) -> WokenBy {
+        let target = self.target.pid;
+        let mut frames = Vec::new();
+        if waker.tgid == target {
+            frames.extend(self.symbols.frames(&waker.user, true));
+        }
+        frames.extend(self.symbols.frames(&waker.kernel, false));
+        let who = if waker.tgid == 0 {
+            "woken by the kernel: an interrupt on an idle CPU".to_owned()
+        } else if waker.tgid == target && waker.tid >= FOLDED_THREADS {
+            let name = self.threads.name(waker.tid).unwrap_or("?");
+            format!("woken by thread {}", thread_label(name, waker.tid))
+        } else if waker.tgid == target {
+            format!("woken by thread {}", waker.tid)
+        } else {
+            let name = self.threads.process(waker.tgid).unwrap_or("?");
+            format!("woken by {name} (pid {})", waker.tgid)
+        };
+        WokenBy { who, frames }
+    }
+}

@@ -1,0 +1,194 @@
+//! The kernel's maps and rings read into events: the first stage a sample
+//! passes through in userspace.
+//!
+//! Two transports carry the one event shape (`profiler_common::event`):
+//! aggregation maps the kernel sums into (`maps`), drained every second by
+//! generation, and ring buffers of events that carry a copy of the user
+//! stack (`rings`), read several times a second and unwound while their
+//! binaries are mapped. Both turn a key into a [`crate::model::Event`]
+//! through [`event_of`], with stacks from `stacks`, and add it to the
+//! [`Aggregate`]. The counters, histograms and thread names the kernel
+//! keeps are read here too.
+
+mod maps;
+mod rings;
+mod stacks;
+
+use anyhow::Context as _;
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, StackTraceMap};
+use profiler_common::{
+    control::Control,
+    counters::Counter,
+    event::{EventKey, Origin as KernelOrigin, WakerKey},
+    maps as names,
+    offcpu::OffCpuState,
+};
+
+use self::{maps::EventMaps, rings::Rings, stacks::KernelStacks};
+use crate::{
+    aggregate::{Aggregate, Totals},
+    attach::Attached,
+    model::{Event, Origin, Stack, Waker},
+    unwind::Unwinder,
+};
+
+/// How long a drain waits after flipping generations: programs that read the
+/// old generation finish within microseconds (they run with preemption off).
+const GRACE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Every map of the loaded object, taken out of it (so they stay readable
+/// after the programs are detached).
+pub struct Sources {
+    control: Array<MapData, u32>,
+    counters: PerCpuArray<MapData, u64>,
+    runq_hist: PerCpuArray<MapData, u64>,
+    futex_hist: PerCpuArray<MapData, u64>,
+    thread_names: BpfHashMap<MapData, u32, [u8; 16]>,
+    stacks: KernelStacks,
+    events: EventMaps,
+    rings: Rings,
+    /// The generation the kernel writes to.
+    generation: u32,
+}
+
+impl Sources {
+    pub fn open(attached: &mut Attached) -> anyhow::Result<Sources> {
+        let mut take = |name: &'static str| -> anyhow::Result<Map> { Ok(attached.take_map(name)?) };
+        fn pair<T: TryFrom<Map, Error = aya::maps::MapError>>(
+            take: &mut impl FnMut(&'static str) -> anyhow::Result<Map>,
+            names: [&'static str; 2],
+        ) -> anyhow::Result<[T; 2]> {
+            Ok([T::try_from(take(names[0])?)?, T::try_from(take(names[1])?)?])
+        }
+        Ok(Sources {
+            control: Array::try_from(take(names::MAP_CONTROL)?)?,
+            counters: PerCpuArray::try_from(take(names::MAP_COUNTERS)?)?,
+            runq_hist: PerCpuArray::try_from(take(names::MAP_RUNQ_HIST)?)?,
+            futex_hist: PerCpuArray::try_from(take(names::MAP_FUTEX_HIST)?)?,
+            thread_names: BpfHashMap::try_from(take(names::MAP_THREAD_NAMES)?)?,
+            stacks: KernelStacks::new(
+                pair(&mut take, names::MAP_STACKS)?,
+                StackTraceMap::try_from(take(names::MAP_LONG_STACKS)?)?,
+            ),
+            events: EventMaps::new([
+                pair(&mut take, names::MAP_CPU_EVENTS)?,
+                pair(&mut take, names::MAP_OFFCPU_EVENTS)?,
+                pair(&mut take, names::MAP_FUTEX_EVENTS)?,
+            ]),
+            rings: Rings::new(
+                aya::maps::RingBuf::try_from(take(names::MAP_COPIES)?)?,
+                aya::maps::RingBuf::try_from(take(names::MAP_INTERVALS)?)?,
+            ),
+            generation: 0,
+        })
+    }
+
+    /// Starts recording (see `profiler_common::control::Control::Armed`).
+    pub fn arm(&mut self) -> anyhow::Result<()> {
+        self.control
+            .set(Control::Armed as u32, 1, 0)
+            .context("cannot start the kernel side recording")
+    }
+
+    /// Reads the ring buffers: unwinds each copied stack (while its binaries
+    /// are mapped) and adds the events to `into`.
+    pub fn read_rings(&mut self, unwinder: &mut Unwinder, into: &mut Aggregate) {
+        self.rings.read(&mut self.stacks, unwinder, into);
+    }
+
+    /// Flips the generation and drains the one the kernel was writing, with
+    /// the counters, histograms and thread names. Returns the thread names
+    /// the kernel noted since the last drain.
+    pub fn drain(&mut self, into: &mut Aggregate) -> anyhow::Result<Vec<(u32, String)>> {
+        let old = self.generation;
+        let new = 1 - old;
+        self.control
+            .set(Control::Generation as u32, new, 0)
+            .context("cannot switch the kernel to the other map generation")?;
+        self.generation = new;
+        std::thread::sleep(GRACE);
+        self.events.drain(old as usize, &mut self.stacks, into)?;
+        self.read_totals(into)
+    }
+
+    /// Drains both generations (after the programs are detached).
+    pub fn drain_all(&mut self, into: &mut Aggregate) -> anyhow::Result<Vec<(u32, String)>> {
+        for generation in 0..2 {
+            self.events.drain(generation, &mut self.stacks, into)?;
+        }
+        self.read_totals(into)
+    }
+
+    /// Drops what is kept per thread for threads that have exited.
+    pub fn forget_threads(&mut self, exited: impl Fn(u32) -> bool) {
+        self.rings.forget_threads(exited);
+    }
+
+    fn read_totals(&mut self, into: &mut Aggregate) -> anyhow::Result<Vec<(u32, String)>> {
+        let mut totals = Totals::default();
+        for counter in Counter::ALL {
+            let per_cpu = self
+                .counters
+                .get(&(counter as u32), 0)
+                .context("cannot read the kernel's counters")?;
+            totals.counters[counter as usize] = per_cpu.iter().sum();
+        }
+        for (hist, out) in [
+            (&self.runq_hist, &mut totals.runq_hist),
+            (&self.futex_hist, &mut totals.futex_hist),
+        ] {
+            for (bucket, slot) in out.iter_mut().enumerate() {
+                *slot = hist
+                    .get(&(bucket as u32), 0)
+                    .context("cannot read a histogram")?
+                    .iter()
+                    .sum();
+            }
+        }
+        totals.vanished_stacks = self.stacks.vanished();
+        into.set_totals(totals);
+        // Read and removed: the kernel notes a thread again at its next
+        // event, so each drain reads the threads active since the last one,
+        // not every thread that ever ran.
+        let noted: Vec<(u32, [u8; 16])> = self.thread_names.iter().flatten().collect();
+        let mut names = Vec::with_capacity(noted.len());
+        for (tid, comm) in noted {
+            let _ = self.thread_names.remove(&tid);
+            let len = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
+            names.push((tid, String::from_utf8_lossy(&comm[..len]).into_owned()));
+        }
+        Ok(names)
+    }
+}
+
+/// The model event of a kernel key, given its thread's stacks and its
+/// waker; `None` for a record that is not an event itself (a switch-out's
+/// stack copy) or that this build does not know.
+pub fn event_of(key: &EventKey, user: Stack, kernel: Stack, waker: Option<Waker>) -> Option<Event> {
+    let origin = match key.origin()? {
+        KernelOrigin::Cpu => Origin::Cpu,
+        KernelOrigin::OffCpu => Origin::OffCpu(OffCpuState::from_u32(key.state)?),
+        KernelOrigin::FutexWait => Origin::FutexWait,
+        KernelOrigin::FutexWake => Origin::FutexWake,
+        KernelOrigin::SwitchOut => return None,
+    };
+    Some(Event {
+        origin,
+        tid: key.tid,
+        user,
+        kernel,
+        lock: key.lock,
+        waker,
+    })
+}
+
+/// The waker of a key, if a wake-up was seen. Its user stack is `copied`
+/// when the waker's own copy is known, else the one the kernel walked.
+pub fn waker_of(key: &WakerKey, stacks: &mut KernelStacks, copied: Option<Stack>) -> Option<Waker> {
+    (key.woken != 0).then(|| Waker {
+        tgid: key.tgid,
+        tid: key.tid,
+        user: copied.unwrap_or_else(|| stacks.long(key.user_stack_id)),
+        kernel: stacks.long(key.kernel_stack_id),
+    })
+}

@@ -1,0 +1,122 @@
+//! Stack ids into stacks: on-CPU samples name stacks in their generation's
+//! stack map (read at the drain, then cleared with it); every other event
+//! names them in the long-lived map, never cleared during a recording, so
+//! its stacks are resolved once and cached here.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use aya::maps::{MapData, StackTraceMap};
+use profiler_common::stacks::stack_error;
+
+use crate::model::{Stack, StackLoss};
+
+/// The kernel's stack maps.
+pub struct KernelStacks {
+    /// On-CPU stacks, one map per generation.
+    generations: [StackTraceMap<MapData>; 2],
+    long: StackTraceMap<MapData>,
+    /// Resolved long-lived stacks by id.
+    long_cache: HashMap<i32, Stack>,
+    /// Stack ids referenced by an event but gone from their map.
+    vanished: u64,
+}
+
+impl KernelStacks {
+    pub fn new(generations: [StackTraceMap<MapData>; 2], long: StackTraceMap<MapData>) -> Self {
+        KernelStacks {
+            generations,
+            long,
+            long_cache: HashMap::new(),
+            vanished: 0,
+        }
+    }
+
+    /// Stack ids that were gone from their map when an event named them.
+    pub fn vanished(&self) -> u64 {
+        self.vanished
+    }
+
+    /// A stack of the long-lived map (every origin but on-CPU samples).
+    pub fn long(&mut self, id: i32) -> Stack {
+        if id < 0 {
+            return lost(id);
+        }
+        if let Some(stack) = self.long_cache.get(&id) {
+            return stack.clone();
+        }
+        let stack = read(&self.long, id, &mut self.vanished);
+        self.long_cache.insert(id, stack.clone());
+        stack
+    }
+
+    /// A resolver for the on-CPU stacks of one generation, caching within
+    /// one drain (many samples share a stack).
+    pub fn generation(&mut self, generation: usize) -> GenerationStacks<'_> {
+        GenerationStacks {
+            map: &self.generations[generation],
+            cache: HashMap::new(),
+            vanished: &mut self.vanished,
+        }
+    }
+
+    /// Empties a generation's stack map once its samples are drained.
+    pub fn clear_generation(&mut self, generation: usize) -> anyhow::Result<()> {
+        let map = &mut self.generations[generation];
+        let ids = map
+            .stack_ids()
+            .collect::<Result<Vec<u32>, _>>()
+            .context("cannot list the kernel's stack map")?;
+        for id in ids {
+            let _ = map.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// The on-CPU stacks of one generation, while it is drained.
+pub struct GenerationStacks<'a> {
+    map: &'a StackTraceMap<MapData>,
+    cache: HashMap<i32, Stack>,
+    vanished: &'a mut u64,
+}
+
+impl GenerationStacks<'_> {
+    pub fn get(&mut self, id: i32) -> Stack {
+        if id < 0 {
+            return lost(id);
+        }
+        let (map, vanished) = (self.map, &mut *self.vanished);
+        self.cache
+            .entry(id)
+            .or_insert_with(|| read(map, id, vanished))
+            .clone()
+    }
+}
+
+/// The stack a negative id (`-errno`) stands for.
+fn lost(id: i32) -> Stack {
+    if -id == stack_error::EFAULT {
+        Stack::Empty
+    } else {
+        tracing::debug!(errno = -id, "stack not taken");
+        Stack::Lost(StackLoss::Errno(-id))
+    }
+}
+
+fn read(map: &StackTraceMap<MapData>, id: i32, vanished: &mut u64) -> Stack {
+    match map.get(&(id as u32), 0) {
+        Ok(trace) => {
+            let ips: Box<[u64]> = trace.frames().iter().map(|f| f.ip).collect();
+            if ips.is_empty() {
+                Stack::Empty
+            } else {
+                Stack::Frames(ips)
+            }
+        }
+        Err(_) => {
+            *vanished += 1;
+            Stack::Lost(StackLoss::Vanished)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The one registry of names: the target's threads (as the kernel noted
+//! them and as /proc shows them), the groups exited threads are folded
+//! into, and the other processes whose threads woke the target.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::{model::FOLDED_THREADS, procfs};
+
+/// Names by thread id, and which threads are alive.
+#[derive(Debug, Default)]
+pub struct Threads {
+    /// The latest name of each thread, and of each folded group.
+    names: HashMap<u32, String>,
+    /// The threads alive at the last [`Threads::refresh`].
+    live: HashSet<u32>,
+    /// Folded groups of exited threads, by their name.
+    groups: HashMap<String, u32>,
+    /// Names of other processes (wakers), by process id.
+    processes: HashMap<u32, String>,
+}
+
+impl Threads {
+    /// Notes names the kernel saw (threads that may have exited since).
+    pub fn note(&mut self, named: impl IntoIterator<Item = (u32, String)>) {
+        self.names.extend(named);
+    }
+
+    /// Reads the target's threads now alive and their names from /proc (the
+    /// latest name wins); none once the process is gone.
+    pub fn refresh(&mut self, pid: u32) {
+        self.live.clear();
+        for (tid, name) in procfs::threads(pid) {
+            self.live.insert(tid);
+            if let Some(name) = name {
+                self.names.insert(tid, name);
+            }
+        }
+    }
+
+    /// The threads alive at the last refresh.
+    pub fn live(&self) -> &HashSet<u32> {
+        &self.live
+    }
+
+    /// A thread's (or folded group's) name, if it was ever seen.
+    pub fn name(&self, tid: u32) -> Option<&str> {
+        self.names.get(&tid).map(String::as_str)
+    }
+
+    /// Names a process that woke the target, once.
+    pub fn note_process(&mut self, tgid: u32) {
+        self.processes.entry(tgid).or_insert_with(|| {
+            procfs::read_comm(tgid, tgid).unwrap_or_else(|_| "exited".to_owned())
+        });
+    }
+
+    /// The name of another process, as noted.
+    pub fn process(&self, tgid: u32) -> Option<&str> {
+        self.processes.get(&tgid).map(String::as_str)
+    }
+
+    /// Which of `tids` have exited, each with the id of the group of its
+    /// name ([`FOLDED_THREADS`] and up) that its data folds into; their
+    /// own names are forgotten. `fallback` names threads never named.
+    /// Empty while no thread is known alive (the target is gone).
+    pub fn fold_exited(
+        &mut self,
+        tids: impl IntoIterator<Item = u32>,
+        fallback: &str,
+    ) -> HashMap<u32, u32> {
+        if self.live.is_empty() {
+            return HashMap::new();
+        }
+        let exited: HashSet<u32> = tids
+            .into_iter()
+            .filter(|tid| *tid < FOLDED_THREADS && !self.live.contains(tid))
+            .collect();
+        let mut folding = HashMap::with_capacity(exited.len());
+        for tid in exited {
+            let name = self
+                .names
+                .remove(&tid)
+                .unwrap_or_else(|| fallback.to_owned());
+            let next = FOLDED_THREADS + self.groups.len() as u32;
+            let group = *self.groups.entry(name.clone()).or_insert(next);
+            self.names.insert(group, name);
+            folding.insert(tid, group);
+        }
+        folding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exited_threads_fold_by_name() {
+        let mut threads = Threads::default();
+        threads.note([
+            (5, "w".to_owned()),
+            (6, "w".to_owned()),
+            (7, "main".to_owned()),
+        ]);
+        threads.live.insert(7);
+        let folding = threads.fold_exited([5, 6, 7, 8], "app");
+        let group = folding[&5];
+        assert_eq!(folding[&6], group);
+        assert!(group >= FOLDED_THREADS);
+        assert!(!folding.contains_key(&7), "alive");
+        assert_eq!(threads.name(group), Some("w"));
+        assert_eq!(threads.name(folding[&8]), Some("app"));
+        assert_eq!(threads.name(5), None, "forgotten");
+        assert_eq!(threads.name(7), Some("main"));
+    }
+}
