@@ -3,9 +3,12 @@
 //! check that no program of ours is left loaded in the kernel.
 //!
 //! The tests load real programs into the running kernel, so they need root;
-//! without it each test says so and skips itself.
+//! without it each test says so and skips itself: [`require!`] checks what a
+//! test needs and, at the first thing missing, records the skip with
+//! [`skip`] and returns from the test.
 
 use std::{
+    io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -36,24 +39,191 @@ pub fn profiler_bin() -> PathBuf {
     path
 }
 
-/// Whether we can load eBPF programs; prints why a test skips when not.
-pub fn can_load_bpf(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipping {test}: it loads eBPF programs and needs root (run `cargo xtask test`)"
-        );
-        return false;
-    }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        eprintln!("skipping {test}: this kernel has no BTF (/sys/kernel/btf/vmlinux)");
-        return false;
-    }
-    true
+/// Skips the test (returns from the function it is used in) unless every
+/// check passes, evaluated in order: at the first `Err(why)` it calls
+/// [`skip`] with the test's name and `why`, then `return`s.
+///
+/// ```ignore
+/// #[test]
+/// fn reads_a_go_profile() {
+///     tests::require!(bpf(), go());
+///     // ...
+/// }
+/// ```
+///
+/// Each check is an expression giving `Result<(), String>`, such as
+/// [`bpf`], [`go`], [`program`] or [`python_module`].
+#[macro_export]
+macro_rules! require {
+    ($($check:expr),+ $(,)?) => {
+        $(
+            if let ::core::result::Result::Err(why) = $check {
+                // Its type name is the path of the function the macro is in.
+                fn here() {}
+                $crate::skip(
+                    &$crate::test_name(::core::any::type_name_of_val(&here)),
+                    &why,
+                );
+                return;
+            }
+        )+
+    };
 }
 
-/// A fresh scratch directory for one test.
-pub fn scratch_dir(test: &str) -> PathBuf {
+/// The name of the running test as `<test binary>::<test path>`, e.g.
+/// `serve::promtool_passes_the_metrics_and_prometheus_sees_the_lock`.
+///
+/// libtest runs each test on a thread named after the test's path in its
+/// binary (also with `--test-threads=1`); `here` is the type name of a
+/// function item declared in the test (`<crate>::<path>::<fn>::here`, as
+/// [`require!`] passes it), which gives the binary's name, and the test's
+/// path should the thread have no name.
+pub fn test_name(here: &str) -> String {
+    let function = here.strip_suffix("::here").unwrap_or(here);
+    let binary = function.split("::").next().unwrap_or(function);
+    match std::thread::current().name() {
+        Some(thread) if thread != "main" => format!("{binary}::{thread}"),
+        _ => function.to_owned(),
+    }
+}
+
+/// Says that `test` skips itself and why: on stderr, and as one line
+/// `TEST\tWHY` appended to the file `$PROFILER_SKIP_LOG` names, if set
+/// (`cargo xtask test` sets it and lists the skips in its summary; libtest
+/// itself counts a skipped test as passed). Errors writing the file are
+/// ignored. Tests use it through [`require!`].
+pub fn skip(test: &str, why: &str) {
+    eprintln!("skipping {test}: {why}");
+    let Some(log) = std::env::var_os("PROFILER_SKIP_LOG") else {
+        return;
+    };
+    let line = format!("{test}\t{}\n", why.replace(['\n', '\t'], " "));
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+    {
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// Whether we can load eBPF programs: root, and a kernel with BTF.
+pub fn bpf() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("it loads eBPF programs and needs root (run `cargo xtask test`)".to_owned());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err("this kernel has no BTF (/sys/kernel/btf/vmlinux)".to_owned());
+    }
+    Ok(())
+}
+
+/// Whether `go` is installed (for `go tool pprof` and Go workloads).
+pub fn go() -> Result<(), String> {
+    program("go", &["version"])
+}
+
+/// Whether `PROGRAM ARGS` runs and succeeds (e.g. `promtool --version`).
+pub fn program(program: &str, args: &[&str]) -> Result<(), String> {
+    // Where the programs tests use come from.
+    let from = match program {
+        "go" => " (cargo xtask setup installs golang-go)",
+        "promtool" | "prometheus" => " (cargo xtask setup installs prometheus)",
+        "gcc" => " (cargo xtask setup installs gcc)",
+        "setpriv" => " (it is in util-linux)",
+        _ => "",
+    };
+    match Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!(
+            "`{program} {}` failed ({status}){from}",
+            args.join(" ")
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("`{program}` is missing{from}"))
+        }
+        Err(err) => Err(format!("cannot run `{program}`: {err}{from}")),
+    }
+}
+
+/// The Python the tests run (Debian's, where `cargo xtask setup` installs
+/// python3-jsonschema).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether [`PYTHON`] can import `module`.
+pub fn python_module(module: &str) -> Result<(), String> {
+    let ok = Command::new(PYTHON)
+        .args(["-c", &format!("import {module}")])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(())
+    } else {
+        let from = if module == "jsonschema" {
+            " (cargo xtask setup installs python3-jsonschema)"
+        } else {
+            ""
+        };
+        Err(format!("{PYTHON} cannot import {module}{from}"))
+    }
+}
+
+/// A test's scratch directory, removed when dropped; kept (and its path
+/// printed) when dropped while the test panics, to look at what it left.
+/// Derefs to [`Path`], so `dir.join("x")` works.
+#[derive(Debug)]
+#[must_use = "the directory is removed when this is dropped"]
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "kept the failed test's scratch directory: {}",
+                self.path.display()
+            );
+        } else if let Err(err) = std::fs::remove_dir_all(&self.path) {
+            eprintln!(
+                "cannot remove the scratch directory {}: {err}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// A fresh scratch directory for one test, removed when the returned guard
+/// is dropped (keep it until the end of the test: `let dir = ...`).
+pub fn scratch_dir(test: &str) -> Scratch {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "profiler-test-{}-{}-{test}",
@@ -62,7 +232,7 @@ pub fn scratch_dir(test: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create a scratch directory in the temp dir");
-    dir
+    Scratch { path: dir }
 }
 
 /// Compiles `tests/workloads/NAME.c` with `flags` and returns the binary.
@@ -464,26 +634,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Whether `go` is installed; says why a test skips when it is not.
-pub fn have_go(test: &str) -> bool {
-    let ok = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipping {test}: `go` is missing (cargo xtask setup installs golang-go)");
-    }
-    ok
-}
-
 /// Runs `go tool pprof ARGS SOURCE` (a file or a URL) and returns its
-/// stdout; profiles fetched over HTTP are saved in the temp dir.
+/// stdout; it saves profiles fetched over HTTP in a scratch directory,
+/// removed afterwards.
 pub fn go_pprof(args: &[&str], source: impl AsRef<std::ffi::OsStr>) -> String {
+    let fetched = scratch_dir("pprof-fetched");
     let output = Command::new("go")
         .args(["tool", "pprof"])
         .args(args)
         .arg(source)
-        .env("PPROF_TMPDIR", std::env::temp_dir())
+        .env("PPROF_TMPDIR", fetched.path())
         .output()
         .expect("run go tool pprof");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();

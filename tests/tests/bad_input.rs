@@ -21,7 +21,7 @@ fn fails_with(args: &[&str], code: i32, message: &str) {
         !stderr.contains("panicked"),
         "{args:?} must not panic: {stderr}"
     );
-    if can_load_bpf("bad input leaves nothing loaded") {
+    if bpf().is_ok() {
         assert_nothing_left_loaded();
     }
 }
@@ -43,9 +43,7 @@ fn pid_not_a_number() {
 
 #[test]
 fn pid_that_does_not_exist() {
-    if !can_load_bpf("pid_that_does_not_exist") {
-        return;
-    }
+    require!(bpf());
     // pid_max is at most 2^22: this id is never in use.
     fails_with(
         &["record", "--pid", "2147483647"],
@@ -66,9 +64,7 @@ fn zero_and_negative_frequency() {
 
 #[test]
 fn unwritable_output_is_refused_before_attaching() {
-    if !can_load_bpf("unwritable_output_is_refused_before_attaching") {
-        return;
-    }
+    require!(bpf());
     let pid = std::process::id().to_string();
     fails_with(
         &["record", "--pid", &pid, "-o", "/nonexistent-dir/cpu.folded"],
@@ -84,9 +80,7 @@ fn unwritable_output_is_refused_before_attaching() {
 
 #[test]
 fn command_that_does_not_exist() {
-    if !can_load_bpf("command_that_does_not_exist") {
-        return;
-    }
+    require!(bpf());
     let dir = scratch_dir("nocmd");
     let out = dir.join("x.folded");
     fails_with(
@@ -104,15 +98,7 @@ fn command_that_does_not_exist() {
 
 #[test]
 fn unprivileged_user_is_told_to_use_sudo() {
-    if !can_load_bpf("unprivileged_user_is_told_to_use_sudo") {
-        return;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!(
-            "skipping unprivileged_user_is_told_to_use_sudo: setpriv (util-linux) is missing"
-        );
-        return;
-    }
+    require!(bpf(), program("setpriv", &["--version"]));
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",

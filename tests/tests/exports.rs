@@ -8,10 +8,7 @@ use tests::*;
 
 #[test]
 fn go_tool_pprof_reads_cpu_and_futex_profiles_and_agrees_with_folded() {
-    let test = "go_tool_pprof_reads_cpu_and_futex_profiles_and_agrees_with_folded";
-    if !can_load_bpf(test) || !have_go(test) {
-        return;
-    }
+    require!(bpf(), go());
     let workload = build_workload("mutex_contend", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("pprof");
     let folded = dir.join("p.folded");
@@ -80,9 +77,7 @@ fn go_tool_pprof_reads_cpu_and_futex_profiles_and_agrees_with_folded() {
 
 #[test]
 fn flamegraph_svg_is_well_formed_and_folded_is_read_by_inferno() {
-    if !can_load_bpf("flamegraph_svg_is_well_formed_and_folded_is_read_by_inferno") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("svg");
     let folded = dir.join("cpu.folded");
@@ -121,19 +116,7 @@ fn flamegraph_svg_is_well_formed_and_folded_is_read_by_inferno() {
 
 #[test]
 fn speedscope_json_validates_against_the_published_schema() {
-    let test = "speedscope_json_validates_against_the_published_schema";
-    if !can_load_bpf(test) {
-        return;
-    }
-    let python = "/usr/bin/python3";
-    let has_jsonschema = Command::new(python)
-        .args(["-c", "import jsonschema"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_jsonschema {
-        eprintln!("skipping {test}: python3-jsonschema is missing (cargo xtask setup installs it)");
-        return;
-    }
+    require!(bpf(), python_module("jsonschema"));
     let workload = build_workload("mutex_contend", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("speedscope");
     let out = dir.join("p.json");
@@ -145,7 +128,7 @@ fn speedscope_json_validates_against_the_published_schema() {
     let schema = workspace_root().join("tests/data/speedscope/file-format-schema.json");
     for kind in ["cpu", "offcpu", "futex"] {
         let file = dir.join(format!("p.{kind}.json"));
-        let check = Command::new(python)
+        let check = Command::new(PYTHON)
             .arg("-c")
             .arg(
                 "import json, sys, jsonschema\n\
@@ -188,9 +171,7 @@ fn an_unknown_extension_lists_the_formats() {
 
 #[test]
 fn top_sizes_the_report() {
-    if !can_load_bpf("top_sizes_the_report") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("top");
     let out = dir.join("cpu.folded");

@@ -9,13 +9,7 @@ use tests::*;
 
 #[test]
 fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
-    let test = "go_runtime_idle_parking_is_labelled_not_reported_as_contention";
-    if !can_load_bpf(test) {
-        return;
-    }
-    if !have_go(test) {
-        return;
-    }
+    require!(bpf(), go());
     let binary = build_go_mutex();
     let dir = scratch_dir("go");
     let out = dir.join("go.folded");
@@ -95,10 +89,7 @@ fn build_go_mutex() -> std::path::PathBuf {
 
 #[test]
 fn serve_labels_go_runtime_idle_parking_in_the_lock_metrics() {
-    let test = "serve_labels_go_runtime_idle_parking_in_the_lock_metrics";
-    if !can_load_bpf(test) || !have_go(test) {
-        return;
-    }
+    require!(bpf(), go());
     let binary = build_go_mutex();
     let dir = scratch_dir("go-serve");
     let workload = start_workload(&binary, &["30"]);

@@ -21,9 +21,7 @@ fn share(stacks: &[FoldedStack], function: &str) -> u64 {
 
 #[test]
 fn three_to_one_split_is_measured() {
-    if !can_load_bpf("three_to_one_split_is_measured") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("split");
     let out = dir.join("cpu.folded");
@@ -98,9 +96,7 @@ fn three_to_one_split_is_measured() {
 
 #[test]
 fn target_exiting_mid_recording_is_still_written_and_symbolized() {
-    if !can_load_bpf("target_exiting_mid_recording_is_still_written_and_symbolized") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("exit");
     let out = dir.join("cpu.folded");
@@ -144,9 +140,7 @@ fn target_exiting_mid_recording_is_still_written_and_symbolized() {
 
 #[test]
 fn threads_created_while_recording_are_profiled() {
-    if !can_load_bpf("threads_created_while_recording_are_profiled") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("threads_late", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("threads");
     let out = dir.join("cpu.folded");
@@ -233,25 +227,19 @@ fn signal_ends_recording(signal: i32, word: &str) {
 
 #[test]
 fn ctrl_c_ends_the_recording_and_writes_it() {
-    if !can_load_bpf("ctrl_c_ends_the_recording_and_writes_it") {
-        return;
-    }
+    require!(bpf());
     signal_ends_recording(libc::SIGINT, "stopped by Ctrl-C");
 }
 
 #[test]
 fn sigterm_ends_the_recording_and_writes_it() {
-    if !can_load_bpf("sigterm_ends_the_recording_and_writes_it") {
-        return;
-    }
+    require!(bpf());
     signal_ends_recording(libc::SIGTERM, "stopped by SIGTERM");
 }
 
 #[test]
 fn a_thread_that_exits_between_drains_keeps_its_name() {
-    if !can_load_bpf("a_thread_that_exits_between_drains_keeps_its_name") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("short_thread", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("shortthread");
     let out = dir.join("cpu.folded");

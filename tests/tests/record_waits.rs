@@ -14,9 +14,7 @@ fn folded(path: &std::path::Path) -> Vec<FoldedStack> {
 
 #[test]
 fn futex_wait_on_a_global_pthread_mutex_matches_the_workloads_own_figure() {
-    if !can_load_bpf("futex_wait_on_a_global_pthread_mutex_matches_the_workloads_own_figure") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("mutex_contend", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("futex");
     let out = dir.join("locks.folded");
@@ -60,9 +58,7 @@ fn futex_wait_on_a_global_pthread_mutex_matches_the_workloads_own_figure() {
 
 #[test]
 fn rust_std_mutex_contention_is_under_its_lock_and_stacks() {
-    if !can_load_bpf("rust_std_mutex_contention_is_under_its_lock_and_stacks") {
-        return;
-    }
+    require!(bpf());
     let workload = build_rust_workload("rust_mutex");
     let dir = scratch_dir("rustmutex");
     let out = dir.join("locks.folded");
@@ -99,9 +95,7 @@ fn rust_std_mutex_contention_is_under_its_lock_and_stacks() {
 
 #[test]
 fn sleep_time_is_charged_to_the_sleeping_function() {
-    if !can_load_bpf("sleep_time_is_charged_to_the_sleeping_function") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("sleeper", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("sleep");
     let out = dir.join("off.folded");
@@ -131,9 +125,7 @@ fn sleep_time_is_charged_to_the_sleeping_function() {
 
 #[test]
 fn min_block_drops_short_blocks_in_the_kernel_and_says_so() {
-    if !can_load_bpf("min_block_drops_short_blocks_in_the_kernel_and_says_so") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("sleeper", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("minblock");
     let out = dir.join("off.folded");
@@ -175,9 +167,7 @@ fn min_block_drops_short_blocks_in_the_kernel_and_says_so() {
 
 #[test]
 fn cpu_starvation_is_run_queue_delay_not_blocking() {
-    if !can_load_bpf("cpu_starvation_is_run_queue_delay_not_blocking") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("cpu_starved", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("starved");
     let out = dir.join("off.folded");
@@ -224,9 +214,7 @@ fn cpu_starvation_is_run_queue_delay_not_blocking() {
 
 #[test]
 fn every_kind_is_written_when_the_target_exits_or_on_ctrl_c() {
-    if !can_load_bpf("every_kind_is_written_when_the_target_exits_or_on_ctrl_c") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("mutex_contend", FRAME_POINTER_FLAGS);
     let dir = scratch_dir("allkinds");
     let kinds = ["cpu", "offcpu", "futex"];

@@ -10,20 +10,6 @@ use std::{
 
 use tests::*;
 
-/// Whether a command runs; says why a test skips when it does not.
-fn have(test: &str, program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipping {test}: `{program}` is missing (cargo xtask setup installs it)");
-    }
-    ok
-}
-
 /// The value of an unlabelled or labelled sample line in exposition text.
 fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -33,13 +19,11 @@ fn metric_value(text: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn promtool_passes_the_metrics_and_prometheus_sees_the_lock() {
-    let test = "promtool_passes_the_metrics_and_prometheus_sees_the_lock";
-    if !can_load_bpf(test)
-        || !have(test, "promtool", &["--version"])
-        || !have(test, "prometheus", &["--version"])
-    {
-        return;
-    }
+    require!(
+        bpf(),
+        program("promtool", &["--version"]),
+        program("prometheus", &["--version"]),
+    );
     let dir = scratch_dir("serve-prometheus");
     // 4 threads on g_lock, each holding it 1 ms, for far longer than the test.
     let binary = build_workload("mutex_contend", NO_FRAME_POINTER_FLAGS);
@@ -175,31 +159,32 @@ fn promtool_passes_the_metrics_and_prometheus_sees_the_lock() {
         up.body
     );
 
-    // The mutex profile over HTTP names the lock's callers.
-    if have_go(test) {
-        let top = go_pprof(
-            &["-top", "-sample_index=delay"],
-            server.url("/debug/pprof/mutex?seconds=2"),
-        );
-        assert!(
-            top.contains("take_lock") && top.contains("hold_lock"),
-            "the mutex profile names the waiters: {top}"
-        );
-        let total = pprof_total(&top);
-        eprintln!("go tool pprof, /debug/pprof/mutex?seconds=2: total delay {total} s");
-        assert!(
-            total > 2.0 && total < 7.0,
-            "2 s of 3 waiters is about 6 s of delay, got {total}: {top}"
-        );
+    // The mutex profile over HTTP names the lock's callers (when Go's pprof
+    // is there to read it).
+    match go() {
+        Err(why) => eprintln!("not checking the mutex profile over HTTP: {why}"),
+        Ok(()) => {
+            let top = go_pprof(
+                &["-top", "-sample_index=delay"],
+                server.url("/debug/pprof/mutex?seconds=2"),
+            );
+            assert!(
+                top.contains("take_lock") && top.contains("hold_lock"),
+                "the mutex profile names the waiters: {top}"
+            );
+            let total = pprof_total(&top);
+            eprintln!("go tool pprof, /debug/pprof/mutex?seconds=2: total delay {total} s");
+            assert!(
+                total > 2.0 && total < 7.0,
+                "2 s of 3 waiters is about 6 s of delay, got {total}: {top}"
+            );
+        }
     }
 }
 
 #[test]
 fn go_tool_pprof_fetches_a_cpu_profile_over_http() {
-    let test = "go_tool_pprof_fetches_a_cpu_profile_over_http";
-    if !can_load_bpf(test) || !have_go(test) {
-        return;
-    }
+    require!(bpf(), go());
     let dir = scratch_dir("serve-pprof");
     let binary = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let workload = start_workload(&binary, &["60"]);
@@ -222,10 +207,7 @@ fn go_tool_pprof_fetches_a_cpu_profile_over_http() {
 
 #[test]
 fn bad_requests_get_4xx_and_one_profile_per_kind_runs_at_a_time() {
-    let test = "bad_requests_get_4xx_and_one_profile_per_kind_runs_at_a_time";
-    if !can_load_bpf(test) {
-        return;
-    }
+    require!(bpf());
     let dir = scratch_dir("serve-bad");
     let binary = build_workload("cpu_split", FRAME_POINTER_FLAGS);
     let workload = start_workload(&binary, &["60"]);
@@ -278,10 +260,7 @@ fn bad_requests_get_4xx_and_one_profile_per_kind_runs_at_a_time() {
 
 #[test]
 fn target_exit_leaves_the_server_up_and_sigterm_detaches() {
-    let test = "target_exit_leaves_the_server_up_and_sigterm_detaches";
-    if !can_load_bpf(test) {
-        return;
-    }
+    require!(bpf());
     let dir = scratch_dir("serve-exit");
     let binary = build_workload("mutex_contend", NO_FRAME_POINTER_FLAGS);
     // 2 threads × 1500 rounds × 1 ms: about 3 s, then it exits.
@@ -353,10 +332,7 @@ fn target_exit_leaves_the_server_up_and_sigterm_detaches() {
 
 #[test]
 fn serve_rejects_bad_input_with_a_sentence() {
-    let test = "serve_rejects_bad_input_with_a_sentence";
-    if !can_load_bpf(test) {
-        return;
-    }
+    require!(bpf());
     let run = |args: &[&str]| {
         let output = profiler(args);
         (
@@ -390,10 +366,7 @@ fn serve_rejects_bad_input_with_a_sentence() {
 
 #[test]
 fn exited_threads_are_folded_so_thread_churn_does_not_grow_the_data() {
-    let test = "exited_threads_are_folded_so_thread_churn_does_not_grow_the_data";
-    if !can_load_bpf(test) || !have_go(test) {
-        return;
-    }
+    require!(bpf(), go());
     let dir = scratch_dir("serve-churn");
     // About 100 short-lived "churner" threads a second.
     let binary = build_workload("thread_churn", FRAME_POINTER_FLAGS);

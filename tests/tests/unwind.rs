@@ -15,9 +15,7 @@ fn has_chain(stack: &FoldedStack, names: &[&str]) -> bool {
 
 #[test]
 fn optimized_c_without_frame_pointers_has_whole_stacks_and_the_right_split() {
-    if !can_load_bpf("optimized_c_without_frame_pointers_has_whole_stacks_and_the_right_split") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("cpu_split_calls", NO_FRAME_POINTER_FLAGS);
     let dir = scratch_dir("o2");
     let out = dir.join("cpu.folded");
@@ -52,9 +50,7 @@ fn optimized_c_without_frame_pointers_has_whole_stacks_and_the_right_split() {
 
 #[test]
 fn rust_release_recursion_reaches_main_and_a_lower_depth_limit_is_reported() {
-    if !can_load_bpf("rust_release_recursion_reaches_main_and_a_lower_depth_limit_is_reported") {
-        return;
-    }
+    require!(bpf());
     let workload = build_rust_workload_with("rust_recursion", false);
     let dir = scratch_dir("recursion");
     let out = dir.join("cpu.folded");
@@ -122,9 +118,7 @@ fn rust_release_recursion_reaches_main_and_a_lower_depth_limit_is_reported() {
 
 #[test]
 fn a_library_loaded_after_recording_starts_unwinds() {
-    if !can_load_bpf("a_library_loaded_after_recording_starts_unwinds") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("dlopen_late", NO_FRAME_POINTER_FLAGS);
     let dir = scratch_dir("dlopen");
     let library = dir.join("liblate.so");
@@ -161,9 +155,7 @@ fn a_library_loaded_after_recording_starts_unwinds() {
 
 #[test]
 fn futex_waits_through_glibc_show_the_locking_and_unlocking_functions() {
-    if !can_load_bpf("futex_waits_through_glibc_show_the_locking_and_unlocking_functions") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("mutex_contend", NO_FRAME_POINTER_FLAGS);
     let dir = scratch_dir("futexdwarf");
     let out = dir.join("locks.folded");
@@ -212,9 +204,7 @@ fn futex_waits_through_glibc_show_the_locking_and_unlocking_functions() {
 
 #[test]
 fn off_cpu_stacks_through_glibc_are_whole() {
-    if !can_load_bpf("off_cpu_stacks_through_glibc_are_whole") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("sleeper", NO_FRAME_POINTER_FLAGS);
     let dir = scratch_dir("offcpudwarf");
     let out = dir.join("off.folded");
@@ -247,9 +237,7 @@ fn off_cpu_stacks_through_glibc_are_whole() {
 
 #[test]
 fn stacks_inside_the_vdso_unwind_to_main() {
-    if !can_load_bpf("stacks_inside_the_vdso_unwind_to_main") {
-        return;
-    }
+    require!(bpf());
     let workload = build_workload("vdso_clock", NO_FRAME_POINTER_FLAGS);
     let dir = scratch_dir("vdso");
     let out = dir.join("cpu.folded");

@@ -170,13 +170,54 @@ fn test(filter: Option<String>, no_lint: bool) -> anyhow::Result<()> {
         println!("xtask: kernel tests need root; running test binaries with sudo");
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
     }
-    run_counting(&mut cmd)
+    run_counting(&mut cmd, &workspace_root().join("target/test-skips.log"))
+}
+
+/// The skips a test run logged: (test, why) per line `TEST\tWHY`.
+fn read_skips(skip_log: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(skip_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (test, why) = line.split_once('\t').unwrap_or((line, ""));
+            (test.to_owned(), why.to_owned())
+        })
+        .collect()
+}
+
+/// The summary of a test run: the totals of libtest's result lines, with
+/// the tests that skipped themselves (which libtest counted as passed) moved
+/// from passed to skipped, then one line per such test.
+fn summary(passed: u64, failed: u64, ignored: u64, skips: &[(String, String)]) -> String {
+    let skipped = skips.len() as u64;
+    let mut text = format!(
+        "tests: {} passed, {failed} failed, {} skipped",
+        passed.saturating_sub(skipped),
+        ignored + skipped
+    );
+    for (test, why) in skips {
+        text.push_str(&format!("\n  skipped: {test}: {why}"));
+    }
+    text
 }
 
 /// Runs `cargo test`, passing its output through, and ends with one plain
-/// line that totals every test binary's result line.
-fn run_counting(cmd: &mut Command) -> anyhow::Result<()> {
+/// line that totals every test binary's result line, then one line per test
+/// that skipped itself. A test that skips itself (something it needs is
+/// missing) says so in a line of the file `$PROFILER_SKIP_LOG`, which this
+/// sets to `skip_log`.
+fn run_counting(cmd: &mut Command, skip_log: &Path) -> anyhow::Result<()> {
     use std::io::BufRead as _;
+    if let Some(dir) = skip_log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // Made afresh, by us: a log left by a run through sudo may not be ours
+    // to truncate, and one of ours is one sudo's root can append to.
+    let _ = std::fs::remove_file(skip_log);
+    std::fs::write(skip_log, "")
+        .with_context(|| format!("cannot create {}", skip_log.display()))?;
+    cmd.env("PROFILER_SKIP_LOG", skip_log);
     let mut child = cmd
         .current_dir(workspace_root())
         .stdout(std::process::Stdio::piped())
@@ -207,9 +248,46 @@ fn run_counting(cmd: &mut Command) -> anyhow::Result<()> {
         }
     }
     let status = child.wait().context("cannot wait for cargo test")?;
-    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    println!(
+        "{}",
+        summary(passed, failed, ignored, &read_skips(skip_log))
+    );
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tests_that_skipped_themselves_are_counted_as_skipped_and_listed() {
+        let dir = std::env::temp_dir().join(format!("xtask-skips-{}", std::process::id()));
+        let log = dir.join("test-skips.log");
+        // A stale log from an earlier run is replaced.
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        std::fs::write(&log, "old::test\tstale\n").expect("write a stale log");
+        // Stands in for `cargo test`: two binaries' result lines, one test
+        // that skipped itself.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(
+            "echo 'test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out'; \
+             printf 'serve::needs_go\\t`go` is missing\\n' >> \"$PROFILER_SKIP_LOG\"; \
+             echo 'test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out'; \
+             exit 101",
+        );
+        assert!(run_counting(&mut cmd, &log).is_err(), "a failed test fails");
+        let skips = read_skips(&log);
+        assert_eq!(
+            skips,
+            [("serve::needs_go".to_owned(), "`go` is missing".to_owned())]
+        );
+        assert_eq!(
+            summary(5, 1, 1, &skips),
+            "tests: 4 passed, 1 failed, 2 skipped\n  skipped: serve::needs_go: `go` is missing"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,0 +1,266 @@
+//! Golden files for every format, fed from fixture profiles built
+//! in-process through the library (no kernel needed): folded stacks for
+//! each kind, the flamegraph SVG, the pprof tables and the speedscope
+//! document. A change in what a format writes shows as a diff here; accept
+//! an intended one with `UPDATE_GOLDEN=1 cargo xtask test golden`.
+
+use std::{path::PathBuf, rc::Rc, time::Duration};
+
+use profiler::{
+    formats::{self, Format, folded::FoldedOptions},
+    model::{Frame, FrameKind, Profile, ProfileKind, Sample, WokenBy},
+};
+
+/// When the fixture recording began, in Unix nanoseconds.
+const START_UNIX_NS: i64 = 1_700_000_000_000_000_000;
+
+fn frame(name: &str, kind: FrameKind, addr: u64, line: Option<u32>) -> Frame {
+    Frame {
+        name: name.into(),
+        kind,
+        addr,
+        module: Some("/opt/fixture/app".into()),
+        file: line.map(|_| Rc::from("app.c")),
+        line,
+    }
+}
+
+fn user(name: &str, addr: u64, line: u32) -> Frame {
+    frame(name, FrameKind::User, addr, Some(line))
+}
+
+fn kernel(name: &str, addr: u64) -> Frame {
+    Frame {
+        module: None,
+        ..frame(name, FrameKind::Kernel, addr, None)
+    }
+}
+
+fn sample(tid: u32, thread: &str, frames: Vec<Frame>, value: u64, count: u64) -> Sample {
+    Sample {
+        tid,
+        thread_name: thread.into(),
+        frames,
+        value,
+        count,
+        ..Sample::default()
+    }
+}
+
+/// A small profile of each kind, with every feature the formats show:
+/// kernel and inlined frames, a lost stack, a folded exited thread, locks,
+/// states and wakers.
+fn fixture(kind: ProfileKind) -> Profile {
+    let main = || user("main", 0x1010, 40);
+    let samples = match kind {
+        ProfileKind::Cpu => vec![
+            sample(
+                101,
+                "app",
+                vec![main(), user("hot", 0x1100, 12), {
+                    Frame {
+                        kind: FrameKind::Inlined,
+                        ..user("spin", 0x1100, 7)
+                    }
+                }],
+                30,
+                30,
+            ),
+            sample(
+                102,
+                "worker",
+                vec![
+                    main(),
+                    user("write_log", 0x1200, 20),
+                    kernel("ksys_write", 0xffff_1000),
+                ],
+                5,
+                5,
+            ),
+            sample(
+                1 << 31,
+                "worker",
+                vec![Frame::lost(
+                    "[user stack lost: stack map collision]".to_owned(),
+                )],
+                1,
+                1,
+            ),
+        ],
+        ProfileKind::OffCpu => vec![
+            Sample {
+                state: Some("blocked"),
+                waker: Some(WokenBy {
+                    who: "woken by thread 102".to_owned(),
+                    frames: vec![main(), user("release", 0x1300, 31)],
+                }),
+                ..sample(
+                    101,
+                    "app",
+                    vec![
+                        Frame::marker("[blocked]".to_owned()),
+                        main(),
+                        user("wait_for_work", 0x1400, 50),
+                        kernel("schedule", 0xffff_2000),
+                    ],
+                    2_000_000,
+                    4,
+                )
+            },
+            Sample {
+                state: Some("preempted"),
+                ..sample(
+                    102,
+                    "worker",
+                    vec![
+                        Frame::marker("[preempted]".to_owned()),
+                        main(),
+                        user("hot", 0x1100, 12),
+                    ],
+                    300_000,
+                    2,
+                )
+            },
+        ],
+        ProfileKind::Futex => vec![Sample {
+            lock: Some("g_lock".into()),
+            waker: Some(WokenBy {
+                who: "woken by thread 102".to_owned(),
+                frames: vec![
+                    main(),
+                    user("hold_lock", 0x1500, 60),
+                    user("release_lock", 0x1600, 70),
+                    user("pthread_mutex_unlock", 0x7000, 1),
+                ],
+            }),
+            ..sample(
+                101,
+                "app",
+                vec![
+                    Frame::marker("g_lock".to_owned()),
+                    main(),
+                    user("take_lock", 0x1700, 80),
+                    user("pthread_mutex_lock", 0x7100, 1),
+                ],
+                9_000_000,
+                3,
+            )
+        }],
+    };
+    Profile {
+        kind,
+        pid: 100,
+        process_name: "app".to_owned(),
+        frequency: 99,
+        duration: Duration::from_secs(2),
+        samples,
+        executable: Some("/opt/fixture/app".into()),
+    }
+}
+
+fn golden_dir() -> PathBuf {
+    tests::workspace_root().join("tests/golden")
+}
+
+/// Compares `actual` with the golden file `name`, or rewrites the file
+/// when `UPDATE_GOLDEN` is set.
+fn check(name: &str, actual: &str) {
+    let path = golden_dir().join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden_dir()).expect("create tests/golden");
+        std::fs::write(&path, actual).expect("write a golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "no golden file {} ({err}); create it with UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(e, a)| e != a)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{name} differs from its golden file from line {}:\n  expected: {:?}\n  actual:   {:?}\n(accept an intended change with UPDATE_GOLDEN=1)",
+            first + 1,
+            expected.lines().nth(first),
+            actual.lines().nth(first)
+        );
+    }
+}
+
+fn written(format: Format, profile: &Profile, options: FoldedOptions) -> String {
+    let mut out = Vec::new();
+    formats::write(format, profile, options, START_UNIX_NS, &mut out).expect("write to a Vec");
+    String::from_utf8(out).expect("a text format")
+}
+
+#[test]
+fn folded_stacks_of_each_kind() {
+    for kind in ProfileKind::ALL {
+        let profile = fixture(kind);
+        check(
+            &format!("fixture.{}.folded", kind.name()),
+            &written(Format::Folded, &profile, FoldedOptions::default()),
+        );
+    }
+    let per_thread = written(
+        Format::Folded,
+        &fixture(ProfileKind::Cpu),
+        FoldedOptions { per_thread: true },
+    );
+    check("fixture.cpu.per-thread.folded", &per_thread);
+}
+
+#[test]
+fn flamegraph_svg() {
+    let profile = fixture(ProfileKind::OffCpu);
+    check(
+        "fixture.offcpu.svg",
+        &written(Format::Svg, &profile, FoldedOptions::default()),
+    );
+}
+
+#[test]
+fn pprof_tables() {
+    for kind in [ProfileKind::Cpu, ProfileKind::Futex] {
+        let proto = formats::pprof::to_proto(&fixture(kind), START_UNIX_NS);
+        check(
+            &format!("fixture.{}.pprof.txt", kind.name()),
+            &format!("{proto:#?}\n"),
+        );
+    }
+    // The gzipped file is what go tool pprof reads.
+    let gz = written_bytes(Format::Pprof, &fixture(ProfileKind::Futex));
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
+}
+
+#[test]
+fn speedscope_document() {
+    let json = written(
+        Format::Speedscope,
+        &fixture(ProfileKind::OffCpu),
+        FoldedOptions::default(),
+    );
+    let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    check(
+        "fixture.offcpu.speedscope.json",
+        &format!("{}\n", serde_json::to_string_pretty(&value).expect("JSON")),
+    );
+}
+
+fn written_bytes(format: Format, profile: &Profile) -> Vec<u8> {
+    let mut out = Vec::new();
+    formats::write(
+        format,
+        profile,
+        FoldedOptions::default(),
+        START_UNIX_NS,
+        &mut out,
+    )
+    .expect("write to a Vec");
+    out
+}
