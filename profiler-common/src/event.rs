@@ -100,6 +100,22 @@ pub struct EventKey {
 }
 
 impl EventKey {
+    /// An event of `origin` by thread `tid` of `tgid`, its stacks not taken
+    /// yet (ids say "no stack", not id 0), no lock, no waker.
+    pub const fn new(origin: Origin, tgid: u32, tid: u32) -> EventKey {
+        EventKey {
+            origin: origin as u32,
+            tgid,
+            tid,
+            state: 0,
+            user_stack_id: -stack_error::EFAULT,
+            kernel_stack_id: -stack_error::EFAULT,
+            lock: 0,
+            user_copy_ns: 0,
+            waker: WakerKey::NOT_WOKEN,
+        }
+    }
+
     pub fn origin(&self) -> Option<Origin> {
         Origin::from_u32(self.origin)
     }

@@ -4,8 +4,7 @@
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::perf_event, programs::PerfEventContext};
 use profiler_common::{
     counters::Counter,
-    event::{EventKey, Origin, WakerKey},
-    stacks::stack_error,
+    event::{EventKey, Origin},
 };
 
 use crate::{
@@ -25,17 +24,7 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     let tid = pid_tgid as u32;
     note_thread(tid);
     bump(Counter::CpuSamples);
-    let mut key = EventKey {
-        origin: Origin::Cpu as u32,
-        tgid,
-        tid,
-        state: 0,
-        user_stack_id: -stack_error::EFAULT,
-        kernel_stack_id: -stack_error::EFAULT,
-        lock: 0,
-        user_copy_ns: 0,
-        waker: WakerKey::NOT_WOKEN,
-    };
+    let mut key = EventKey::new(Origin::Cpu, tgid, tid);
     if copy_stack() {
         send_copy(&ctx, &key, 1, true);
         return 0;

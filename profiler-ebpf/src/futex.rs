@@ -14,7 +14,6 @@ use profiler_common::{
     counters::Counter,
     event::{EventKey, Origin, Value, WakerKey},
     futex::{FutexInFlight, futex_op},
-    stacks::stack_error,
 };
 
 use crate::{
@@ -28,22 +27,6 @@ use crate::{
     },
     target::is_target,
 };
-
-/// A futex event of the target, its stack not yet taken.
-#[inline(always)]
-fn futex_key(origin: Origin, tgid: u32, tid: u32, lock: u64, waker: WakerKey) -> EventKey {
-    EventKey {
-        origin: origin as u32,
-        tgid,
-        tid,
-        state: 0,
-        user_stack_id: -stack_error::EFAULT,
-        kernel_stack_id: -stack_error::EFAULT,
-        lock,
-        user_copy_ns: 0,
-        waker,
-    }
-}
 
 #[inline(always)]
 fn futex_events() -> &'static PerCpuHashMap<EventKey, Value> {
@@ -79,7 +62,10 @@ pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
         wait_begins(tid, uaddr);
     } else if futex_op::is_wake(cmd) {
         bump(Counter::FutexWakes);
-        let mut key = futex_key(Origin::FutexWake, tgid, tid, uaddr, WakerKey::NOT_WOKEN);
+        let mut key = EventKey {
+            lock: uaddr,
+            ..EventKey::new(Origin::FutexWake, tgid, tid)
+        };
         if copy_stack() {
             // The copy is this wake call's event, and the stack the waiters
             // it wakes name as their waker's (see prf_waking).
@@ -151,7 +137,11 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
     bump(Counter::FutexWaits);
     bump_by(Counter::FutexWaitNs, ns);
     histogram(&FUTEX_HIST, ns);
-    let mut key = futex_key(Origin::FutexWait, tgid, tid, wait.lock, wait.waker);
+    let mut key = EventKey {
+        lock: wait.lock,
+        waker: wait.waker,
+        ..EventKey::new(Origin::FutexWait, tgid, tid)
+    };
     if copy_stack() {
         send_copy(&ctx, &key, ns, false);
         return 0;

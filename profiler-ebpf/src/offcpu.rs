@@ -66,15 +66,9 @@ fn switch_out(ctx: &TracePointContext, tgid: u32, tid: u32, now: u64) {
         // The user stack goes to userspace now; the interval that ends this
         // switch-out names it by this thread and time.
         let key = EventKey {
-            origin: Origin::SwitchOut as u32,
-            tgid,
-            tid,
             state,
-            user_stack_id: -stack_error::EFAULT,
-            kernel_stack_id: -stack_error::EFAULT,
-            lock: 0,
             user_copy_ns: now,
-            waker: WakerKey::NOT_WOKEN,
+            ..EventKey::new(Origin::SwitchOut, tgid, tid)
         };
         send_copy(ctx, &key, 0, false);
     }
@@ -127,15 +121,11 @@ fn switch_in(tid: u32, now: u64) {
         return;
     }
     let mut key = EventKey {
-        origin: Origin::OffCpu as u32,
-        tgid: target_tgid(),
-        tid,
         state: out.state,
         user_stack_id: out.user_stack_id,
         kernel_stack_id: out.kernel_stack_id,
-        lock: 0,
-        user_copy_ns: 0,
         waker: out.waker,
+        ..EventKey::new(Origin::OffCpu, target_tgid(), tid)
     };
     if out.copied == 1 {
         key.user_copy_ns = out.switched_out_ns;

@@ -20,9 +20,13 @@ pub struct Threads {
 }
 
 impl Threads {
-    /// Notes names the kernel saw (threads that may have exited since).
+    /// Notes names the kernel saw (threads that may have exited since). A
+    /// name /proc gave wins: the kernel notes a thread's name when it first
+    /// sees it, which may be before the thread renamed itself.
     pub fn note(&mut self, named: impl IntoIterator<Item = (u32, String)>) {
-        self.names.extend(named);
+        for (tid, name) in named {
+            self.names.entry(tid).or_insert(name);
+        }
     }
 
     /// Reads the target's threads now alive and their names from /proc (the
@@ -112,5 +116,14 @@ mod tests {
         assert_eq!(threads.name(folding[&8]), Some("app"));
         assert_eq!(threads.name(5), None, "forgotten");
         assert_eq!(threads.name(7), Some("main"));
+    }
+
+    #[test]
+    fn a_name_from_proc_is_not_replaced_by_an_older_kernel_note() {
+        let mut threads = Threads::default();
+        threads.names.insert(9, "churner".to_owned());
+        threads.note([(9, "thread_churn".to_owned()), (10, "new".to_owned())]);
+        assert_eq!(threads.name(9), Some("churner"));
+        assert_eq!(threads.name(10), Some("new"));
     }
 }

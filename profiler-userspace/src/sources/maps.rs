@@ -11,7 +11,10 @@ use aya::{
 };
 use profiler_common::event::{EventKey, Origin, Value as KernelValue};
 
-use super::{event_of, stacks::KernelStacks, waker_of};
+use super::{
+    events::{event_of, waker_of},
+    stacks::KernelStacks,
+};
 use crate::{
     aggregate::Aggregate,
     model::{Stack, Value},

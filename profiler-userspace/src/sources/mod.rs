@@ -6,29 +6,23 @@
 //! generation, and ring buffers of events that carry a copy of the user
 //! stack (`rings`), read several times a second and unwound while their
 //! binaries are mapped. Both turn a key into a [`crate::model::Event`]
-//! through [`event_of`], with stacks from `stacks`, and add it to the
+//! through `events`, with stacks from `stacks`, and add it to the
 //! [`Aggregate`]. The counters, histograms and thread names the kernel
 //! keeps are read here too.
 
+mod events;
 mod maps;
 mod rings;
 mod stacks;
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, StackTraceMap};
-use profiler_common::{
-    control::Control,
-    counters::Counter,
-    event::{EventKey, Origin as KernelOrigin, WakerKey},
-    maps as names,
-    offcpu::OffCpuState,
-};
+use profiler_common::{control::Control, counters::Counter, maps as names};
 
 use self::{maps::EventMaps, rings::Rings, stacks::KernelStacks};
 use crate::{
     aggregate::{Aggregate, Totals},
     attach::Attached,
-    model::{Event, Origin, Stack, Waker},
     unwind::Unwinder,
 };
 
@@ -159,36 +153,4 @@ impl Sources {
         }
         Ok(names)
     }
-}
-
-/// The model event of a kernel key, given its thread's stacks and its
-/// waker; `None` for a record that is not an event itself (a switch-out's
-/// stack copy) or that this build does not know.
-pub fn event_of(key: &EventKey, user: Stack, kernel: Stack, waker: Option<Waker>) -> Option<Event> {
-    let origin = match key.origin()? {
-        KernelOrigin::Cpu => Origin::Cpu,
-        KernelOrigin::OffCpu => Origin::OffCpu(OffCpuState::from_u32(key.state)?),
-        KernelOrigin::FutexWait => Origin::FutexWait,
-        KernelOrigin::FutexWake => Origin::FutexWake,
-        KernelOrigin::SwitchOut => return None,
-    };
-    Some(Event {
-        origin,
-        tid: key.tid,
-        user,
-        kernel,
-        lock: key.lock,
-        waker,
-    })
-}
-
-/// The waker of a key, if a wake-up was seen. Its user stack is `copied`
-/// when the waker's own copy is known, else the one the kernel walked.
-pub fn waker_of(key: &WakerKey, stacks: &mut KernelStacks, copied: Option<Stack>) -> Option<Waker> {
-    (key.woken != 0).then(|| Waker {
-        tgid: key.tgid,
-        tid: key.tid,
-        user: copied.unwrap_or_else(|| stacks.long(key.user_stack_id)),
-        kernel: stacks.long(key.kernel_stack_id),
-    })
 }

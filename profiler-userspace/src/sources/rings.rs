@@ -16,7 +16,10 @@ use profiler_common::{
     stacks::{STACK_COPY_BYTES, stack_error},
 };
 
-use super::{event_of, stacks::KernelStacks, waker_of};
+use super::{
+    events::{event_of, waker_of},
+    stacks::KernelStacks,
+};
 use crate::{
     aggregate::Aggregate,
     model::{Stack, StackLoss, Value},

@@ -23,8 +23,26 @@ use axum::{
 use prometheus::{Encoder as _, Registry, TextEncoder};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Health, ProfileReply, ProfileRequest};
+use super::health::Health;
 use crate::model::ProfileKind;
+
+/// A profile asked for over HTTP.
+pub struct ProfileRequest {
+    pub kind: ProfileKind,
+    /// Over the next N seconds; `None`: everything since the server started.
+    pub seconds: Option<u64>,
+    pub reply: oneshot::Sender<ProfileReply>,
+}
+
+/// The session thread's answer to a [`ProfileRequest`].
+pub enum ProfileReply {
+    /// A gzipped pprof profile.
+    Pprof(Vec<u8>),
+    /// Nothing to profile (the target exited); the sentence says why.
+    Unavailable(String),
+    /// Building the profile failed.
+    Failed(String),
+}
 
 /// The longest profile one request may ask for, in seconds.
 pub const MAX_SECONDS: u64 = 300;

@@ -22,7 +22,11 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use self::{health::Health, http::AppState, metrics::Metrics};
+use self::{
+    health::Health,
+    http::{AppState, ProfileReply},
+    metrics::Metrics,
+};
 use crate::{
     attach::{self, LoadConfig},
     formats,
@@ -49,24 +53,6 @@ pub struct ServeConfig {
 /// Every this many drains, the data of exited threads is folded into one
 /// group per thread name (see [`Session::fold_exited_threads`]).
 const FOLD_EVERY_DRAINS: u64 = 10;
-
-/// A profile asked for over HTTP.
-pub struct ProfileRequest {
-    pub kind: ProfileKind,
-    /// Over the next N seconds; `None`: everything since the server started.
-    pub seconds: Option<u64>,
-    pub reply: oneshot::Sender<ProfileReply>,
-}
-
-/// The session thread's answer to a [`ProfileRequest`].
-pub enum ProfileReply {
-    /// A gzipped pprof profile.
-    Pprof(Vec<u8>),
-    /// Nothing to profile (the target exited); the sentence says why.
-    Unavailable(String),
-    /// Building the profile failed.
-    Failed(String),
-}
 
 /// A delta profile being taken: the data at its start, and when it ends.
 struct Pending {
