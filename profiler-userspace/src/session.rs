@@ -13,7 +13,7 @@ use crate::{
     attach::{Attached, LoadConfig},
     model::UnwindMode,
     procfs,
-    snapshot::{Programs, Snapshot, TargetState},
+    snapshot::{Collected, Programs, Snapshot, TargetState},
     sources::Sources,
     symbolize::Symbols,
     target::{Target, TargetExit},
@@ -285,15 +285,14 @@ impl Session {
             attached: self.attached.is_attached(),
             cpus: self.attached.cpus,
         };
-        Snapshot::new(
+        Snapshot {
             target,
             programs,
-            self.frequency,
-            self.unwinder.stats(),
-            &self.threads,
-            aggregate,
-            &self.symbols,
-        )
+            frequency: self.frequency,
+            unwind: self.unwinder.stats(),
+            threads: &self.threads,
+            collected: Collected::new(aggregate, &self.symbols),
+        }
     }
 
     /// Folds the data of threads that have exited into one group per

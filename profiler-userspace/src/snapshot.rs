@@ -53,11 +53,21 @@ pub struct Snapshot<'s> {
     /// What the userspace unwinder did (nothing when stacks were only
     /// walked in the kernel).
     pub unwind: &'s UnwindStats,
-    /// Addresses left unnamed, by reason.
-    pub unknown: &'s SymbolizeStats,
     pub threads: &'s Threads,
+    pub collected: Collected<'s>,
+}
+
+/// The events collected (all of them, or a difference), and the symbols
+/// that name their addresses and locks.
+pub struct Collected<'s> {
     aggregate: Cow<'s, Aggregate>,
     symbols: &'s Symbols,
+}
+
+impl<'s> Collected<'s> {
+    pub fn new(aggregate: Cow<'s, Aggregate>, symbols: &'s Symbols) -> Collected<'s> {
+        Collected { aggregate, symbols }
+    }
 }
 
 /// Off-CPU time by state.
@@ -90,33 +100,14 @@ pub struct LockSummary {
 }
 
 impl<'s> Snapshot<'s> {
-    /// A snapshot of `aggregate` (the session's own, or a difference of it)
-    /// named through `symbols` and `threads`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        target: TargetState,
-        programs: Programs<'s>,
-        frequency: u64,
-        unwind: &'s UnwindStats,
-        threads: &'s Threads,
-        aggregate: Cow<'s, Aggregate>,
-        symbols: &'s Symbols,
-    ) -> Snapshot<'s> {
-        Snapshot {
-            target,
-            programs,
-            frequency,
-            unwind,
-            unknown: &symbols.stats,
-            threads,
-            aggregate,
-            symbols,
-        }
+    /// Addresses left unnamed, by reason.
+    pub fn unknown(&self) -> &SymbolizeStats {
+        &self.collected.symbols.stats
     }
 
     /// The kernel's counters and histograms.
     pub fn totals(&self) -> &Totals {
-        self.aggregate.totals()
+        self.collected.aggregate.totals()
     }
 
     pub fn counter(&self, counter: Counter) -> u64 {
@@ -144,7 +135,7 @@ impl<'s> Snapshot<'s> {
                 .clone()
         };
         let mut samples = Vec::new();
-        for (event, value) in self.aggregate.events() {
+        for (event, value) in self.collected.aggregate.events() {
             let sample = match (kind, event.origin) {
                 (ProfileKind::Cpu, Origin::Cpu) => Sample {
                     frames: self.own_frames(event),
@@ -167,8 +158,8 @@ impl<'s> Snapshot<'s> {
                     }
                 }
                 (ProfileKind::Futex, Origin::FutexWait) => {
-                    let waiter = self.symbols.frames(&event.user, true);
-                    let lock = self.symbols.lock_name(event.lock);
+                    let waiter = self.collected.symbols.frames(&event.user, true);
+                    let lock = self.collected.symbols.lock_name(event.lock);
                     let lock: Rc<str> = if go::is_runtime_idle(&waiter) {
                         go::idle_lock_name(&lock).into()
                     } else {
@@ -214,7 +205,7 @@ impl<'s> Snapshot<'s> {
     /// Off-CPU time blocked and preempted (nothing needs naming).
     pub fn offcpu_split(&self) -> OffCpuSplit {
         let mut split = OffCpuSplit::default();
-        for (event, value) in self.aggregate.events() {
+        for (event, value) in self.collected.aggregate.events() {
             match event.origin {
                 Origin::OffCpu(OffCpuState::Blocked) => split.blocked.add(*value),
                 Origin::OffCpu(OffCpuState::Preempted) => split.preempted.add(*value),
@@ -227,7 +218,7 @@ impl<'s> Snapshot<'s> {
     /// On-CPU samples by thread name (nothing needs naming).
     pub fn samples_by_thread(&self) -> HashMap<String, u64> {
         let mut by_thread: HashMap<String, u64> = HashMap::new();
-        for (event, value) in self.aggregate.events() {
+        for (event, value) in self.collected.aggregate.events() {
             if event.origin == Origin::Cpu {
                 *by_thread
                     .entry(self.thread_name(event.tid).to_owned())
@@ -250,12 +241,12 @@ impl<'s> Snapshot<'s> {
             wake_sites: HashMap<&'a Stack, u64>,
         }
         let mut locks: HashMap<u64, Lock<'_>> = HashMap::new();
-        for (event, value) in self.aggregate.events() {
+        for (event, value) in self.collected.aggregate.events() {
             match event.origin {
                 Origin::FutexWait => {
                     let lock = locks.entry(event.lock).or_default();
                     lock.waits.add(*value);
-                    if go::is_runtime_idle(&self.symbols.frames(&event.user, true)) {
+                    if go::is_runtime_idle(&self.collected.symbols.frames(&event.user, true)) {
                         lock.idle_ns += value.total;
                     }
                     *lock.waiters.entry(&event.user).or_default() += value.total;
@@ -278,13 +269,13 @@ impl<'s> Snapshot<'s> {
             by_stack
                 .iter()
                 .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-                .map(|(stack, n)| (self.symbols.frames(stack, true), *n))
+                .map(|(stack, n)| (self.collected.symbols.frames(stack, true), *n))
         };
         let mut summaries: Vec<LockSummary> = locks
             .iter()
             .map(|(addr, lock)| LockSummary {
                 lock: *addr,
-                name: self.symbols.lock_name(*addr),
+                name: self.collected.symbols.lock_name(*addr),
                 waits: lock.waits,
                 idle_ns: lock.idle_ns,
                 top_waiter: top(&lock.waiters),
@@ -301,8 +292,8 @@ impl<'s> Snapshot<'s> {
     /// An event's own stack: user frames from the outermost caller down,
     /// then kernel frames down to the leaf.
     fn own_frames(&self, event: &Event) -> Vec<Frame> {
-        let mut frames = self.symbols.frames(&event.user, true);
-        frames.extend(self.symbols.frames(&event.kernel, false));
+        let mut frames = self.collected.symbols.frames(&event.user, true);
+        frames.extend(self.collected.symbols.frames(&event.kernel, false));
         frames
     }
 
@@ -312,9 +303,9 @@ impl<'s> Snapshot<'s> {
         let target = self.target.pid;
         let mut frames = Vec::new();
         if waker.tgid == target {
-            frames.extend(self.symbols.frames(&waker.user, true));
+            frames.extend(self.collected.symbols.frames(&waker.user, true));
         }
-        frames.extend(self.symbols.frames(&waker.kernel, false));
+        frames.extend(self.collected.symbols.frames(&waker.kernel, false));
         let who = if waker.tgid == 0 {
             "woken by the kernel: an interrupt on an idle CPU".to_owned()
         } else if waker.tgid == target && waker.tid >= FOLDED_THREADS {

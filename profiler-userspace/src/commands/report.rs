@@ -133,8 +133,8 @@ impl Report<'_> {
             v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             v
         };
-        let user_unknown = unknown(&s.unknown.user_unknown);
-        let kernel_unknown = unknown(&s.unknown.kernel_unknown);
+        let user_unknown = unknown(&s.unknown().user_unknown);
+        let kernel_unknown = unknown(&s.unknown().kernel_unknown);
         if !user_unknown.is_empty() || !kernel_unknown.is_empty() {
             let _ = writeln!(
                 out,

@@ -427,7 +427,7 @@ impl Metrics {
                 })
                 .collect(),
         );
-        let stats = snapshot.unknown;
+        let stats = snapshot.unknown();
         let mut unknown: Vec<proto::Metric> = Vec::new();
         for (side, reasons) in [
             ("user", &stats.user_unknown),
