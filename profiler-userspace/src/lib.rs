@@ -19,7 +19,7 @@
 //!
 //! [`session`] keeps one target attached and runs stages 2–4 on its ticks;
 //! the [`commands`] (`record`, `serve`) drive a session and render its
-//! snapshots. [`model`] is the ground floor every room stands on;
+//! snapshots; `dump` renders what [`inspect`] reads of a live process. [`model`] is the ground floor every room stands on;
 //! [`procfs`] reads /proc for those that need it.
 
 pub mod aggregate;
@@ -27,6 +27,7 @@ pub mod attach;
 pub mod commands;
 pub mod formats;
 pub mod go;
+pub mod inspect;
 pub mod model;
 pub mod procfs;
 pub mod session;

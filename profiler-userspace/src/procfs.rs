@@ -112,6 +112,90 @@ pub fn threads(pid: u32) -> Vec<(u32, Option<String>)> {
         .collect()
 }
 
+/// Where a thread is, from `/proc/PID/task/TID/syscall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallState {
+    /// On a CPU now: no registers can be read without stopping it.
+    Running,
+    /// Blocked, but not in a system call (a page fault, say).
+    Blocked { sp: u64, pc: u64 },
+    /// In system call `nr` with its six arguments.
+    In {
+        nr: u64,
+        args: [u64; 6],
+        sp: u64,
+        pc: u64,
+    },
+}
+
+/// Reads where a thread is (needs the right to ptrace-read it; root has).
+pub fn syscall(pid: u32, tid: u32) -> io::Result<SyscallState> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))?;
+    parse_syscall(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected /proc/{pid}/task/{tid}/syscall: {text:?}"),
+        )
+    })
+}
+
+fn parse_syscall(text: &str) -> Option<SyscallState> {
+    let text = text.trim();
+    if text == "running" {
+        return Some(SyscallState::Running);
+    }
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let hex = |f: &str| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok();
+    match fields.as_slice() {
+        ["-1", sp, pc] => Some(SyscallState::Blocked {
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        [nr, a0, a1, a2, a3, a4, a5, sp, pc] => Some(SyscallState::In {
+            nr: nr.parse().ok()?,
+            args: [hex(a0)?, hex(a1)?, hex(a2)?, hex(a3)?, hex(a4)?, hex(a5)?],
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        _ => None,
+    }
+}
+
+/// A thread's scheduler state letter (`R`, `S`, `D`, `T`, `Z`...).
+pub fn thread_state(pid: u32, tid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    proc_state(&stat)
+}
+
+/// What a state letter means, as `ps` words it.
+pub fn state_name(state: char) -> &'static str {
+    match state {
+        'R' => "running",
+        'S' => "sleeping",
+        'D' => "uninterruptible",
+        'T' => "stopped",
+        't' => "traced",
+        'Z' => "zombie",
+        'X' => "dead",
+        'I' => "idle",
+        _ => "unknown",
+    }
+}
+
+/// Reads up to `buf.len()` bytes of the process's memory at `addr`, as far
+/// as it is mapped; returns how many were read.
+pub fn read_memory(mem: &std::fs::File, addr: u64, buf: &mut [u8]) -> usize {
+    use std::os::unix::fs::FileExt as _;
+    let mut done = 0;
+    while done < buf.len() {
+        match mem.read_at(&mut buf[done..], addr + done as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => done += n,
+        }
+    }
+    done
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +229,28 @@ mod tests {
         );
         let anon = parse_mapping("7ffd1000-7ffd3000 rw-p 00000000 00:00 0");
         assert_eq!(anon.map(|m| m.name), Some("[anon]".into()));
+    }
+
+    #[test]
+    fn syscall_lines() {
+        assert_eq!(parse_syscall("running\n"), Some(SyscallState::Running));
+        assert_eq!(
+            parse_syscall("-1 0x7ffd1000 0x401000\n"),
+            Some(SyscallState::Blocked {
+                sp: 0x7ffd1000,
+                pc: 0x401000
+            })
+        );
+        assert_eq!(
+            parse_syscall("202 0x404040 0x80 0x2 0x0 0x0 0x0 0x7ffd1000 0x7f00aa01\n"),
+            Some(SyscallState::In {
+                nr: 202,
+                args: [0x404040, 0x80, 2, 0, 0, 0],
+                sp: 0x7ffd1000,
+                pc: 0x7f00aa01
+            })
+        );
+        assert_eq!(parse_syscall("garbage"), None);
     }
 
     #[test]

@@ -122,6 +122,33 @@ fn fixture(kind: ProfileKind) -> Profile {
                 )
             },
         ],
+        ProfileKind::Threads => vec![
+            Sample {
+                lock: Some("g_lock".into()),
+                state: Some("sleeping"),
+                ..sample(
+                    101,
+                    "app",
+                    vec![
+                        Frame::marker("[futex wait on g_lock]".to_owned()),
+                        main(),
+                        user("take_lock", 0x1700, 80),
+                    ],
+                    1,
+                    1,
+                )
+            },
+            Sample {
+                state: Some("running"),
+                ..sample(
+                    102,
+                    "worker",
+                    vec![Frame::marker("[running]".to_owned())],
+                    1,
+                    1,
+                )
+            },
+        ],
         ProfileKind::Futex => vec![Sample {
             lock: Some("g_lock".into()),
             waker: Some(WokenBy {
@@ -200,7 +227,7 @@ fn written(format: Format, profile: &Profile, options: FoldedOptions) -> String 
 
 #[test]
 fn folded_stacks_of_each_kind() {
-    for kind in ProfileKind::ALL {
+    for kind in ProfileKind::ALL.into_iter().chain([ProfileKind::Threads]) {
         let profile = fixture(kind);
         check(
             &format!("fixture.{}.folded", kind.name()),
@@ -226,7 +253,7 @@ fn flamegraph_svg() {
 
 #[test]
 fn pprof_tables() {
-    for kind in [ProfileKind::Cpu, ProfileKind::Futex] {
+    for kind in [ProfileKind::Cpu, ProfileKind::Futex, ProfileKind::Threads] {
         let proto = formats::pprof::to_proto(&fixture(kind), START_UNIX_NS);
         check(
             &format!("fixture.{}.pprof.txt", kind.name()),

@@ -1,7 +1,10 @@
-//! The commands, side by side, each a thin driver over a [`crate::session`]:
-//! `record` runs one to files and a report, `serve` keeps one attached and
-//! serves it over HTTP.
+//! The commands, side by side, each a thin driver: `record` runs a
+//! [`crate::session`] to files and a report, `serve` keeps one attached and
+//! serves it over HTTP, `dump` reads what a process is doing right now
+//! ([`crate::inspect`]).
 
+pub mod dump;
+mod output;
 pub mod record;
 mod report;
 pub mod serve;

@@ -57,6 +57,7 @@ pub fn write(
         ProfileKind::Cpu => (BasicPalette::Hot, "samples", "CPU"),
         ProfileKind::OffCpu => (BasicPalette::Blue, "ns", "off-CPU time"),
         ProfileKind::Futex => (BasicPalette::Purple, "ns", "futex lock waits"),
+        ProfileKind::Threads => (BasicPalette::Aqua, "threads", "threads now"),
     };
     opts.colors = Palette::Basic(palette);
     opts.count_name = count_name.to_owned();
@@ -68,7 +69,11 @@ pub fn write(
             profile.frequency,
             profile.duration.as_secs_f64()
         ),
-        _ => format!(
+        ProfileKind::Threads => format!(
+            "{} threads at one moment; kernel frames in orange",
+            profile.total()
+        ),
+        ProfileKind::OffCpu | ProfileKind::Futex => format!(
             "{:.3} s over {:.1} s of recording; kernel frames in orange",
             profile.total() as f64 / 1e9,
             profile.duration.as_secs_f64()

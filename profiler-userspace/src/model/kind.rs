@@ -1,4 +1,5 @@
-//! The kinds of profile a recording can take.
+//! The kinds of profile: those a recording takes, and what a dump of a
+//! live process reads.
 
 /// A kind of profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -9,10 +10,21 @@ pub enum ProfileKind {
     OffCpu,
     /// Futex waits by lock address, weighted in nanoseconds.
     Futex,
+    /// What each thread is doing at one moment (`profiler dump`): one
+    /// sample per thread, its stack and what it waits in.
+    Threads,
 }
 
 impl ProfileKind {
+    /// The kinds a recording can take (`--profile all`).
     pub const ALL: [ProfileKind; 3] = [ProfileKind::Cpu, ProfileKind::OffCpu, ProfileKind::Futex];
+    /// How many kinds there are.
+    pub const COUNT: usize = 4;
+
+    /// The kind's place among all kinds, `0..COUNT`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     /// The kind's name on the command line and in file names.
     pub fn name(self) -> &'static str {
@@ -20,11 +32,12 @@ impl ProfileKind {
             ProfileKind::Cpu => "cpu",
             ProfileKind::OffCpu => "offcpu",
             ProfileKind::Futex => "futex",
+            ProfileKind::Threads => "threads",
         }
     }
 
-    /// The kind a command-line word names (`cpu`, `offcpu`, `futex` and
-    /// their aliases).
+    /// The recordable kind a command-line word names (`cpu`, `offcpu`,
+    /// `futex` and their aliases).
     pub fn from_name(word: &str) -> Option<ProfileKind> {
         match word {
             "cpu" => Some(ProfileKind::Cpu),
@@ -34,8 +47,8 @@ impl ProfileKind {
         }
     }
 
-    /// Whether values are nanoseconds (else samples).
+    /// Whether values are nanoseconds (else counts: samples, threads).
     pub fn is_time(self) -> bool {
-        self != ProfileKind::Cpu
+        matches!(self, ProfileKind::OffCpu | ProfileKind::Futex)
     }
 }

@@ -141,7 +141,7 @@ impl Profile {
             }
             let leaf = match self.kind {
                 ProfileKind::Cpu => own.last(),
-                ProfileKind::OffCpu | ProfileKind::Futex => {
+                ProfileKind::OffCpu | ProfileKind::Futex | ProfileKind::Threads => {
                     own.iter().rev().find(|f| f.is_user_code()).or(own.last())
                 }
             };

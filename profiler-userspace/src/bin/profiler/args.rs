@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use profiler::{
     commands::{
+        dump::DumpConfig,
         record::{OutputSpec, RecordConfig},
         serve::{DEFAULT_LISTEN, ServeConfig},
     },
@@ -36,6 +37,54 @@ pub enum Command {
     /// demand (/debug/pprof/profile, /debug/pprof/mutex, /debug/pprof/block),
     /// as Go's net/http/pprof serves them.
     Serve(ServeArgs),
+    /// Print what every thread of a process is doing right now (its state,
+    /// the system call it is in, the lock of a futex wait, its stack),
+    /// read from outside without stopping it.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo profiler dump --pid 4242\n  sudo profiler dump --pid 4242 -o threads.pb.gz -o threads.folded"
+)]
+pub struct DumpArgs {
+    /// The process to dump, every thread of it.
+    #[arg(short, long, value_name = "PID", allow_hyphen_values = true)]
+    pub pid: String,
+
+    /// Also write the dump to FILE (one sample per thread); the extension
+    /// picks the format: .folded or .txt, .svg, .pb.gz or .pprof, .json
+    /// (speedscope). Give it several times for several formats.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Vec<PathBuf>,
+
+    /// The format of the files, whatever their extension: folded, svg,
+    /// pprof, speedscope.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+impl DumpArgs {
+    /// Checks every flag and turns them into a [`DumpConfig`].
+    pub fn into_config(self) -> anyhow::Result<DumpConfig> {
+        let pid = parse_pid(&self.pid)?;
+        let format = self.format.as_deref().map(Format::parse).transpose()?;
+        let outputs = self
+            .output
+            .into_iter()
+            .map(|path| {
+                if path.is_dir() {
+                    bail!(
+                        "cannot write the dump to {}: it is a directory; give a file name such as {}/threads.folded",
+                        path.display(),
+                        path.display()
+                    );
+                }
+                Ok((Format::for_output(&path, format)?, path))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(DumpConfig { pid, outputs })
+    }
 }
 
 #[derive(Debug, Args)]

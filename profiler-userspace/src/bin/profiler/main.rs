@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         args::Command::Record(args) => args.into_config().map(profiler::commands::record::run),
         args::Command::Serve(args) => args.into_config().map(profiler::commands::serve::run),
+        args::Command::Dump(args) => args.into_config().map(profiler::commands::dump::run),
     };
     match outcome {
         Err(err) => {

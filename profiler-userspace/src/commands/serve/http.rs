@@ -58,18 +58,10 @@ pub struct AppState {
     pub health: Arc<Mutex<Health>>,
     pub requests: mpsc::UnboundedSender<ProfileRequest>,
     /// When the profile of this kind being taken ends, in milliseconds
-    /// since the Unix epoch; 0 when none is (index: [`kind_index`]).
-    pub busy: Arc<[AtomicU64; 3]>,
+    /// since the Unix epoch; 0 when none is (by [`ProfileKind::index`]).
+    pub busy: Arc<[AtomicU64; ProfileKind::COUNT]>,
     pub scrapes: Arc<AtomicU64>,
     pub profiles: Arc<AtomicU64>,
-}
-
-fn kind_index(kind: ProfileKind) -> usize {
-    match kind {
-        ProfileKind::Cpu => 0,
-        ProfileKind::OffCpu => 1,
-        ProfileKind::Futex => 2,
-    }
 }
 
 /// Serves until `stop` turns true, then gives open connections a moment.
@@ -248,7 +240,7 @@ async fn profile(
         Ok(seconds) => seconds,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
-    let flag = &state.busy[kind_index(kind)];
+    let flag = &state.busy[kind.index()];
     let ends = unix_ms() + 1000 * seconds.unwrap_or(1);
     if let Err(running_until) = flag.compare_exchange(0, ends, Ordering::AcqRel, Ordering::Acquire)
     {

@@ -1,0 +1,165 @@
+//! `profiler dump`: what every thread of a process is doing right now, read
+//! from outside without stopping it: each thread's name and state, the
+//! system call it is in (for a futex wait, the lock, named as the futex
+//! profile names it) and its user stack with file:line. Printed as text
+//! on stdout; `-o` also writes it as a profile of one sample per thread
+//! (folded, SVG, pprof `threads/count`, speedscope).
+
+use std::{fmt::Write as _, path::PathBuf, rc::Rc, time::Duration};
+
+use anyhow::{Context as _, bail};
+
+use super::output::Output;
+use crate::{
+    formats::{Format, folded::FoldedOptions},
+    inspect::{self, Activity, ThreadDump},
+    model::{Frame, FrameKind, Profile, ProfileKind, Sample},
+    procfs,
+    session::unix_ns,
+    symbolize::Symbols,
+    unwind::Unwinder,
+};
+
+/// The checked settings of one `profiler dump`.
+#[derive(Debug, Clone)]
+pub struct DumpConfig {
+    pub pid: u32,
+    /// Files to write besides the text on stdout, each in its format.
+    pub outputs: Vec<(Format, PathBuf)>,
+}
+
+/// Deepest stack a dump unwinds.
+const MAX_DEPTH: usize = 256;
+
+/// Dumps the threads of one process.
+pub fn run(config: DumpConfig) -> anyhow::Result<()> {
+    let pid = config.pid;
+    let outputs = config
+        .outputs
+        .iter()
+        .map(|(format, path)| Ok((*format, Output::open(path)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let name = procfs::read_comm(pid, pid).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "no process with PID {pid} exists; check the id with `ps -p {pid}` or `pgrep NAME`"
+        ),
+        _ => anyhow::Error::new(err).context(format!("cannot read /proc/{pid}/comm")),
+    })?;
+    if procfs::is_kernel_thread(pid) {
+        bail!("PID {pid} ({name}) is a kernel thread; profiler dumps user processes");
+    }
+    let taken_unix_ns = unix_ns();
+    let mappings = procfs::read_mappings(pid);
+    let mut unwinder = Unwinder::new(pid, MAX_DEPTH);
+    unwinder.refresh_modules(&mappings);
+    let threads = inspect::read_threads(pid, &mut unwinder).map_err(|err| match err.kind() {
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot read the memory of PID {pid}: permission denied; run profiler as root (or as the process's user with ptrace allowed)"
+        ),
+        _ => anyhow::Error::new(err).context(format!("cannot read the threads of PID {pid}")),
+    })?;
+
+    let mut symbols = Symbols::new(pid);
+    symbols.cache_mappings(&mappings);
+    let addrs: Vec<u64> = threads.iter().flat_map(|t| t.user.lookup_addrs()).collect();
+    symbols.resolve(addrs, Vec::new(), procfs::is_alive(pid));
+    symbols.name_locks(threads.iter().filter_map(lock_of));
+
+    let profile = Profile {
+        kind: ProfileKind::Threads,
+        pid,
+        process_name: name.clone(),
+        frequency: 0,
+        duration: Duration::ZERO,
+        samples: threads.iter().map(|t| sample(t, &symbols)).collect(),
+        executable: std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| Rc::from(p.to_string_lossy().as_ref())),
+    };
+    print!("{}", render(pid, &name, &profile));
+    for (format, output) in outputs {
+        let what = output
+            .write(
+                &profile,
+                format,
+                FoldedOptions { per_thread: true },
+                taken_unix_ns,
+            )
+            .context("cannot write the dump")?;
+        eprintln!("profiler: wrote {what}");
+    }
+    Ok(())
+}
+
+fn lock_of(thread: &ThreadDump) -> Option<u64> {
+    match thread.activity {
+        Activity::Syscall { lock, .. } => lock,
+        _ => None,
+    }
+}
+
+/// What a thread is doing, as one phrase.
+fn doing(thread: &ThreadDump, symbols: &Symbols) -> String {
+    match &thread.activity {
+        Activity::Running => "running".to_owned(),
+        Activity::Blocked => "blocked outside a system call".to_owned(),
+        Activity::Syscall {
+            lock: Some(lock), ..
+        } => format!("futex wait on {}", symbols.lock_name(*lock)),
+        Activity::Syscall { name, .. } => format!("in {name}"),
+        Activity::Unreadable(why) => format!("unreadable: {why}"),
+    }
+}
+
+/// One thread as a sample: what it does as the first frame, then its stack.
+fn sample(thread: &ThreadDump, symbols: &Symbols) -> Sample {
+    let mut frames = vec![Frame::marker(format!("[{}]", doing(thread, symbols)))];
+    frames.extend(symbols.frames(&thread.user, true));
+    Sample {
+        tid: thread.tid,
+        thread_name: thread.name.as_str().into(),
+        frames,
+        value: 1,
+        count: 1,
+        lock: lock_of(thread).map(|l| symbols.lock_name(l)),
+        state: Some(procfs::state_name(thread.state)),
+        waker: None,
+    }
+}
+
+/// The dump as text: a block per thread, its stack innermost first.
+fn render(pid: u32, name: &str, profile: &Profile) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "PID {pid} ({name}): {} threads", profile.samples.len());
+    for sample in &profile.samples {
+        let (doing, stack) = sample.frames.split_first().map_or(("", &[][..]), |(d, s)| {
+            let name: &str = &d.name;
+            let doing = name.strip_prefix('[').and_then(|n| n.strip_suffix(']'));
+            (doing.unwrap_or(name), s)
+        });
+        let _ = writeln!(
+            out,
+            "\nthread {} \"{}\" ({}): {doing}",
+            sample.tid,
+            sample.thread_name,
+            sample.state.unwrap_or("?")
+        );
+        for frame in stack.iter().rev() {
+            let _ = write!(out, "    {}", frame.name);
+            match (&frame.file, frame.line, &frame.module) {
+                (Some(file), Some(line), _) => {
+                    let _ = write!(out, "  {file}:{line}");
+                }
+                (_, _, Some(module)) if frame.kind != FrameKind::Marker => {
+                    let _ = write!(out, "  ({module})");
+                }
+                _ => {}
+            }
+            if frame.kind == FrameKind::Inlined {
+                let _ = write!(out, "  [inlined]");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    out
+}
