@@ -4,13 +4,14 @@
 //! runs a session to a file and `serve` keeps one open; both read it
 //! through [`Snapshot`]s.
 
-use std::{borrow::Cow, collections::HashMap, time::Duration};
+use std::{borrow::Cow, collections::HashMap, path::Path, time::Duration};
 
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::{
     aggregate::Aggregate,
     attach::{Attached, LoadConfig},
+    go,
     model::UnwindMode,
     procfs,
     snapshot::{Collected, Programs, Snapshot, TargetState},
@@ -123,6 +124,22 @@ impl Session {
     /// Loads and attaches the programs for `target` and starts recording
     /// (a started command is released and recorded from its exec on).
     pub fn start(mut target: Target, load: &LoadConfig, max_depth: usize) -> anyhow::Result<Self> {
+        let go = target
+            .executable
+            .as_deref()
+            .is_some_and(|exe| go::is_go_executable(Path::new(exe)));
+        let unwind = go::unwind_mode(load.unwind, go);
+        if unwind != load.unwind {
+            info!(
+                "{} is a Go program: its stacks are walked by frame pointers in the kernel (Go code keeps them and has no .eh_frame), not --unwind {}",
+                target.name,
+                load.unwind.name()
+            );
+        }
+        let load = &LoadConfig {
+            unwind,
+            ..load.clone()
+        };
         let mut attached = Attached::load(load)?;
         let mut sources = Sources::open(&mut attached)?;
         let cpu_before = if target.is_spawned() {

@@ -3,9 +3,13 @@
 //! them are labelled so they are not mistaken for the program's contention.
 //! Go builds on this room (binary facts, goroutines) as it grows.
 
+pub mod buildinfo;
 mod labels;
+pub mod pclntab;
+mod stacks;
 
 pub use labels::{
     IDLE_LOCK_PREFIX, IDLE_STATE, LockClass, PROGRAM_NOTE, idle_lock_name, is_go_program,
     is_runtime_idle, lock_class,
 };
+pub use stacks::{is_go_executable, unwind_mode};

@@ -18,13 +18,14 @@ use blazesym::symbolize::{
 };
 use tracing::debug;
 
-use self::data::DataSymbols;
+use self::{data::DataSymbols, go::GoModules};
 use crate::{
     model::{AddrFrames, Frame, FrameKind, Stack},
     procfs::Mapping,
 };
 
 mod data;
+mod go;
 
 /// Counts of addresses that could not be named, by reason.
 #[derive(Debug, Default, Clone)]
@@ -50,6 +51,8 @@ pub struct Symbols {
     /// User addresses a symbolization left for later (the target exiting
     /// under it): tried again with the next batch.
     retry: Vec<u64>,
+    /// The Go tables of the target's Go binaries.
+    go: GoModules,
 }
 
 impl Symbols {
@@ -69,6 +72,7 @@ impl Symbols {
             data_symbols: HashMap::new(),
             stats: SymbolizeStats::default(),
             retry: Vec::new(),
+            go: GoModules::default(),
         }
     }
 
@@ -97,7 +101,17 @@ impl Symbols {
         alive: bool,
     ) {
         let retry = std::mem::take(&mut self.retry);
-        let user = unseen(user_addrs.into_iter().chain(retry), &self.user);
+        let mut user = unseen(user_addrs.into_iter().chain(retry), &self.user);
+        // Go's text is named from its own table; the rest by blazesym.
+        user.retain(
+            |addr| match self.go.frames(*addr, &self.mappings, self.pid) {
+                Some(frames) => {
+                    self.user.insert(*addr, frames);
+                    false
+                }
+                None => true,
+            },
+        );
         debug!(fresh = user.len(), alive, "symbolizing user addresses");
         let kernel = unseen(kernel_addrs, &self.kernel);
 
