@@ -4,9 +4,9 @@
 //! runs a session to a file and `serve` keeps one open; both read it
 //! through [`Snapshot`]s.
 
-use std::{borrow::Cow, collections::HashMap, path::Path, time::Duration};
+use std::{borrow::Cow, collections::HashMap, path::Path, rc::Rc, time::Duration};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{
     aggregate::Aggregate,
@@ -155,7 +155,26 @@ impl Session {
         // recorded.
         target.release()?;
         let mut symbols = Symbols::new(target.pid);
-        symbols.cache_mappings(&procfs::read_mappings(target.pid));
+        let mappings = procfs::read_mappings(target.pid);
+        symbols.cache_mappings(&mappings);
+        if go && let Some(exe) = target.executable.as_deref() {
+            match go::GoBinary::read(exe) {
+                Ok(Some(binary)) => {
+                    let binary = Rc::new(binary);
+                    // Where its first page is mapped, against where it loads.
+                    let bias = mappings
+                        .iter()
+                        .filter(|m| m.path.as_deref() == Some(exe) && m.offset == 0)
+                        .map(|m| m.start)
+                        .min()
+                        .map_or(0, |start| start.saturating_sub(binary.first_load));
+                    sources.complete_go_stacks(binary.clone(), bias);
+                    symbols.add_go_binary(exe, binary);
+                }
+                Ok(None) => {}
+                Err(err) => warn!("{exe}: {err}; its frames stay unnamed"),
+            }
+        }
         let mut threads = Threads::default();
         threads.refresh(target.pid);
         Ok(Session {

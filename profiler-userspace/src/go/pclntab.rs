@@ -470,23 +470,51 @@ impl Pclntab {
 
     /// The function named `name` (as Go spells it: `runtime.forEachG`,
     /// `net/http.(*Server).Serve`); the first by address if several share
-    /// it. The first call sorts the names (milliseconds for 50,000
+    /// it (see [`Pclntab::functions_named`]). Up to Go 1.20 the table names
+    /// every instance of a generic function `pkg.F[...]`: a full instance
+    /// name (`main.F[go.shape.int]`) not found as is is looked up so. The
+    /// first lookup sorts the names (tens of milliseconds for 60,000
     /// functions).
     pub fn function_by_name(&self, name: &str) -> Option<GoFunction> {
+        let indices = self.indices_named(name.as_bytes());
+        let indices = if indices.is_empty() {
+            self.indices_named(elide_type_args(name)?.as_bytes())
+        } else {
+            indices
+        };
+        self.go_function(self.func(usize::try_from(*indices.first()?).ok()?)?)
+    }
+
+    /// Every function named exactly `name`, by address: assembly functions
+    /// and their ABI wrappers share a name (`go tool nm` calls the first
+    /// `NAME.abi0`), as do the instances of a generic function up to Go
+    /// 1.20 (`pkg.F[...]`).
+    pub fn functions_named(&self, name: &str) -> Vec<GoFunction> {
+        self.indices_named(name.as_bytes())
+            .iter()
+            .filter_map(|&i| self.go_function(self.func(usize::try_from(i).ok()?)?))
+            .collect()
+    }
+
+    /// The indices of the functions named `name`, by address.
+    fn indices_named(&self, name: &[u8]) -> &[u32] {
         let sorted = self.by_name.get_or_init(|| {
-            let mut indices: Vec<u32> = (0..self.function_count())
-                .filter_map(|i| u32::try_from(i).ok())
+            let mut named: Vec<(&[u8], u32)> = (0..self.function_count())
+                .filter_map(|i| {
+                    let index = u32::try_from(i).ok()?;
+                    Some((self.name_of(index)?, index))
+                })
                 .collect();
             // Stable: equal names stay in address order.
-            indices.sort_by(|&a, &b| self.name_of(a).cmp(&self.name_of(b)));
-            indices
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            named.into_iter().map(|(_, i)| i).collect()
         });
-        let first = sorted.partition_point(|&i| self.name_of(i) < Some(name.as_bytes()));
-        let &index = sorted.get(first)?;
-        if self.name_of(index) != Some(name.as_bytes()) {
-            return None;
-        }
-        self.go_function(self.func(usize::try_from(index).ok()?)?)
+        let first = sorted.partition_point(|&i| self.name_of(i).is_some_and(|n| n < name));
+        let len = sorted
+            .get(first..)
+            .unwrap_or_default()
+            .partition_point(|&i| self.name_of(i) == Some(name));
+        sorted.get(first..first + len).unwrap_or_default()
     }
 
     /// Every function, by address (those whose name does not decode are
@@ -822,6 +850,16 @@ impl Pclntab {
     }
 }
 
+/// A generic function's name as Go 1.19 and 1.20 write it in the table:
+/// everything from the first `[` to the last `]` becomes `[...]`. `None`
+/// when that changes nothing.
+pub fn elide_type_args(name: &str) -> Option<String> {
+    let open = name.find('[')?;
+    let close = name.rfind(']').filter(|&c| c > open)?;
+    let elided = format!("{}[...]{}", name.get(..open)?, name.get(close + 1..)?);
+    (elided != name).then_some(elided)
+}
+
 /// Walks a pc-value table: a value delta (zig-zag varint) and a pc delta
 /// (varint, in instruction quanta) per step, starting at value -1 at the
 /// function's entry; a zero value delta after the first step ends it.
@@ -1063,6 +1101,21 @@ mod tests {
         }
         out.push(0);
         out
+    }
+
+    #[test]
+    fn generic_names_are_elided_as_go_1_19_writes_them() {
+        assert_eq!(
+            elide_type_args("main.Max[go.shape.int_0]").as_deref(),
+            Some("main.Max[...]")
+        );
+        assert_eq!(
+            elide_type_args("main.F[go.shape.int].func1").as_deref(),
+            Some("main.F[...].func1")
+        );
+        assert_eq!(elide_type_args("main.F[...]"), None);
+        assert_eq!(elide_type_args("main.main"), None);
+        assert_eq!(elide_type_args("a]b[c"), None);
     }
 
     #[test]

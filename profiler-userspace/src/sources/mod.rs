@@ -113,6 +113,11 @@ impl Sources {
         self.read_totals(into)
     }
 
+    /// Completes a Go target's stacks from here on (see `go::traceback`).
+    pub fn complete_go_stacks(&mut self, binary: std::rc::Rc<crate::go::GoBinary>, bias: u64) {
+        self.stacks.complete_go(binary, bias);
+    }
+
     /// Drops what is kept per thread for threads that have exited.
     pub fn forget_threads(&mut self, exited: impl Fn(u32) -> bool) {
         self.rings.forget_threads(exited);

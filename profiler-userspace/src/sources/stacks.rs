@@ -1,15 +1,22 @@
 //! Stack ids into stacks: on-CPU samples name stacks in their generation's
 //! stack map (read at the drain, then cleared with it); every other event
 //! names them in the long-lived map, never cleared during a recording, so
-//! its stacks are resolved once and cached here.
+//! its stacks are resolved once and cached here. A Go target's stacks get
+//! the frame a frame-pointer walk misses (see `go::traceback`).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, rc::Rc};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, StackTraceMap};
 use profiler_common::stacks::stack_error;
 
-use crate::model::{Stack, StackLoss};
+use crate::{
+    go::GoBinary,
+    model::{Stack, StackLoss},
+};
+
+/// A Go target's binary and its load bias, to complete its stacks.
+type GoTarget = (Rc<GoBinary>, u64);
 
 /// The kernel's stack maps.
 pub struct KernelStacks {
@@ -20,6 +27,7 @@ pub struct KernelStacks {
     long_cache: HashMap<i32, Stack>,
     /// Stack ids referenced by an event but gone from their map.
     vanished: u64,
+    go: Option<GoTarget>,
 }
 
 impl KernelStacks {
@@ -29,7 +37,14 @@ impl KernelStacks {
             long,
             long_cache: HashMap::new(),
             vanished: 0,
+            go: None,
         }
+    }
+
+    /// Completes the stacks of a Go target from here on (`bias`: process
+    /// address minus ELF address).
+    pub fn complete_go(&mut self, binary: Rc<GoBinary>, bias: u64) {
+        self.go = Some((binary, bias));
     }
 
     /// Stack ids that were gone from their map when an event named them.
@@ -45,7 +60,7 @@ impl KernelStacks {
         if let Some(stack) = self.long_cache.get(&id) {
             return stack.clone();
         }
-        let stack = read(&self.long, id, &mut self.vanished);
+        let stack = read(&self.long, id, &mut self.vanished, self.go.as_ref());
         self.long_cache.insert(id, stack.clone());
         stack
     }
@@ -57,6 +72,7 @@ impl KernelStacks {
             map: &self.generations[generation],
             cache: HashMap::new(),
             vanished: &mut self.vanished,
+            go: self.go.as_ref(),
         }
     }
 
@@ -79,6 +95,7 @@ pub struct GenerationStacks<'a> {
     map: &'a StackTraceMap<MapData>,
     cache: HashMap<i32, Stack>,
     vanished: &'a mut u64,
+    go: Option<&'a GoTarget>,
 }
 
 impl GenerationStacks<'_> {
@@ -86,10 +103,10 @@ impl GenerationStacks<'_> {
         if id < 0 {
             return lost(id);
         }
-        let (map, vanished) = (self.map, &mut *self.vanished);
+        let (map, vanished, go) = (self.map, &mut *self.vanished, self.go);
         self.cache
             .entry(id)
-            .or_insert_with(|| read(map, id, vanished))
+            .or_insert_with(|| read(map, id, vanished, go))
             .clone()
     }
 }
@@ -104,14 +121,22 @@ fn lost(id: i32) -> Stack {
     }
 }
 
-fn read(map: &StackTraceMap<MapData>, id: i32, vanished: &mut u64) -> Stack {
+fn read(
+    map: &StackTraceMap<MapData>,
+    id: i32,
+    vanished: &mut u64,
+    go: Option<&GoTarget>,
+) -> Stack {
     match map.get(&(id as u32), 0) {
         Ok(trace) => {
-            let ips: Box<[u64]> = trace.frames().iter().map(|f| f.ip).collect();
+            let mut ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
+            if let Some((binary, bias)) = go {
+                binary.complete_stack(&mut ips, *bias);
+            }
             if ips.is_empty() {
                 Stack::Empty
             } else {
-                Stack::Frames(ips)
+                Stack::Frames(ips.into())
             }
         }
         Err(_) => {

@@ -7,30 +7,27 @@
 
 use std::{collections::HashMap, rc::Rc};
 
-use object::{Object as _, ObjectSegment as _};
 use tracing::debug;
 
 use crate::{
-    go::pclntab::Pclntab,
+    go::GoBinary,
     model::{AddrFrames, Frame, FrameKind},
     procfs::Mapping,
 };
 
-/// The Go table of one mapped binary, and where its lowest segment loads.
-struct GoModule {
-    table: Pclntab,
-    /// The lowest loadable address of the ELF file (page-aligned).
-    first_load: u64,
-}
-
-/// The Go tables of the target's binaries, by path (`None`: not Go, or
+/// The Go binaries mapped by the target, by path (`None`: not Go, or
 /// unreadable).
 #[derive(Default)]
 pub struct GoModules {
-    by_path: HashMap<String, Option<Rc<GoModule>>>,
+    by_path: HashMap<String, Option<Rc<GoBinary>>>,
 }
 
 impl GoModules {
+    /// Uses a binary already read (the target's executable).
+    pub fn insert(&mut self, path: &str, binary: Rc<GoBinary>) {
+        self.by_path.insert(path.to_owned(), Some(binary));
+    }
+
     /// The frames at a process address, when it lies in the Go text of a
     /// mapped Go binary; `pid` is the process (its files are read through
     /// `/proc/PID/root`, which sees a container's files).
@@ -73,23 +70,16 @@ impl GoModules {
     }
 }
 
-/// Reads the Go table of a file, if it is a Go binary.
-fn load(path: &str, pid: u32) -> Option<GoModule> {
-    let data = std::fs::read(format!("/proc/{pid}/root{path}"))
-        .or_else(|_| std::fs::read(path))
-        .ok()?;
-    let file = object::File::parse(&*data).ok()?;
-    if !crate::go::buildinfo::is_go(&file) {
-        return None;
-    }
-    let table = match Pclntab::parse(&file) {
-        Ok(Some(table)) => table,
-        Ok(None) => return None,
+/// Reads a mapped file's Go tables, if it is a Go binary (through the
+/// process's own view of its files, a container's included).
+fn load(path: &str, pid: u32) -> Option<GoBinary> {
+    let seen = format!("/proc/{pid}/root{path}");
+    let read = GoBinary::read(&seen).or_else(|_| GoBinary::read(path));
+    match read {
+        Ok(binary) => binary,
         Err(err) => {
             debug!("cannot read the Go symbol table of {path}: {err}");
-            return None;
+            None
         }
-    };
-    let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
-    Some(GoModule { table, first_load })
+    }
 }

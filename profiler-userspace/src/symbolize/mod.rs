@@ -389,6 +389,11 @@ impl Symbols {
         frames
     }
 
+    /// Names the Go code of `path` from `binary` (already read).
+    pub fn add_go_binary(&mut self, path: &str, binary: std::rc::Rc<crate::go::GoBinary>) {
+        self.go.insert(path, binary);
+    }
+
     /// The frames of a user address (after [`Symbols::resolve`]).
     pub fn user_frames(&self, addr: u64) -> AddrFrames {
         self.user

@@ -1,0 +1,70 @@
+//! One Go binary as the profiler keeps it: its symbol table (`.gopclntab`),
+//! its build info, where it loads, and its code (to read call instructions
+//! when completing stacks). Loaded once per file and shared.
+
+use std::ops::Range;
+
+use object::{Object as _, ObjectSection as _, ObjectSegment as _};
+
+use super::{
+    buildinfo::{self, BuildInfo},
+    pclntab::{GoError, Pclntab},
+};
+
+pub struct GoBinary {
+    pub table: Pclntab,
+    pub build: Option<BuildInfo>,
+    /// The lowest loadable address of the ELF file (page-aligned): with
+    /// the address its first page is mapped at, it gives the load bias.
+    pub first_load: u64,
+    /// The `.text` section: its addresses and bytes.
+    text: Range<u64>,
+    code: Vec<u8>,
+}
+
+impl GoBinary {
+    /// Reads the Go binary at `path`; `Ok(None)` when it is not Go.
+    pub fn read(path: &str) -> Result<Option<GoBinary>, GoError> {
+        let data = std::fs::read(path).map_err(|err| GoError::Malformed {
+            what: "binary",
+            why: format!("cannot read {path}: {err}"),
+        })?;
+        let file = object::File::parse(&*data).map_err(|err| GoError::Malformed {
+            what: "binary",
+            why: format!("{path} is not an ELF file: {err}"),
+        })?;
+        if !buildinfo::is_go(&file) {
+            return Ok(None);
+        }
+        let Some(table) = Pclntab::parse(&file)? else {
+            return Ok(None);
+        };
+        let build = buildinfo::read(&file).ok().flatten();
+        let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
+        let (text, code) = match file.section_by_name(".text") {
+            Some(section) => (
+                section.address()..section.address() + section.size(),
+                section.data().map(<[u8]>::to_vec).unwrap_or_default(),
+            ),
+            None => (0..0, Vec::new()),
+        };
+        Ok(Some(GoBinary {
+            table,
+            build,
+            first_load,
+            text,
+            code,
+        }))
+    }
+
+    /// The code bytes at `range` (ELF virtual addresses), if they are in
+    /// `.text`.
+    pub fn code(&self, range: Range<u64>) -> Option<&[u8]> {
+        if range.start < self.text.start || range.end > self.text.end {
+            return None;
+        }
+        let start = usize::try_from(range.start - self.text.start).ok()?;
+        let end = usize::try_from(range.end - self.text.start).ok()?;
+        self.code.get(start..end)
+    }
+}
