@@ -121,12 +121,7 @@ fn lost(id: i32) -> Stack {
     }
 }
 
-fn read(
-    map: &StackTraceMap<MapData>,
-    id: i32,
-    vanished: &mut u64,
-    go: Option<&GoTarget>,
-) -> Stack {
+fn read(map: &StackTraceMap<MapData>, id: i32, vanished: &mut u64, go: Option<&GoTarget>) -> Stack {
     match map.get(&(id as u32), 0) {
         Ok(trace) => {
             let mut ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
