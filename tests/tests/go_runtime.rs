@@ -1,17 +1,30 @@
 //! A Go program: goroutines blocked on a sync.Mutex park in the runtime
 //! without a futex call each, and the runtime parks idle threads on futexes.
 //! The profiles must label that idle parking and not present it as lock
-//! contention.
-
-use std::process::Command;
+//! contention, on every Go version, stripped or not (the labels come from
+//! the runtime's function names, which a stripped build keeps in
+//! `.gopclntab`).
 
 use tests::*;
 
 #[test]
 fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
-    require!(bpf(), go());
-    let binary = build_go_mutex();
+    require!(bpf(), go(), go_versions(4));
     let dir = scratch_dir("go");
+    for toolchain in go_toolchains() {
+        for stripped in [false, true] {
+            eprintln!(
+                "Go {} {}",
+                toolchain.version,
+                if stripped { "stripped" } else { "normal" }
+            );
+            let binary = build_go_workload("go_mutex", &toolchain, stripped);
+            idle_parking_is_labelled(&binary, &dir);
+        }
+    }
+}
+
+fn idle_parking_is_labelled(binary: &std::path::Path, dir: &std::path::Path) {
     let out = dir.join("go.folded");
     let (report, _) = record_command(
         &[
@@ -20,7 +33,7 @@ fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
             "-o",
             out.to_str().expect("UTF-8"),
         ],
-        &binary,
+        binary,
         &["2"],
     );
     assert_nothing_left_loaded();
@@ -66,31 +79,14 @@ fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
     );
 }
 
-/// Builds tests/workloads/go_mutex.go with Debian's Go.
-fn build_go_mutex() -> std::path::PathBuf {
-    let root = workspace_root();
-    let binary = root.join("target/test-workloads/go_mutex");
-    let build = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(root.join("tests/workloads/go_mutex.go"))
-        .env("GOCACHE", root.join("target/go-cache"))
-        .env("GOPATH", root.join("target/go-path"))
-        .current_dir(root.join("tests/workloads"))
-        .output()
-        .expect("run go build");
-    assert!(
-        build.status.success(),
-        "go build: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    binary
-}
-
 #[test]
 fn serve_labels_go_runtime_idle_parking_in_the_lock_metrics() {
     require!(bpf(), go());
-    let binary = build_go_mutex();
+    let debian = go_toolchains()
+        .into_iter()
+        .next()
+        .expect("Debian's Go, checked by go()");
+    let binary = build_go_workload("go_mutex", &debian, false);
     let dir = scratch_dir("go-serve");
     let workload = start_workload(&binary, &["30"]);
     let server = Server::on_loopback(workload.0.id(), &dir);
