@@ -95,7 +95,7 @@ impl Report<'_> {
                 ProfileKind::Cpu => self.cpu(&mut out, profile),
                 ProfileKind::OffCpu => self.offcpu(&mut out, profile),
                 ProfileKind::Futex => self.futex(&mut out, profile),
-                ProfileKind::Threads => {}
+                ProfileKind::Threads | ProfileKind::Goroutines => {}
             }
             self.top_functions(&mut out, profile);
             let _ = writeln!(out, "  wrote {written}");

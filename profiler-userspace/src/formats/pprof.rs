@@ -319,6 +319,12 @@ fn types(profile: &Profile, b: &mut Builder) -> (Vec<proto::ValueType>, proto::V
             b.value_type("threads", "count"),
             1,
         ),
+        // As Go's own goroutine profile names them.
+        ProfileKind::Goroutines => (
+            vec![b.value_type("goroutine", "count")],
+            b.value_type("goroutine", "count"),
+            1,
+        ),
     }
 }
 
@@ -343,7 +349,7 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
             ProfileKind::OffCpu | ProfileKind::Futex => {
                 vec![sample.count as i64, sample.value as i64]
             }
-            ProfileKind::Threads => vec![sample.value as i64],
+            ProfileKind::Threads | ProfileKind::Goroutines => vec![sample.value as i64],
         };
         let mut label = Vec::new();
         // Folded exited threads have a name but no one thread id.

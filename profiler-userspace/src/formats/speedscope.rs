@@ -45,7 +45,10 @@ pub fn to_json(profile: &Profile) -> Value {
     };
     let period = match profile.kind {
         ProfileKind::Cpu => 1_000_000_000 / profile.frequency.max(1),
-        ProfileKind::OffCpu | ProfileKind::Futex | ProfileKind::Threads => 1,
+        ProfileKind::OffCpu
+        | ProfileKind::Futex
+        | ProfileKind::Threads
+        | ProfileKind::Goroutines => 1,
     };
     let mut samples = Vec::with_capacity(profile.samples.len());
     let mut weights = Vec::with_capacity(profile.samples.len());

@@ -58,6 +58,7 @@ pub fn write(
         ProfileKind::OffCpu => (BasicPalette::Blue, "ns", "off-CPU time"),
         ProfileKind::Futex => (BasicPalette::Purple, "ns", "futex lock waits"),
         ProfileKind::Threads => (BasicPalette::Aqua, "threads", "threads now"),
+        ProfileKind::Goroutines => (BasicPalette::Green, "goroutines", "goroutines now"),
     };
     opts.colors = Palette::Basic(palette);
     opts.count_name = count_name.to_owned();
@@ -69,9 +70,10 @@ pub fn write(
             profile.frequency,
             profile.duration.as_secs_f64()
         ),
-        ProfileKind::Threads => format!(
-            "{} threads at one moment; kernel frames in orange",
-            profile.total()
+        ProfileKind::Threads | ProfileKind::Goroutines => format!(
+            "{} {} at one moment; kernel frames in orange",
+            profile.total(),
+            profile.kind.name()
         ),
         ProfileKind::OffCpu | ProfileKind::Futex => format!(
             "{:.3} s over {:.1} s of recording; kernel frames in orange",

@@ -13,13 +13,16 @@ pub enum ProfileKind {
     /// What each thread is doing at one moment (`profiler dump`): one
     /// sample per thread, its stack and what it waits in.
     Threads,
+    /// A Go program's goroutines at one moment: their stacks, counted (Go's
+    /// goroutine profile).
+    Goroutines,
 }
 
 impl ProfileKind {
     /// The kinds a recording can take (`--profile all`).
     pub const ALL: [ProfileKind; 3] = [ProfileKind::Cpu, ProfileKind::OffCpu, ProfileKind::Futex];
     /// How many kinds there are.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     /// The kind's place among all kinds, `0..COUNT`.
     pub fn index(self) -> usize {
@@ -33,6 +36,7 @@ impl ProfileKind {
             ProfileKind::OffCpu => "offcpu",
             ProfileKind::Futex => "futex",
             ProfileKind::Threads => "threads",
+            ProfileKind::Goroutines => "goroutines",
         }
     }
 

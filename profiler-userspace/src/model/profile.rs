@@ -141,7 +141,10 @@ impl Profile {
             }
             let leaf = match self.kind {
                 ProfileKind::Cpu => own.last(),
-                ProfileKind::OffCpu | ProfileKind::Futex | ProfileKind::Threads => {
+                ProfileKind::OffCpu
+                | ProfileKind::Futex
+                | ProfileKind::Threads
+                | ProfileKind::Goroutines => {
                     own.iter().rev().find(|f| f.is_user_code()).or(own.last())
                 }
             };
