@@ -149,6 +149,10 @@ fn fixture(kind: ProfileKind) -> Profile {
                 )
             },
         ],
+        ProfileKind::Goroutines => vec![
+            sample(0, "app", vec![main(), user("waitRecv", 0x1800, 40)], 5, 5),
+            sample(0, "app", vec![main()], 1, 1),
+        ],
         ProfileKind::Futex => vec![Sample {
             lock: Some("g_lock".into()),
             waker: Some(WokenBy {
@@ -227,7 +231,10 @@ fn written(format: Format, profile: &Profile, options: FoldedOptions) -> String 
 
 #[test]
 fn folded_stacks_of_each_kind() {
-    for kind in ProfileKind::ALL.into_iter().chain([ProfileKind::Threads]) {
+    for kind in ProfileKind::ALL
+        .into_iter()
+        .chain([ProfileKind::Threads, ProfileKind::Goroutines])
+    {
         let profile = fixture(kind);
         check(
             &format!("fixture.{}.folded", kind.name()),
@@ -253,7 +260,12 @@ fn flamegraph_svg() {
 
 #[test]
 fn pprof_tables() {
-    for kind in [ProfileKind::Cpu, ProfileKind::Futex, ProfileKind::Threads] {
+    for kind in [
+        ProfileKind::Cpu,
+        ProfileKind::Futex,
+        ProfileKind::Threads,
+        ProfileKind::Goroutines,
+    ] {
         let proto = formats::pprof::to_proto(&fixture(kind), START_UNIX_NS);
         check(
             &format!("fixture.{}.pprof.txt", kind.name()),

@@ -1,14 +1,20 @@
-//! What the profiler knows about the Go runtime. Today: which frames are
-//! the runtime parking its own idle threads, and how locks and waits under
-//! them are labelled so they are not mistaken for the program's contention.
-//! Go builds on this room (binary facts, goroutines) as it grows.
+//! What the profiler knows about Go, stripped binaries included: the
+//! binary (`buildinfo`, `pclntab`, `binary`), how its stacks are taken and
+//! completed (`stacks`, `traceback`), its goroutines read from a live
+//! process (`goroutines`, with `offsets` and `x86`) and shown as Go shows
+//! them (`listing`), and which runtime frames are idle parking rather
+//! than the program's waits (`labels`).
 
 mod binary;
 pub mod buildinfo;
+pub mod goroutines;
 mod labels;
+pub mod listing;
+pub mod offsets;
 pub mod pclntab;
 mod stacks;
 mod traceback;
+pub mod x86;
 
 pub use binary::GoBinary;
 pub use labels::{

@@ -22,7 +22,14 @@
 //!   (`FUNCDATA_InlTree`) is an array of `inlinedCall`, 20 bytes up to 1.19
 //!   and 16 from 1.20 (name offset moved, file/line dropped), indexed by the
 //!   pc-value table `PCDATA_InlTreeIndex`; the caller's pc of an inlined
-//!   call is the function's entry plus its `parentPc`.
+//!   call is the function's entry plus its `parentPc`. (1.27 keeps
+//!   `go:func.*` inside `.gopclntab`; before, it is in `.rodata`.) Each
+//!   `gofunc` place that may apply is tried, and kept when the inline trees
+//!   read through it are sound; the 1.26 place comes from its sources (no
+//!   1.26 toolchain was at hand to test);
+//! - names are Go's: generic instances are `pkg.F[...]` up to 1.20 and
+//!   full (`pkg.F[go.shape.int]`) after; assembly functions and their ABI
+//!   wrappers share a name (`go tool nm` calls the first `NAME.abi0`).
 //!
 //! Everything read from the binary is untrusted: reads are bounds-checked,
 //! loops are bounded by the data they walk, and bad data gives an error or
@@ -752,7 +759,10 @@ impl Pclntab {
             let Some(bytes) = self.funcdata_at(file, gofunc) else {
                 continue;
             };
-            match self.inline_trees_sound(self.funcdata_bytes(&bytes)?) {
+            let Some(funcdata) = self.funcdata_bytes(&bytes) else {
+                continue;
+            };
+            match self.inline_trees_sound(funcdata) {
                 Some(true) => return Some((gofunc, bytes)),
                 Some(false) => {}
                 None => {
@@ -778,10 +788,10 @@ impl Pclntab {
     }
 
     /// Whether the inline trees of the first functions that have one read
-    /// soundly with `funcdata` as the funcdata bytes: every entry their index tables
-    /// use names a function (its name starts a string of the name table)
-    /// and has its call site inside the function. `None` if no function
-    /// has an inline tree (nothing to check).
+    /// soundly with `funcdata` as the funcdata bytes: every entry their
+    /// index tables use names a function (its name starts a string of the
+    /// name table) and has its call site inside the function. `None` if no
+    /// function has an inline tree (nothing to check).
     fn inline_trees_sound(&self, funcdata: &[u8]) -> Option<bool> {
         let names = self.data.get(self.funcnames.clone())?;
         let mut checked = 0;
