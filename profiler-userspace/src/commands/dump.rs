@@ -1,9 +1,12 @@
 //! `profiler dump`: what every thread of a process is doing right now, read
 //! from outside without stopping it: each thread's name and state, the
 //! system call it is in (for a futex wait, the lock, named as the futex
-//! profile names it) and its user stack with file:line. Printed as text
-//! on stdout; `-o` also writes it as a profile of one sample per thread
-//! (folded, SVG, pprof `threads/count`, speedscope).
+//! profile names it) and its user stack with file:line; for a Go program
+//! also every goroutine, in the text of Go's own
+//! `/debug/pprof/goroutine?debug=2`. Printed as text on stdout; `-o` also
+//! writes it as a profile: of one sample per thread (folded, SVG, pprof
+//! `threads/count`, speedscope), or for a Go program Go's goroutine
+//! profile (`goroutine/count`).
 
 use std::{fmt::Write as _, path::PathBuf, rc::Rc, time::Duration};
 
@@ -12,6 +15,11 @@ use anyhow::{Context as _, bail};
 use super::output::Output;
 use crate::{
     formats::{Format, folded::FoldedOptions},
+    go::{
+        self,
+        goroutines::{GoRuntime, GoroutineError},
+        listing,
+    },
     inspect::{self, Activity, ThreadDump},
     model::{Frame, FrameKind, Profile, ProfileKind, Sample},
     procfs,
@@ -77,18 +85,54 @@ pub fn run(config: DumpConfig) -> anyhow::Result<()> {
             .map(|p| Rc::from(p.to_string_lossy().as_ref())),
     };
     print!("{}", render(pid, &name, &profile));
+    let (profile, per_thread) = match goroutines(pid, &name, profile.executable.as_deref()) {
+        Some(goroutines) => (goroutines, false),
+        None => (profile, true),
+    };
     for (format, output) in outputs {
         let what = output
             .write(
                 &profile,
                 format,
-                FoldedOptions { per_thread: true },
+                FoldedOptions { per_thread },
                 taken_unix_ns,
             )
             .context("cannot write the dump")?;
         eprintln!("profiler: wrote {what}");
     }
     Ok(())
+}
+
+/// For a Go program, prints its goroutines as Go's `debug=2` dump does and
+/// returns its goroutine profile; `None` for any other program, or when
+/// its goroutines cannot be read (which is said on stderr).
+fn goroutines(pid: u32, name: &str, executable: Option<&str>) -> Option<Profile> {
+    if !go::is_go_executable(std::path::Path::new(&format!("/proc/{pid}/exe"))) {
+        return None;
+    }
+    let snapshot = GoRuntime::for_process(pid).and_then(|runtime| {
+        let snapshot = runtime
+            .snapshot()
+            .map_err(|source| GoroutineError::Process { pid, source })?;
+        Ok((runtime, snapshot))
+    });
+    let (runtime, snapshot) = match snapshot {
+        Ok(read) => read,
+        Err(err) => {
+            eprintln!("profiler: the goroutines of PID {pid} were not read: {err}");
+            return None;
+        }
+    };
+    let shown = listing::program_goroutines(&snapshot).count();
+    let runtime_own = snapshot.goroutines.len() - shown;
+    println!(
+        "\ngoroutines: {shown} (Go {}.{}; {runtime_own} of the runtime's own not shown; {} changed while read and were skipped)\n",
+        runtime.version().0,
+        runtime.version().1,
+        snapshot.skipped
+    );
+    print!("{}", listing::debug2(&runtime, &snapshot));
+    Some(listing::profile(&runtime, &snapshot, name, executable))
 }
 
 fn lock_of(thread: &ThreadDump) -> Option<u64> {

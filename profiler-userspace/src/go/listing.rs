@@ -46,8 +46,36 @@ pub fn waited(goroutine: &Goroutine, nanotime: i64) -> Option<Duration> {
         .map(Duration::from_nanos)
 }
 
-/// A frame as Go prints it: `file:line +0xoff` (the offset only for a
-/// function's own frame, not an inlined one).
+/// Whether Go's dumps show a frame (its `showfuncinfo` at the default
+/// traceback level): not the runtime's unexported functions, except
+/// `runtime.gopanic`, nor the wrappers `go f(x)` compiles to (`.gowrapN`,
+/// Go 1.22+).
+fn shown(function: &str) -> bool {
+    if function == "runtime.gopanic" {
+        return true;
+    }
+    if let Some((_, last)) = function.rsplit_once('.')
+        && let Some(n) = last.strip_prefix("gowrap")
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return false;
+    }
+    match function.strip_prefix("runtime.") {
+        Some(rest) => rest.chars().next().is_some_and(char::is_uppercase),
+        None => function.contains('.'),
+    }
+}
+
+/// The offset Go prints after a frame's file:line: the return address (or
+/// pc) past its function's entry.
+fn offset(runtime: &GoRuntime, pc: u64) -> Option<u64> {
+    let at = pc.checked_sub(runtime.bias())?;
+    let function = runtime.binary().table.function(at.saturating_sub(1))?;
+    (at > function.entry).then(|| at - function.entry)
+}
+
+/// A frame's file:line as Go prints it.
 fn position(frame: &GoFrame) -> String {
     match (&frame.file, frame.line) {
         (Some(file), Some(line)) => format!("{file}:{line}"),
@@ -72,19 +100,33 @@ pub fn debug2(runtime: &GoRuntime, snapshot: &GoroutineSnapshot) -> String {
                 "\tgoroutine running on other thread; stack unavailable"
             );
         }
-        for frame in runtime.frames(&goroutine.stack) {
-            let args = if frame.inlined { "(...)" } else { "()" };
-            let _ = writeln!(out, "{}{args}\n\t{}", frame.function, position(&frame));
+        for &pc in &goroutine.stack {
+            for frame in runtime.frames(&[pc]) {
+                if !shown(&frame.function) {
+                    continue;
+                }
+                let (args, offset) = match (frame.inlined, offset(runtime, pc)) {
+                    (true, _) | (false, None) => ("(...)", String::new()),
+                    (false, Some(off)) => ("()", format!(" +{off:#x}")),
+                };
+                let _ = writeln!(
+                    out,
+                    "{}{args}\n\t{}{offset}",
+                    frame.function,
+                    position(&frame)
+                );
+            }
         }
-        if let Some(site) = goroutine
+        if let Some((pc, site)) = goroutine
             .created_by
-            .and_then(|pc| runtime.creation_site(pc))
+            .and_then(|pc| Some((pc, runtime.creation_site(pc)?)))
         {
             let _ = write!(out, "created by {}", site.function);
             if let Some(parent) = goroutine.parent_goid {
                 let _ = write!(out, " in goroutine {parent}");
             }
-            let _ = writeln!(out, "\n\t{}", position(&site));
+            let offset = offset(runtime, pc).map_or(String::new(), |o| format!(" +{o:#x}"));
+            let _ = writeln!(out, "\n\t{}{offset}", position(&site));
         }
         let _ = writeln!(out);
     }
@@ -240,8 +282,8 @@ pub fn by_site(runtime: &GoRuntime, snapshot: &GoroutineSnapshot) -> HashMap<Sit
                     function: frame.function,
                 },
                 None => Site {
-                    function: "the runtime (main goroutine)".to_owned(),
-                    position: "?".to_owned(),
+                    function: "main goroutine".to_owned(),
+                    position: "runtime.main".to_owned(),
                 },
             })
             .clone();

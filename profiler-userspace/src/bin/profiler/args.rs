@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use profiler::{
     commands::{
         dump::DumpConfig,
+        goroutines::GoroutinesConfig,
         record::{OutputSpec, RecordConfig},
         serve::{DEFAULT_LISTEN, ServeConfig},
     },
@@ -39,8 +40,72 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print what every thread of a process is doing right now (its state,
     /// the system call it is in, the lock of a futex wait, its stack),
-    /// read from outside without stopping it.
+    /// read from outside without stopping it; for a Go program also every
+    /// goroutine, as Go's own /debug/pprof/goroutine?debug=2 shows them.
     Dump(DumpArgs),
+    /// Watch a Go program's goroutines and list, per creation site (the
+    /// `go` statement), how many live, start and end and how fast they
+    /// grow: leak suspects first.
+    Goroutines(GoroutinesArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo profiler goroutines --pid 4242\n  sudo profiler goroutines --pid 4242 --duration 2m --interval 5s --fail-on-growth 100"
+)]
+pub struct GoroutinesArgs {
+    /// The Go process to watch.
+    #[arg(short, long, value_name = "PID", allow_hyphen_values = true)]
+    pub pid: String,
+
+    /// How long to watch ("30s", "2m").
+    #[arg(short, long, value_name = "DURATION", default_value = "30s")]
+    pub duration: String,
+
+    /// Time between two snapshots of every goroutine ("1s", "500ms").
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub interval: String,
+
+    /// Exit with status 1 when a creation site's live goroutines grow by
+    /// more than N a minute (for CI).
+    #[arg(long, value_name = "N")]
+    pub fail_on_growth: Option<f64>,
+
+    /// How many creation sites to list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+}
+
+impl GoroutinesArgs {
+    /// Checks every flag and turns them into a [`GoroutinesConfig`].
+    pub fn into_config(self) -> anyhow::Result<GoroutinesConfig> {
+        let pid = parse_pid(&self.pid)?;
+        let duration = parse_duration(&self.duration)?;
+        let interval = parse_duration(&self.interval).map_err(|err| {
+            anyhow::anyhow!("{}", err.to_string().replace("--duration", "--interval"))
+        })?;
+        if interval > duration {
+            bail!(
+                "--interval {} is longer than --duration {}: at least two snapshots are needed",
+                self.interval,
+                self.duration
+            );
+        }
+        if let Some(limit) = self.fail_on_growth
+            && !(limit.is_finite() && limit >= 0.0)
+        {
+            bail!(
+                "--fail-on-growth takes a number of goroutines a minute (0 or more), got {limit}"
+            );
+        }
+        Ok(GoroutinesConfig {
+            pid,
+            duration,
+            interval,
+            fail_on_growth: self.fail_on_growth,
+            top: self.top.max(1),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
