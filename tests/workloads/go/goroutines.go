@@ -96,6 +96,11 @@ func waitCond(cond *sync.Cond) {
 	cond.L.Unlock()
 }
 
+// accepted keeps the server ends of waitNet's connections reachable: a
+// connection only a local variable held would be closed by its finalizer
+// after a GC, and the readers would return.
+var accepted []net.Conn
+
 // parked counts, per waiting function, the goroutines whose stack has it
 // and that are parked (not running, runnable or in a system call).
 func parked() map[string]int {
@@ -165,7 +170,6 @@ func main() {
 		fmt.Println("error: listen:", err)
 		os.Exit(1)
 	}
-	var accepted []net.Conn
 	for i := 0; i < 2; i++ {
 		conn, err := net.Dial("tcp", quiet.Addr().String())
 		if err != nil {
