@@ -242,3 +242,97 @@ fn fail_on_growth_fails_the_command_for_ci() {
     let bad = profiler(&["goroutines", "--pid", &pid, "--interval", "1m"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Runs `promtool check metrics` on exposition text; its complaints if any.
+fn promtool_check(text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("run promtool: {err}"))?;
+    if let Some(mut stdin) = promtool.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|err| format!("feed promtool: {err}"))?;
+    }
+    let out = promtool
+        .wait_with_output()
+        .map_err(|err| format!("wait for promtool: {err}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn serve_answers_go_goroutine_profiles_and_metrics() {
+    require!(
+        bpf(),
+        go(),
+        go_versions(4),
+        program("promtool", &["--version"])
+    );
+    let dir = scratch_dir("go-serve-goroutines");
+    for toolchain in go_toolchains() {
+        let what = format!("Go {} stripped", toolchain.version);
+        let binary = build_go_workload("goroutines", &toolchain, true);
+        let mut workload = GoWorkload::start(&binary, &["0"]);
+        workload.line_starting("ready", std::time::Duration::from_secs(20));
+        let server = Server::on_loopback(workload.pid(), &dir);
+        // debug=2 parses as Go's own dump does, with the same goroutines.
+        let own = parked(&tally(&workload.get("/debug/pprof/goroutine?debug=2").body));
+        let served = server.get("/debug/pprof/goroutine?debug=2");
+        assert_eq!(served.status, 200, "{what}: {}", served.body);
+        assert_eq!(parked(&tally(&served.body)), own, "{what}: debug=2");
+        let counted = server.get("/debug/pprof/goroutine?debug=1");
+        assert!(
+            counted.status == 200
+                && counted.body.starts_with("goroutine profile: total ")
+                && counted.body.contains("main.waitRecv"),
+            "{what}: debug=1: {}",
+            counted.body
+        );
+        let top = go_pprof(&["-top"], server.url("/debug/pprof/goroutine"));
+        assert!(
+            top.contains("Type: goroutine") && top.contains("main.waitSelect"),
+            "{what}: {top}"
+        );
+        assert_eq!(server.get("/debug/pprof/goroutine?debug=3").status, 400);
+        // The metrics: after a drain the goroutines are counted.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let metrics = server.get("/metrics").body;
+        promtool_check(&metrics).unwrap_or_else(|err| panic!("{what}: {err}\n{metrics}"));
+        let total = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("go_goroutines "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{what}: go_goroutines: {metrics}"));
+        let own_total: f64 = workload
+            .get("/debug/pprof/goroutine?debug=1")
+            .body
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("goroutine profile: total "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("Go's own total");
+        eprintln!("{what}: go_goroutines {total}, the program's own total {own_total}");
+        // Go's own count includes the goroutine serving the request.
+        assert!((total - own_total).abs() <= 2.0, "{what}: {metrics}");
+        assert!(
+            metrics.contains("profiler_go_goroutines{state=\"chan receive\"} 5"),
+            "{what}: {metrics}"
+        );
+        assert!(
+            metrics.contains("profiler_go_goroutines_by_site{site=\"main.main ("),
+            "{what}: {metrics}"
+        );
+    }
+}

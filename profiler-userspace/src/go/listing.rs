@@ -21,14 +21,20 @@ pub fn program_goroutines(snapshot: &GoroutineSnapshot) -> impl Iterator<Item = 
     snapshot.goroutines.iter().filter(|g| !g.system)
 }
 
+/// What a goroutine is doing, in Go's words: its wait reason when it
+/// waits, else its status.
+fn doing(goroutine: &Goroutine) -> String {
+    match (&goroutine.wait_reason, goroutine.status) {
+        (Some(reason), GoStatus::Waiting | GoStatus::Leaked) => reason.clone(),
+        _ => goroutine.status.name().to_owned(),
+    }
+}
+
 /// What a goroutine's header says in brackets: its wait reason (or
 /// status), and how many minutes it has waited when that is a minute or
 /// more.
 pub fn state(goroutine: &Goroutine, nanotime: i64) -> String {
-    let mut state = match (&goroutine.wait_reason, goroutine.status) {
-        (Some(reason), GoStatus::Waiting | GoStatus::Leaked) => reason.clone(),
-        _ => goroutine.status.name().to_owned(),
-    };
+    let mut state = doing(goroutine);
     if let Some(since) = goroutine.wait_since {
         let minutes = nanotime.saturating_sub(since) / MINUTE_NS;
         if minutes >= 1 {
@@ -303,4 +309,35 @@ pub fn by_site(runtime: &GoRuntime, snapshot: &GoroutineSnapshot) -> HashMap<Sit
         }
     }
     sites
+}
+
+/// The program's goroutines counted for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct GoroutineCounts {
+    /// As `runtime.NumGoroutine()` counts them.
+    pub total: u64,
+    /// By wait reason for waiting goroutines, else by status.
+    pub by_state: HashMap<String, u64>,
+    /// By creation site (`function (file:line)`).
+    pub by_site: HashMap<String, u64>,
+    /// Goroutines left out because they changed while read.
+    pub skipped: u64,
+}
+
+/// Counts a snapshot's goroutines for metrics.
+pub fn counts(runtime: &GoRuntime, snapshot: &GoroutineSnapshot) -> GoroutineCounts {
+    let mut counts = GoroutineCounts {
+        skipped: snapshot.skipped as u64,
+        ..GoroutineCounts::default()
+    };
+    for goroutine in program_goroutines(snapshot) {
+        counts.total += 1;
+        *counts.by_state.entry(doing(goroutine)).or_default() += 1;
+    }
+    for (site, count) in by_site(runtime, snapshot) {
+        counts
+            .by_site
+            .insert(site.to_string(), count.goids.len() as u64);
+    }
+    counts
 }

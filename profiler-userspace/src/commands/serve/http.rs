@@ -31,6 +31,9 @@ pub struct ProfileRequest {
     pub kind: ProfileKind,
     /// Over the next N seconds; `None`: everything since the server started.
     pub seconds: Option<u64>,
+    /// Go's `debug` rendering: 0 for pprof, 1 and 2 for the goroutine
+    /// profile's texts.
+    pub debug: u8,
     pub reply: oneshot::Sender<ProfileReply>,
 }
 
@@ -38,6 +41,8 @@ pub struct ProfileRequest {
 pub enum ProfileReply {
     /// A gzipped pprof profile.
     Pprof(Vec<u8>),
+    /// A text rendering (Go's `debug=1` and `debug=2`).
+    Text(String),
     /// Nothing to profile (the target exited); the sentence says why.
     Unavailable(String),
     /// Building the profile failed.
@@ -103,6 +108,7 @@ fn router(state: AppState) -> Router {
         .route("/debug/pprof/profile", get(cpu_profile))
         .route("/debug/pprof/mutex", get(mutex_profile))
         .route("/debug/pprof/block", get(block_profile))
+        .route("/debug/pprof/goroutine", get(goroutine_profile))
         .fallback(not_found)
         .with_state(state)
 }
@@ -120,7 +126,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-const ENDPOINTS: &str = "/metrics, /healthz, /debug/pprof/profile?seconds=N, /debug/pprof/mutex[?seconds=N], /debug/pprof/block[?seconds=N]";
+const ENDPOINTS: &str = "/metrics, /healthz, /debug/pprof/profile?seconds=N, /debug/pprof/mutex[?seconds=N], /debug/pprof/block[?seconds=N], /debug/pprof/goroutine[?debug=1|2] (Go programs)";
 
 async fn not_found() -> Response {
     text(
@@ -135,7 +141,8 @@ async fn index() -> Response {
         "profiles of the target, as Go's net/http/pprof serves them:\n\
          profile  on-CPU samples over the next N seconds (?seconds=N, default 30)\n\
          mutex    futex contention by lock: since the server started, or over ?seconds=N\n\
-         block    off-CPU time (blocked and preempted): since the server started, or over ?seconds=N\n",
+         block    off-CPU time (blocked and preempted): since the server started, or over ?seconds=N\n\
+         goroutine  a Go program's goroutines now: pprof, or Go's texts with ?debug=1 (stacks counted) or ?debug=2 (every goroutine)\n",
     )
 }
 
@@ -190,6 +197,30 @@ async fn block_profile(State(state): State<AppState>, Query(params): Params) -> 
     profile(state, ProfileKind::OffCpu, &params, None).await
 }
 
+async fn goroutine_profile(State(state): State<AppState>, Query(params): Params) -> Response {
+    profile(state, ProfileKind::Goroutines, &params, None).await
+}
+
+/// `debug`: Go's renderings of the goroutine profile (0 pprof, 1 and 2
+/// text); only 0 for the other profiles.
+pub fn parse_debug(params: &HashMap<String, String>, kind: ProfileKind) -> Result<u8, String> {
+    let Some(text) = params.get("debug") else {
+        return Ok(0);
+    };
+    match (text.trim(), kind) {
+        ("0", _) => Ok(0),
+        ("1", ProfileKind::Goroutines) => Ok(1),
+        ("2", ProfileKind::Goroutines) => Ok(2),
+        (_, ProfileKind::Goroutines) => Err(format!(
+            "debug must be 0 (pprof), 1 (stacks counted) or 2 (every goroutine), got {text:?}"
+        )),
+        _ => Err(
+            "only the binary pprof format is served (debug=0); read it with go tool pprof"
+                .to_owned(),
+        ),
+    }
+}
+
 /// `seconds`: a whole number from 1 to [`MAX_SECONDS`], or the default.
 pub fn parse_seconds(
     params: &HashMap<String, String>,
@@ -229,13 +260,11 @@ async fn profile(
     params: &HashMap<String, String>,
     default_seconds: Option<u64>,
 ) -> Response {
-    // Go's debug=1 asks for a text rendering; only pprof is served here.
-    if params.get("debug").is_some_and(|d| d.trim() != "0") {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "only the binary pprof format is served (debug=0); read it with go tool pprof",
-        );
-    }
+    // Go's debug=1 and 2 ask for text renderings, served for goroutines.
+    let debug = match parse_debug(params, kind) {
+        Ok(debug) => debug,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
     let seconds = match parse_seconds(params, default_seconds) {
         Ok(seconds) => seconds,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
@@ -265,6 +294,7 @@ async fn profile(
     let request = ProfileRequest {
         kind,
         seconds,
+        debug,
         reply,
     };
     if state.requests.send(request).is_err() {
@@ -288,6 +318,10 @@ async fn profile(
                 bytes,
             )
                 .into_response()
+        }
+        Ok(ProfileReply::Text(body)) => {
+            state.profiles.fetch_add(1, Ordering::Relaxed);
+            text(StatusCode::OK, body)
         }
         Ok(ProfileReply::Unavailable(message)) => text(StatusCode::SERVICE_UNAVAILABLE, message),
         Ok(ProfileReply::Failed(message)) => text(StatusCode::INTERNAL_SERVER_ERROR, message),

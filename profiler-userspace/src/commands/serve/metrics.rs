@@ -21,10 +21,15 @@ use prometheus::{
     proto::{self, MetricFamily, MetricType},
 };
 
-use crate::{model::ProfileKind, snapshot::Snapshot, unwind::Truncation};
+use crate::{
+    go::listing::GoroutineCounts, model::ProfileKind, snapshot::Snapshot, unwind::Truncation,
+};
 
 /// How many thread names get their own `thread` label.
 pub const MAX_THREAD_LABELS: usize = 100;
+
+/// How many goroutine creation sites get their own `site` label.
+pub const MAX_SITE_LABELS: usize = 20;
 
 /// The label value everything beyond a bound is summed under.
 const OTHER: &str = "other";
@@ -135,6 +140,33 @@ fn families(top_locks: usize) -> Vec<Family> {
             "Unique addresses that could not be named, by side (user, kernel) and reason.",
             MetricType::COUNTER,
             &["side", "reason"],
+        ),
+        // A Go target's goroutines, read from its memory.
+        family(
+            "go_goroutines",
+            "Number of goroutines that currently exist (as runtime.NumGoroutine counts them, read from the Go target's memory).",
+            MetricType::GAUGE,
+            &[],
+        ),
+        family(
+            "profiler_go_goroutines",
+            "Goroutines of the Go target by state: the runtime's wait reason for waiting ones (chan receive, select, sync.Mutex.Lock, IO wait, ...), else their status (runnable, running, syscall).",
+            MetricType::GAUGE,
+            &["state"],
+        ),
+        Family {
+            name: "profiler_go_goroutines_by_site",
+            help: format!(
+                "Goroutines of the Go target by creation site (the go statement's function and file:line); the first {MAX_SITE_LABELS} sites by count get a label, the rest are summed under site=\"other\"."
+            ),
+            kind: MetricType::GAUGE,
+            labels: &["site"],
+        },
+        family(
+            "profiler_go_goroutines_skipped",
+            "Goroutines of the Go target left out of the last read because they changed while read.",
+            MetricType::GAUGE,
+            &[],
         ),
     ]
 }
@@ -292,6 +324,7 @@ pub struct Metrics {
     published: Arc<Mutex<Vec<MetricFamily>>>,
     threads: BoundedLabels,
     locks: BoundedLabels,
+    sites: BoundedLabels,
     frequency: u64,
 }
 
@@ -325,13 +358,15 @@ impl Metrics {
                 published,
                 threads: BoundedLabels::new(MAX_THREAD_LABELS),
                 locks: BoundedLabels::new(top_locks),
+                sites: BoundedLabels::new(MAX_SITE_LABELS),
                 frequency,
             },
         ))
     }
 
-    /// Rebuilds every family from a snapshot of the session's data so far.
-    pub fn update(&mut self, snapshot: &Snapshot<'_>) {
+    /// Rebuilds every family from a snapshot of the session's data so far,
+    /// and for a Go target its goroutines as last counted.
+    pub fn update(&mut self, snapshot: &Snapshot<'_>, goroutines: Option<&GoroutineCounts>) {
         let mut metrics: Vec<Vec<proto::Metric>> = Vec::with_capacity(self.defs.len());
 
         let target = &snapshot.target;
@@ -440,6 +475,31 @@ impl Metrics {
             }
         }
         metrics.push(unknown);
+
+        match goroutines {
+            Some(go) => {
+                metrics.push(vec![gauge(&[], go.total as f64)]);
+                let mut by_state: Vec<(&String, &u64)> = go.by_state.iter().collect();
+                by_state.sort();
+                metrics.push(
+                    by_state
+                        .into_iter()
+                        .map(|(state, n)| gauge(&[("state", state)], *n as f64))
+                        .collect(),
+                );
+                let by_site = self
+                    .sites
+                    .fold(go.by_site.clone(), |n| *n, |sum, n| *sum += n);
+                metrics.push(
+                    by_site
+                        .iter()
+                        .map(|(site, n)| gauge(&[("site", site)], *n as f64))
+                        .collect(),
+                );
+                metrics.push(vec![gauge(&[], go.skipped as f64)]);
+            }
+            None => metrics.extend(std::iter::repeat_with(Vec::new).take(4)),
+        }
 
         let families = self
             .defs

@@ -6,6 +6,7 @@
 //! seconds is the difference of two copies of the cumulative data, taken N
 //! seconds apart.
 
+mod goroutines;
 mod health;
 mod http;
 mod metrics;
@@ -23,6 +24,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use self::{
+    goroutines::GoWatch,
     health::Health,
     http::{AppState, ProfileReply},
     metrics::Metrics,
@@ -107,6 +109,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         min_block: Duration::ZERO,
     };
     let mut session = Session::start(target, &load, config.max_depth)?;
+    let mut go = GoWatch::open(config.pid, session.name());
     let started = Instant::now();
     let started_unix_ns = unix_ns();
 
@@ -122,7 +125,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         profiles: Arc::default(),
     };
     let (scrapes, profiles) = (state.scrapes.clone(), state.profiles.clone());
-    publish(&session, &mut metrics, &health, started);
+    publish(&session, go.as_ref(), &mut metrics, &health, started);
     let (stop, stopped) = watch::channel(false);
     let http = std::thread::Builder::new()
         .name("http".to_owned())
@@ -159,7 +162,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         "PID {} exited: detached; still serving the data collected so far (/healthz now answers 503)",
                         config.pid
                     );
-                    publish(&session, &mut metrics, &health, started);
+                    publish(&session, go.as_ref(), &mut metrics, &health, started);
                     // Profiles being taken end now, with what there is.
                     for done in std::mem::take(&mut pending) {
                         finish(&session, done);
@@ -179,7 +182,10 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                                 }
                             }
                         }
-                        publish(&session, &mut metrics, &health, started);
+                        if let Some(go) = &mut go {
+                            go.refresh();
+                        }
+                        publish(&session, go.as_ref(), &mut metrics, &health, started);
                     }
                 }
                 () = due => {
@@ -199,6 +205,21 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                     let Some(request) = request else {
                         break Err(anyhow::anyhow!("the HTTP server stopped"));
                     };
+                    if request.kind == ProfileKind::Goroutines {
+                        let reply = match (&go, up) {
+                            (Some(go), true) => go.reply(request.debug),
+                            (_, false) => ProfileReply::Unavailable(format!(
+                                "the target (PID {}) has exited: it has no goroutines any more",
+                                config.pid
+                            )),
+                            (None, true) => ProfileReply::Unavailable(format!(
+                                "the target (PID {}) is not a Go program whose goroutines can be read (the log of profiler serve says why)",
+                                config.pid
+                            )),
+                        };
+                        let _ = request.reply.send(reply);
+                        continue;
+                    }
                     if up {
                         // A profile starts (or, cumulative, ends) now.
                         session.drain()?;
@@ -283,8 +304,14 @@ fn reply_with(
 }
 
 /// Publishes metrics and health from a snapshot of the session.
-fn publish(session: &Session, metrics: &mut Metrics, health: &Mutex<Health>, started: Instant) {
+fn publish(
+    session: &Session,
+    go: Option<&GoWatch>,
+    metrics: &mut Metrics,
+    health: &Mutex<Health>,
+    started: Instant,
+) {
     let snapshot = session.snapshot();
-    metrics.update(&snapshot);
+    metrics.update(&snapshot, go.and_then(GoWatch::counts));
     *health.lock().unwrap_or_else(PoisonError::into_inner) = Health::of(&snapshot, started);
 }
