@@ -43,6 +43,18 @@ pub enum Which {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// A Go program with 1k, 10k and 100k parked goroutines: the time
+    /// `profiler goroutines` takes to read one snapshot of them, and the
+    /// program's throughput while snapshots are taken every second vs
+    /// alone.
+    Goroutines {
+        /// Runs of each kind (alternated).
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 6)]
+        seconds: u64,
+    },
     /// `profiler serve` on the contended-mutex workload: /metrics latency
     /// percentiles under 50 concurrent scrapers (wrk, keep-alive, loopback),
     /// and the profiler's CPU while idle and while scraped.
@@ -63,6 +75,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             seconds,
         } => scrape(connections, seconds),
         Which::Overhead { runs, seconds } => overhead(runs, seconds),
+        Which::Goroutines { runs, seconds } => goroutines(runs, seconds),
         Which::Futex { runs, seconds } => {
             let workload = build_workload("futex_storm", &["-O2", "-fno-omit-frame-pointer"])?;
             compare(&Comparison {
@@ -548,5 +561,122 @@ fn scrape(connections: u32, seconds: u64) -> anyhow::Result<()> {
     );
     drop(server);
     drop(target);
+    Ok(())
+}
+
+/// Builds a Go workload of `tests/workloads/go` with Debian's Go.
+fn build_go_workload(name: &str) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let source = root.join("tests/workloads/go").join(format!("{name}.go"));
+    let out_dir = root.join("target/workloads");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let binary = out_dir.join(name);
+    run_cmd(
+        Command::new("/usr/bin/go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .env("GOCACHE", root.join("target/go-build/bench"))
+            .env("GOPATH", root.join("target/go-build/bench-path"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", ""),
+    )?;
+    Ok(binary)
+}
+
+/// One run of the parked workload: its throughput, and (watched) the
+/// snapshot time `profiler goroutines` reported.
+fn parked_run(
+    workload: &Path,
+    profiler: Option<&Path>,
+    goroutines: u32,
+    seconds: u64,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    use std::io::BufRead as _;
+    let mut child = Command::new(workload)
+        .args([goroutines.to_string(), seconds.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", workload.display()))?;
+    let stdout = child.stdout.take().context("the workload's stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let ready = lines.next().transpose()?.unwrap_or_default();
+    if !ready.starts_with("ready") {
+        bail!("the workload did not get ready: {ready:?}");
+    }
+    let watch = match profiler {
+        Some(profiler) => Some(
+            Command::new(profiler)
+                .args([
+                    "goroutines",
+                    "--pid",
+                    &child.id().to_string(),
+                    "--duration",
+                    &format!("{}s", seconds.saturating_sub(1).max(1)),
+                    "--interval",
+                    "1s",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot run profiler goroutines")?,
+        ),
+        None => None,
+    };
+    let mut rate = None;
+    for line in lines {
+        let line = line?;
+        if let Some(value) = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("rounds_per_second="))
+        {
+            rate = value.parse::<f64>().ok();
+        }
+    }
+    child.wait()?;
+    let took = match watch {
+        Some(watch) => {
+            let out = watch.wait_with_output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.split("a snapshot took ")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .and_then(|ms| ms.parse::<f64>().ok())
+        }
+        None => None,
+    };
+    Ok((
+        rate.context("the workload printed no rounds_per_second")?,
+        took,
+    ))
+}
+
+fn goroutines(runs: u32, seconds: u64) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("reading another process's memory needs root: sudo -E cargo xtask bench goroutines");
+    }
+    let profiler = build_profiler()?;
+    let workload = build_go_workload("parked")?;
+    println!(
+        "bench goroutines: a Go program (Debian's Go) with N parked goroutines and one busy worker, {runs} runs of {seconds} s each; snapshots every second"
+    );
+    for count in [1_000u32, 10_000, 100_000] {
+        let (mut alone, mut watched, mut took) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            alone.push(parked_run(&workload, None, count, seconds)?.0);
+            let (rate, ms) = parked_run(&workload, Some(&profiler), count, seconds)?;
+            watched.push(rate);
+            took.extend(ms);
+        }
+        let (alone, watched) = (median(&mut alone), median(&mut watched));
+        println!(
+            "  {count:>6} goroutines: one snapshot {:.1} ms (median); worker {watched:.0} rounds/s watched vs {alone:.0} alone: ratio {:.3}",
+            median(&mut took),
+            watched / alone.max(1.0)
+        );
+    }
     Ok(())
 }

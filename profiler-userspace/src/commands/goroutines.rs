@@ -113,6 +113,7 @@ pub fn run(config: GoroutinesConfig) -> anyhow::Result<()> {
     let mut sites: HashMap<Site, SiteHistory> = HashMap::new();
     let mut snapshots = 0usize;
     let mut skipped = 0usize;
+    let mut took: Vec<Duration> = Vec::new();
     let mut last: Option<GoroutineSnapshot> = None;
     let ended_by = tokio.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -126,12 +127,14 @@ pub fn run(config: GoroutinesConfig) -> anyhow::Result<()> {
                 _ = sigterm.recv() => break Ok("stopped by SIGTERM"),
                 () = tokio::time::sleep_until(deadline), if snapshots >= 2 => break Ok("duration reached"),
                 _ = tick.tick() => {
+                    let reading = Instant::now();
                     let snapshot = match runtime.snapshot() {
                         Ok(snapshot) => snapshot,
                         Err(_) if !procfs::is_alive(pid) => break Ok("the target exited"),
                         Err(err) => break Err(anyhow::Error::new(err)
                             .context(format!("cannot read the goroutines of PID {pid}"))),
                     };
+                    took.push(reading.elapsed());
                     snapshots += 1;
                     skipped += snapshot.skipped;
                     let counts = listing::by_site(&runtime, &snapshot);
@@ -167,7 +170,7 @@ pub fn run(config: GoroutinesConfig) -> anyhow::Result<()> {
     let Some(last) = last else {
         bail!("no snapshot of PID {pid} was taken ({ended_by})");
     };
-    let report = render(&RenderInput {
+    let report = render(&mut RenderInput {
         pid,
         name: &name,
         runtime: &runtime,
@@ -178,6 +181,7 @@ pub fn run(config: GoroutinesConfig) -> anyhow::Result<()> {
         elapsed,
         ended_by,
         top: config.top,
+        took: &mut took,
     });
     print!("{report}");
     if let Some(limit) = config.fail_on_growth {
@@ -207,21 +211,32 @@ struct RenderInput<'a> {
     elapsed: Duration,
     ended_by: &'a str,
     top: usize,
+    /// How long each snapshot took to read.
+    took: &'a mut Vec<Duration>,
 }
 
-fn render(input: &RenderInput<'_>) -> String {
+fn render(input: &mut RenderInput<'_>) -> String {
     let mut out = String::new();
     let live = listing::program_goroutines(input.last).count();
     let (major, minor) = input.runtime.version();
+    input.took.sort();
+    let median = input
+        .took
+        .get(input.took.len() / 2)
+        .copied()
+        .unwrap_or_default();
+    let slowest = input.took.last().copied().unwrap_or_default();
     let _ = writeln!(
         out,
-        "PID {} ({}), Go {major}.{minor}: {live} goroutines now (as runtime.NumGoroutine counts them); {} snapshots over {:.1} s, {}; {} goroutine reads skipped (changed while read)",
+        "PID {} ({}), Go {major}.{minor}: {live} goroutines now (as runtime.NumGoroutine counts them); {} snapshots over {:.1} s, {}; {} goroutine reads skipped (changed while read); a snapshot took {:.1} ms (slowest {:.1} ms)",
         input.pid,
         input.name,
         input.snapshots,
         input.elapsed.as_secs_f64(),
         input.ended_by,
-        input.skipped
+        input.skipped,
+        median.as_secs_f64() * 1e3,
+        slowest.as_secs_f64() * 1e3
     );
     let mut ranked: Vec<(&Site, &SiteHistory)> = input.sites.iter().collect();
     ranked.sort_by(|a, b| {
