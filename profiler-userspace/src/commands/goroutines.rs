@@ -142,8 +142,10 @@ pub fn run(config: GoroutinesConfig) -> anyhow::Result<()> {
                         history.live.push(0);
                     }
                     for (site, count) in counts {
+                        // A site first seen now had none at the earlier
+                        // snapshots; its slot for this one is set below.
                         let history = sites.entry(site).or_insert_with(|| SiteHistory {
-                            live: vec![0; snapshots - 1],
+                            live: vec![0; snapshots],
                             ..SiteHistory::default()
                         });
                         if let Some(live) = history.live.last_mut() {
