@@ -1022,3 +1022,21 @@ pub fn go_build_version(path: &Path) -> Option<String> {
     let version = info.get(at..at.checked_add(len)?)?;
     Some(String::from_utf8_lossy(version).into_owned())
 }
+
+/// clock_hot's checksum after `rounds`: its LCG from 1, stepped
+/// rounds * 150000 times (by squaring the affine step).
+pub fn clock_hot_checksum(rounds: u64) -> u64 {
+    let (mut a, mut c) = (6364136223846793005u64, 1442695040888963407u64);
+    let (mut total_a, mut total_c) = (1u64, 0u64);
+    let mut steps = rounds * 150_000;
+    while steps > 0 {
+        if steps & 1 == 1 {
+            total_a = a.wrapping_mul(total_a);
+            total_c = a.wrapping_mul(total_c).wrapping_add(c);
+        }
+        c = a.wrapping_mul(c).wrapping_add(c);
+        a = a.wrapping_mul(a);
+        steps >>= 1;
+    }
+    total_a.wrapping_add(total_c)
+}
