@@ -118,6 +118,8 @@ pub struct Session {
     /// command), and at the last mappings tick while it was alive.
     cpu_before: Option<Duration>,
     cpu_last: Option<Duration>,
+    /// For a Go target, how it was built (Go version, module, settings).
+    go_build: Option<String>,
 }
 
 impl Session {
@@ -157,9 +159,11 @@ impl Session {
         let mut symbols = Symbols::new(target.pid);
         let mappings = procfs::read_mappings(target.pid);
         symbols.cache_mappings(&mappings);
+        let mut go_build = None;
         if go && let Some(exe) = target.executable.as_deref() {
             match go::GoBinary::read(exe) {
                 Ok(Some(binary)) => {
+                    go_build = binary.build.as_ref().map(|b| b.summary());
                     let binary = Rc::new(binary);
                     // Where its first page is mapped, against where it loads.
                     let bias = mappings
@@ -189,6 +193,7 @@ impl Session {
             frequency: load.frequency,
             cpu_before,
             cpu_last: cpu_before,
+            go_build,
         })
     }
 
@@ -285,6 +290,11 @@ impl Session {
     /// when `stop`), and says how the target ended, if it did.
     pub fn finish_target(&mut self, stop: bool) -> Option<TargetExit> {
         self.target.finish(stop)
+    }
+
+    /// For a Go target, how it was built (Go version, module, settings).
+    pub fn go_build(&self) -> Option<&str> {
+        self.go_build.as_deref()
     }
 
     /// Whether we started the target ourselves.

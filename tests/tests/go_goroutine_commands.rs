@@ -133,6 +133,7 @@ fn count(workload: &GoWorkload) -> (f64, f64) {
 #[test]
 fn goroutines_names_the_leaking_go_statement_first() {
     require!(go(), go_versions(4));
+    let dir = scratch_dir("go-leak");
     for toolchain in go_toolchains() {
         for stripped in [false, true] {
             let what = format!(
@@ -206,6 +207,28 @@ fn goroutines_names_the_leaking_go_statement_first() {
                     .any(|l| l.contains("main.shortLived")),
                 "{what}: the short-lived site is no suspect: {short}"
             );
+            // The goroutine profile names the leaking function.
+            let pprof = dir.join("leak.pb.gz");
+            let dump = profiler(&[
+                "dump",
+                "--pid",
+                &workload.pid().to_string(),
+                "-o",
+                pprof.to_str().expect("UTF-8"),
+            ]);
+            assert!(
+                dump.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
+            let top = go_pprof(&["-top", "-sample_index=goroutine"], &pprof);
+            let leaking = top
+                .lines()
+                .find(|l| l.contains("main.leakOne.func1"))
+                .unwrap_or_else(|| {
+                    panic!("{what}: go tool pprof names the leaking function: {top}")
+                });
+            eprintln!("{what}: go tool pprof -top: {}", leaking.trim());
         }
     }
 }

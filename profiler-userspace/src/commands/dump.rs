@@ -125,10 +125,12 @@ fn goroutines(pid: u32, name: &str, executable: Option<&str>) -> Option<Profile>
     };
     let shown = listing::program_goroutines(&snapshot).count();
     let runtime_own = snapshot.goroutines.len() - shown;
+    let build = runtime.binary().build.as_ref().map_or_else(
+        || format!("Go {}.{}", runtime.version().0, runtime.version().1),
+        |b| b.summary(),
+    );
     println!(
-        "\ngoroutines: {shown} (Go {}.{}; {runtime_own} of the runtime's own not shown; {} changed while read and were skipped)\n",
-        runtime.version().0,
-        runtime.version().1,
+        "\ngoroutines: {shown} ({build}; {runtime_own} of the runtime's own not shown; {} changed while read and were skipped)\n",
         snapshot.skipped
     );
     print!("{}", listing::debug2(&runtime, &snapshot));

@@ -175,6 +175,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         target_cpu: session.target_cpu(),
         min_block: config.min_block,
         top: config.top,
+        go_build: session.go_build(),
     };
     eprint!("{}", report.render());
     Ok(())

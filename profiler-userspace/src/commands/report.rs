@@ -29,6 +29,8 @@ pub struct Report<'a> {
     pub target_cpu: Option<Duration>,
     pub min_block: Duration,
     pub top: usize,
+    /// For a Go target, how it was built.
+    pub go_build: Option<&'a str>,
 }
 
 /// Formats nanoseconds for people.
@@ -73,6 +75,9 @@ impl Report<'_> {
             None => {
                 let _ = writeln!(out, "  target: still running");
             }
+        }
+        if let Some(build) = self.go_build {
+            let _ = writeln!(out, "  Go program: {build}");
         }
         self.losses(&mut out);
         let unwind = self.snapshot.unwind;

@@ -65,6 +65,33 @@ impl BuildInfo {
     pub fn go_release(&self) -> Option<(u32, u32)> {
         go_release(&self.go_version)
     }
+
+    /// One line for people: the Go version, the main module or package,
+    /// and the build settings that change what the binary is
+    /// (`go1.27.3, example.com/app v1.2.0, -ldflags=-s -w, CGO_ENABLED=1`).
+    pub fn summary(&self) -> String {
+        let mut parts = vec![self.go_version.clone()];
+        match (&self.main, &self.path) {
+            (Some(main), _) if !main.path.is_empty() => {
+                parts.push(format!("{} {}", main.path, main.version).trim().to_owned());
+            }
+            (_, Some(path)) => parts.push(path.clone()),
+            _ => {}
+        }
+        for key in [
+            "-buildmode",
+            "-ldflags",
+            "-tags",
+            "CGO_ENABLED",
+            "GOAMD64",
+            "vcs.revision",
+        ] {
+            if let Some(value) = self.setting(key) {
+                parts.push(format!("{key}={value}"));
+            }
+        }
+        parts.join(", ")
+    }
 }
 
 /// The (major, minor) release of a Go version string: `go1.27.3` and
