@@ -195,17 +195,16 @@ fn goroutines_names_the_leaking_go_statement_first() {
                 between(now, goroutines_before, goroutines, 2.0),
                 "{what}: {now} goroutines, NumGoroutine {goroutines_before} before and {goroutines} after"
             );
-            let short = text
+            // The short-lived site (goroutines of 2-4 ms, a few alive at a
+            // time, so not always caught by a snapshot) is no suspect.
+            let suspects: Vec<&str> = text
                 .lines()
-                .find(|l| l.contains("main.shortLived ("))
-                .unwrap_or_else(|| panic!("{what}: the short-lived site is listed: {text}"));
+                .skip_while(|l| !l.starts_with("leak suspects ("))
+                .take_while(|l| !l.starts_with("creation sites"))
+                .collect();
             assert!(
-                !text
-                    .lines()
-                    .skip_while(|l| !l.starts_with("leak suspects ("))
-                    .take_while(|l| !l.starts_with("creation sites"))
-                    .any(|l| l.contains("main.shortLived")),
-                "{what}: the short-lived site is no suspect: {short}"
+                !suspects.iter().any(|l| l.contains("main.shortLived")),
+                "{what}: the short-lived site is no suspect: {suspects:?}"
             );
             // The goroutine profile names the leaking function.
             let pprof = dir.join("leak.pb.gz");
