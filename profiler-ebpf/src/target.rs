@@ -39,14 +39,31 @@ pub fn prf_exec(_ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// Notes the current thread's name the first time it is seen.
+/// Notes the current thread's name, and notes it again when it changed (a
+/// thread that names itself after it started, then exits before userspace
+/// reads /proc, keeps the name it gave itself).
 #[inline(always)]
 pub fn note_thread(tid: u32) {
-    // SAFETY: a lookup; the value is not kept.
-    if unsafe { THREAD_NAMES.get(tid) }.is_some() {
+    let Ok(comm) = bpf_get_current_comm() else {
         return;
-    }
-    if let Ok(comm) = bpf_get_current_comm() {
-        let _ = THREAD_NAMES.insert(tid, comm, BPF_NOEXIST as u64);
+    };
+    match THREAD_NAMES.get_ptr_mut(tid) {
+        Some(noted) => {
+            // SAFETY: a live entry of an LRU map; 16 bytes read as two
+            // words (a byte-wise compare would need memcmp).
+            unsafe {
+                let old = noted as *const u64;
+                let new = comm.as_ptr() as *const u64;
+                if core::ptr::read_unaligned(old) != core::ptr::read_unaligned(new)
+                    || core::ptr::read_unaligned(old.add(1))
+                        != core::ptr::read_unaligned(new.add(1))
+                {
+                    *noted = comm;
+                }
+            }
+        }
+        None => {
+            let _ = THREAD_NAMES.insert(tid, comm, BPF_NOEXIST as u64);
+        }
     }
 }

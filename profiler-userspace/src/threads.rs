@@ -20,13 +20,12 @@ pub struct Threads {
 }
 
 impl Threads {
-    /// Notes names the kernel saw (threads that may have exited since). A
-    /// name /proc gave wins: the kernel notes a thread's name when it first
-    /// sees it, which may be before the thread renamed itself.
+    /// Notes names the kernel saw (threads that may have exited since); the
+    /// kernel notes a thread's name again whenever it changed, so its note
+    /// is as new as the thread's last event. /proc, read after, has the
+    /// last word for threads still alive.
     pub fn note(&mut self, named: impl IntoIterator<Item = (u32, String)>) {
-        for (tid, name) in named {
-            self.names.entry(tid).or_insert(name);
-        }
+        self.names.extend(named);
     }
 
     /// Reads the target's threads now alive and their names from /proc (the
@@ -119,10 +118,10 @@ mod tests {
     }
 
     #[test]
-    fn a_name_from_proc_is_not_replaced_by_an_older_kernel_note() {
+    fn the_kernels_newer_note_replaces_an_older_name() {
         let mut threads = Threads::default();
-        threads.names.insert(9, "churner".to_owned());
-        threads.note([(9, "thread_churn".to_owned()), (10, "new".to_owned())]);
+        threads.names.insert(9, "thread_churn".to_owned());
+        threads.note([(9, "churner".to_owned()), (10, "new".to_owned())]);
         assert_eq!(threads.name(9), Some("churner"));
         assert_eq!(threads.name(10), Some("new"));
     }

@@ -12,6 +12,7 @@ fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
     require!(bpf(), go(), go_versions(4));
     let dir = scratch_dir("go");
     for toolchain in go_toolchains() {
+        let mut named = Vec::new();
         for stripped in [false, true] {
             eprintln!(
                 "Go {} {}",
@@ -19,12 +20,33 @@ fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
                 if stripped { "stripped" } else { "normal" }
             );
             let binary = build_go_workload("go_mutex", &toolchain, stripped);
-            idle_parking_is_labelled(&binary, &dir);
+            named.push(idle_parking_is_labelled(&binary, &dir));
         }
+        // The main thread parks on a note in runtime.m0: named by the
+        // symbol table when there is one, and in a stripped build from the
+        // runtime's start-up code.
+        eprintln!("Go {}: runtime locks {named:?}", toolchain.version);
+        let m0 = |names: &std::collections::BTreeSet<String>| {
+            names
+                .iter()
+                .filter(|n| n.starts_with("runtime.m0"))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            !m0(&named[0]).is_empty() && m0(&named[0]) == m0(&named[1]),
+            "Go {}: runtime.m0's note named alike, normal and stripped: {named:?}",
+            toolchain.version
+        );
     }
 }
 
-fn idle_parking_is_labelled(binary: &std::path::Path, dir: &std::path::Path) {
+/// Records the Go program's futex and off-CPU profiles, checks the labels,
+/// and returns the names of the runtime variables its locks lie in.
+fn idle_parking_is_labelled(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+) -> std::collections::BTreeSet<String> {
     let out = dir.join("go.folded");
     let (report, _) = record_command(
         &[
@@ -77,6 +99,12 @@ fn idle_parking_is_labelled(binary: &std::path::Path, dir: &std::path::Path) {
             .any(|s| s.frames.get(1).map(String::as_str) == Some("[runtime idle]")),
         "off-CPU stacks of idle runtime threads are labelled"
     );
+    futex
+        .iter()
+        .filter_map(|s| s.frames.get(1))
+        .map(|lock| lock.trim_start_matches("[Go runtime idle] ").to_owned())
+        .filter(|lock| lock.starts_with("runtime."))
+        .collect()
 }
 
 #[test]

@@ -2,12 +2,13 @@
 //! its build info, where it loads, and its code (to read call instructions
 //! when completing stacks). Loaded once per file and shared.
 
-use std::ops::Range;
+use std::{ops::Range, sync::OnceLock};
 
 use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 
 use super::{
     buildinfo::{self, BuildInfo},
+    data::RuntimeVariable,
     pclntab::{GoError, Pclntab},
 };
 
@@ -20,6 +21,8 @@ pub struct GoBinary {
     /// The `.text` section: its addresses and bytes.
     text: Range<u64>,
     code: Vec<u8>,
+    /// The runtime's variables found in the code (see `go::data`).
+    pub(super) variables: OnceLock<Vec<RuntimeVariable>>,
 }
 
 impl GoBinary {
@@ -54,6 +57,7 @@ impl GoBinary {
             first_load,
             text,
             code,
+            variables: OnceLock::new(),
         }))
     }
 

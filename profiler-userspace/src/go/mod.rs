@@ -7,6 +7,7 @@
 
 mod binary;
 pub mod buildinfo;
+pub mod data;
 pub mod goroutines;
 mod labels;
 pub mod listing;

@@ -70,6 +70,24 @@ impl GoModules {
     }
 }
 
+impl GoModules {
+    /// The Go runtime variable at a process address, as `name+0xoff`, in
+    /// any Go binary read so far (a stripped one's `.bss` is often mapped
+    /// anonymously, past the file: see `go::data`).
+    pub fn variable(&self, addr: u64, mappings: &[Mapping]) -> Option<String> {
+        self.by_path.iter().find_map(|(path, binary)| {
+            let binary = binary.as_ref()?;
+            let base = mappings
+                .iter()
+                .filter(|m| m.path.as_deref() == Some(path.as_str()) && m.offset == 0)
+                .map(|m| m.start)
+                .min()?;
+            let vaddr = addr.checked_sub(base)?.checked_add(binary.first_load)?;
+            binary.variable_at(vaddr)
+        })
+    }
+}
+
 /// Reads a mapped file's Go tables, if it is a Go binary (through the
 /// process's own view of its files, a container's included).
 fn load(path: &str, pid: u32) -> Option<GoBinary> {

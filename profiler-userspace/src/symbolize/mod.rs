@@ -312,11 +312,15 @@ impl Symbols {
     }
 
     /// Names lock words not seen before: the variable an address lies in (a
-    /// global `pthread_mutex_t g_lock` is `g_lock`), else the mapping
+    /// global `pthread_mutex_t g_lock` is `g_lock`; in a stripped Go binary
+    /// the runtime variables its code gives away), else the mapping
     /// (`[heap]`, `[stack]`, a file) and the address.
     pub fn name_locks(&mut self, addrs: impl IntoIterator<Item = u64>) {
         for addr in unseen(addrs, &self.locks) {
-            let name = self.variable_at(addr).unwrap_or_else(|| {
+            let variable = self
+                .variable_at(addr)
+                .or_else(|| self.go.variable(addr, &self.mappings));
+            let name = variable.unwrap_or_else(|| {
                 match self
                     .mappings
                     .iter()
