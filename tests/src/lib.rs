@@ -1040,3 +1040,21 @@ pub fn clock_hot_checksum(rounds: u64) -> u64 {
     }
     total_a.wrapping_add(total_c)
 }
+
+/// Every build of Go workload `name` the tests use: each toolchain's, normal
+/// and stripped, with a phrase naming it (`Go 1.27.3 stripped`).
+pub fn go_builds(name: &str) -> Vec<(String, PathBuf)> {
+    go_toolchains()
+        .into_iter()
+        .flat_map(|toolchain| {
+            [false, true].map(|stripped| {
+                let what = format!(
+                    "Go {} {}",
+                    toolchain.version,
+                    if stripped { "stripped" } else { "normal" }
+                );
+                (what, build_go_workload(name, &toolchain, stripped))
+            })
+        })
+        .collect()
+}

@@ -65,59 +65,51 @@ fn parked(
 fn dump_lists_every_goroutine_as_go_does() {
     require!(go(), go_versions(4));
     let dir = scratch_dir("go-dump");
-    for toolchain in go_toolchains() {
-        for stripped in [false, true] {
-            let what = format!(
-                "Go {} {}",
-                toolchain.version,
-                if stripped { "stripped" } else { "normal" }
-            );
-            let binary = build_go_workload("goroutines", &toolchain, stripped);
-            let mut workload = GoWorkload::start(&binary, &["0"]);
-            workload.line_starting("ready", std::time::Duration::from_secs(20));
-            let before = workload.get("/debug/pprof/goroutine?debug=2").body;
-            let pprof = dir.join("goroutines.pb.gz");
-            let out = profiler(&[
-                "dump",
-                "--pid",
-                &workload.pid().to_string(),
-                "-o",
-                pprof.to_str().expect("UTF-8"),
-            ]);
-            let after = workload.get("/debug/pprof/goroutine?debug=2").body;
-            let ours = String::from_utf8_lossy(&out.stdout).into_owned();
-            assert!(
-                out.status.success(),
-                "{what}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let listed = ours
-                .split_once("\ngoroutines: ")
-                .map(|(_, g)| g)
-                .unwrap_or_else(|| panic!("{what}: the dump lists goroutines: {ours}"));
-            let (ours, before, after) = (
-                parked(&tally(listed)),
-                parked(&tally(&before)),
-                parked(&tally(&after)),
-            );
-            eprintln!(
-                "{what}: {} kinds of parked goroutines: {ours:?}",
-                ours.len()
-            );
-            // The parked goroutines do not change between Go's two dumps.
-            assert_eq!(before, after, "{what}: the workload stays parked");
-            assert_eq!(
-                ours, before,
-                "{what}: the same wait reasons, functions and creation sites as Go's own dump"
-            );
-            let total: usize = ours.values().sum();
-            assert_eq!(total, 5 + 4 + 3 + 2 + 2 + 1 + 1, "{what}: {ours:?}");
-            let top = go_pprof(&["-top", "-sample_index=goroutine"], &pprof);
-            assert!(
-                top.contains("Type: goroutine") && top.contains("main.waitRecv"),
-                "{what}: go tool pprof reads the goroutine profile: {top}"
-            );
-        }
+    for (what, binary) in go_builds("goroutines") {
+        let mut workload = GoWorkload::start(&binary, &["0"]);
+        workload.line_starting("ready", std::time::Duration::from_secs(20));
+        let before = workload.get("/debug/pprof/goroutine?debug=2").body;
+        let pprof = dir.join("goroutines.pb.gz");
+        let out = profiler(&[
+            "dump",
+            "--pid",
+            &workload.pid().to_string(),
+            "-o",
+            pprof.to_str().expect("UTF-8"),
+        ]);
+        let after = workload.get("/debug/pprof/goroutine?debug=2").body;
+        let ours = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed = ours
+            .split_once("\ngoroutines: ")
+            .map(|(_, g)| g)
+            .unwrap_or_else(|| panic!("{what}: the dump lists goroutines: {ours}"));
+        let (ours, before, after) = (
+            parked(&tally(listed)),
+            parked(&tally(&before)),
+            parked(&tally(&after)),
+        );
+        eprintln!(
+            "{what}: {} kinds of parked goroutines: {ours:?}",
+            ours.len()
+        );
+        // The parked goroutines do not change between Go's two dumps.
+        assert_eq!(before, after, "{what}: the workload stays parked");
+        assert_eq!(
+            ours, before,
+            "{what}: the same wait reasons, functions and creation sites as Go's own dump"
+        );
+        let total: usize = ours.values().sum();
+        assert_eq!(total, 5 + 4 + 3 + 2 + 2 + 1 + 1, "{what}: {ours:?}");
+        let top = go_pprof(&["-top", "-sample_index=goroutine"], &pprof);
+        assert!(
+            top.contains("Type: goroutine") && top.contains("main.waitRecv"),
+            "{what}: go tool pprof reads the goroutine profile: {top}"
+        );
     }
 }
 
@@ -134,101 +126,91 @@ fn count(workload: &GoWorkload) -> (f64, f64) {
 fn goroutines_names_the_leaking_go_statement_first() {
     require!(go(), go_versions(4));
     let dir = scratch_dir("go-leak");
-    for toolchain in go_toolchains() {
-        for stripped in [false, true] {
-            let what = format!(
-                "Go {} {}",
-                toolchain.version,
-                if stripped { "stripped" } else { "normal" }
-            );
-            let binary = build_go_workload("leak", &toolchain, stripped);
-            let workload = GoWorkload::start(&binary, &["0"]);
-            // The program's own counts just before and just after the
-            // command bracket what its last snapshot saw.
-            let (goroutines_before, leaked_before) = count(&workload);
-            let out = profiler(&[
-                "goroutines",
-                "--pid",
-                &workload.pid().to_string(),
-                "--duration",
-                "3s",
-                "--interval",
-                "500ms",
-            ]);
-            let (goroutines, leaked) = count(&workload);
-            let between = |value: f64, low: f64, high: f64, slack: f64| {
-                value >= low * (1.0 - slack / 100.0) && value <= high * (1.0 + slack / 100.0)
-            };
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            assert!(
-                out.status.success(),
-                "{what}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            eprintln!("{what}:\n{text}program: goroutines={goroutines} leaked={leaked}");
-            let suspect = text
-                .lines()
-                .skip_while(|l| !l.starts_with("leak suspects ("))
-                .nth(1)
-                .unwrap_or_else(|| panic!("{what}: a leak suspect: {text}"));
-            assert!(
-                suspect.contains("main.leakOne (") && suspect.contains("leak.go:"),
-                "{what}: the leaking go statement is the first suspect: {suspect}"
-            );
-            let live: f64 = suspect
-                .split(": ")
-                .nth(1)
-                .and_then(|s| s.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0.0);
-            assert!(
-                between(live, leaked_before, leaked, 5.0),
-                "{what}: {live} live at leakOne, the program leaked {leaked_before} before and {leaked} after"
-            );
-            let now: f64 = text
-                .split(": ")
-                .nth(1)
-                .and_then(|s| s.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0.0);
-            assert!(
-                between(now, goroutines_before, goroutines, 2.0),
-                "{what}: {now} goroutines, NumGoroutine {goroutines_before} before and {goroutines} after"
-            );
-            // The short-lived site (goroutines of 2-4 ms, a few alive at a
-            // time, so not always caught by a snapshot) is no suspect.
-            let suspects: Vec<&str> = text
-                .lines()
-                .skip_while(|l| !l.starts_with("leak suspects ("))
-                .take_while(|l| !l.starts_with("creation sites"))
-                .collect();
-            assert!(
-                !suspects.iter().any(|l| l.contains("main.shortLived")),
-                "{what}: the short-lived site is no suspect: {suspects:?}"
-            );
-            // The goroutine profile names the leaking function.
-            let pprof = dir.join("leak.pb.gz");
-            let dump = profiler(&[
-                "dump",
-                "--pid",
-                &workload.pid().to_string(),
-                "-o",
-                pprof.to_str().expect("UTF-8"),
-            ]);
-            assert!(
-                dump.status.success(),
-                "{what}: {}",
-                String::from_utf8_lossy(&dump.stderr)
-            );
-            let top = go_pprof(&["-top", "-sample_index=goroutine"], &pprof);
-            let leaking = top
-                .lines()
-                .find(|l| l.contains("main.leakOne.func1"))
-                .unwrap_or_else(|| {
-                    panic!("{what}: go tool pprof names the leaking function: {top}")
-                });
-            eprintln!("{what}: go tool pprof -top: {}", leaking.trim());
-        }
+    for (what, binary) in go_builds("leak") {
+        let workload = GoWorkload::start(&binary, &["0"]);
+        // The program's own counts just before and just after the
+        // command bracket what its last snapshot saw.
+        let (goroutines_before, leaked_before) = count(&workload);
+        let out = profiler(&[
+            "goroutines",
+            "--pid",
+            &workload.pid().to_string(),
+            "--duration",
+            "3s",
+            "--interval",
+            "500ms",
+        ]);
+        let (goroutines, leaked) = count(&workload);
+        let between = |value: f64, low: f64, high: f64, slack: f64| {
+            value >= low * (1.0 - slack / 100.0) && value <= high * (1.0 + slack / 100.0)
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{what}:\n{text}program: goroutines={goroutines} leaked={leaked}");
+        let suspect = text
+            .lines()
+            .skip_while(|l| !l.starts_with("leak suspects ("))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{what}: a leak suspect: {text}"));
+        assert!(
+            suspect.contains("main.leakOne (") && suspect.contains("leak.go:"),
+            "{what}: the leaking go statement is the first suspect: {suspect}"
+        );
+        let live: f64 = suspect
+            .split(": ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0);
+        assert!(
+            between(live, leaked_before, leaked, 5.0),
+            "{what}: {live} live at leakOne, the program leaked {leaked_before} before and {leaked} after"
+        );
+        let now: f64 = text
+            .split(": ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0);
+        assert!(
+            between(now, goroutines_before, goroutines, 2.0),
+            "{what}: {now} goroutines, NumGoroutine {goroutines_before} before and {goroutines} after"
+        );
+        // The short-lived site (goroutines of 2-4 ms, a few alive at a
+        // time, so not always caught by a snapshot) is no suspect.
+        let suspects: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("leak suspects ("))
+            .take_while(|l| !l.starts_with("creation sites"))
+            .collect();
+        assert!(
+            !suspects.iter().any(|l| l.contains("main.shortLived")),
+            "{what}: the short-lived site is no suspect: {suspects:?}"
+        );
+        // The goroutine profile names the leaking function.
+        let pprof = dir.join("leak.pb.gz");
+        let dump = profiler(&[
+            "dump",
+            "--pid",
+            &workload.pid().to_string(),
+            "-o",
+            pprof.to_str().expect("UTF-8"),
+        ]);
+        assert!(
+            dump.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        let top = go_pprof(&["-top", "-sample_index=goroutine"], &pprof);
+        let leaking = top
+            .lines()
+            .find(|l| l.contains("main.leakOne.func1"))
+            .unwrap_or_else(|| panic!("{what}: go tool pprof names the leaking function: {top}"));
+        eprintln!("{what}: go tool pprof -top: {}", leaking.trim());
     }
 }
 

@@ -11,7 +11,7 @@ use super::{
     goroutines::{GoRuntime, GoStatus, Goroutine, GoroutineSnapshot},
     pclntab::GoFrame,
 };
-use crate::model::{Frame, FrameKind, Profile, ProfileKind, Sample};
+use crate::model::{Frame, Profile, ProfileKind, Sample};
 
 /// Nanoseconds in a minute, for Go's ", N minutes".
 const MINUTE_NS: i64 = 60_000_000_000;
@@ -186,18 +186,7 @@ pub fn profile(
                 let mut at_pc: Vec<Frame> = runtime
                     .frames(&[pc])
                     .into_iter()
-                    .map(|f| Frame {
-                        name: f.function.into(),
-                        kind: if f.inlined {
-                            FrameKind::Inlined
-                        } else {
-                            FrameKind::User
-                        },
-                        addr: pc,
-                        module: module.clone(),
-                        file: f.file.map(Into::into),
-                        line: f.line,
-                    })
+                    .map(|f| f.into_frame(pc, module.clone()))
                     .collect();
                 at_pc.reverse();
                 frames.extend(at_pc);

@@ -121,6 +121,26 @@ pub struct GoFrame {
     pub inlined: bool,
 }
 
+impl GoFrame {
+    /// The frame as profiles hold it, at process address `addr` of the
+    /// binary `module`.
+    pub fn into_frame(self, addr: u64, module: Option<std::rc::Rc<str>>) -> crate::model::Frame {
+        use crate::model::{Frame, FrameKind};
+        Frame {
+            name: self.function.into(),
+            kind: if self.inlined {
+                FrameKind::Inlined
+            } else {
+                FrameKind::User
+            },
+            addr,
+            module,
+            file: self.file.map(Into::into),
+            line: self.line,
+        }
+    }
+}
+
 /// Where the text base (what function entries are offsets from) came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextBase {

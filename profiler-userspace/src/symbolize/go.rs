@@ -11,7 +11,7 @@ use tracing::debug;
 
 use crate::{
     go::GoBinary,
-    model::{AddrFrames, Frame, FrameKind},
+    model::{AddrFrames, Frame},
     procfs::Mapping,
 };
 
@@ -53,18 +53,7 @@ impl GoModules {
         let module_name: Rc<str> = path.into();
         let frames: Vec<Frame> = frames
             .into_iter()
-            .map(|f| Frame {
-                name: f.function.into(),
-                kind: if f.inlined {
-                    FrameKind::Inlined
-                } else {
-                    FrameKind::User
-                },
-                addr,
-                module: Some(module_name.clone()),
-                file: f.file.map(Into::into),
-                line: f.line,
-            })
+            .map(|f| f.into_frame(addr, Some(module_name.clone())))
             .collect();
         (!frames.is_empty()).then(|| frames.into())
     }
