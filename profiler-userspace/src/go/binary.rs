@@ -8,7 +8,6 @@ use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 
 use super::{
     buildinfo::{self, BuildInfo},
-    data::RuntimeVariable,
     pclntab::{GoError, Pclntab},
 };
 
@@ -71,4 +70,15 @@ impl GoBinary {
         let end = usize::try_from(range.end - self.text.start).ok()?;
         self.code.get(start..end)
     }
+}
+
+/// A runtime variable found in the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeVariable {
+    pub name: &'static str,
+    /// Its ELF virtual address.
+    pub address: u64,
+    /// How many bytes are named after it: its size where known (`g0`), else
+    /// a lower bound (`m0`: every release's `m` is at least 0x3f0 bytes).
+    pub size: u64,
 }

@@ -13,7 +13,7 @@
 
 use object::{Object as _, ObjectSection as _};
 
-pub use super::pclntab::GoError;
+pub use super::error::GoError;
 
 /// The magic at the start of the build info blob.
 const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
@@ -146,7 +146,7 @@ pub fn read(file: &object::File<'_>) -> Result<Option<BuildInfo>, GoError> {
 /// [`read`] of the ELF file `elf` (its bytes): an error too when they are
 /// not an ELF file.
 pub fn read_elf(elf: &[u8]) -> Result<Option<BuildInfo>, GoError> {
-    read(&super::pclntab::elf_file(elf)?)
+    read(&super::error::elf_file(elf)?)
 }
 
 /// Decodes the build info from the bytes of `.go.buildinfo` (at virtual

@@ -7,18 +7,10 @@
 //! futex profile sees, named `runtime.m0+0x158` in an unstripped build and
 //! now in a stripped one too.
 
-use super::{binary::GoBinary, offsets, x86};
-
-/// A runtime variable found in the code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeVariable {
-    pub name: &'static str,
-    /// Its ELF virtual address.
-    pub address: u64,
-    /// How many bytes are named after it: its size where known (`g0`), else
-    /// a lower bound (`m0`: every release's `m` is at least 0x3f0 bytes).
-    pub size: u64,
-}
+use super::{
+    binary::{GoBinary, RuntimeVariable},
+    offsets, x86,
+};
 
 /// The bytes of `runtime.m0` named, at most (the smallest `runtime.m`).
 const M0_NAMED: u64 = 0x3f0;

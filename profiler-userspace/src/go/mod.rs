@@ -8,6 +8,7 @@
 mod binary;
 pub mod buildinfo;
 pub mod data;
+mod error;
 pub mod goroutines;
 mod labels;
 pub mod listing;

@@ -39,20 +39,13 @@ use std::{ops::Range, sync::OnceLock};
 
 use object::{Object as _, ObjectSection as _, SectionFlags};
 
-use super::buildinfo;
+pub use super::error::GoError;
+use super::{buildinfo, error::elf_file};
 
 /// Go 1.18 and 1.19.
 const MAGIC_GO118: u32 = 0xffff_fff0;
 /// Go 1.20 to 1.27.
 const MAGIC_GO120: u32 = 0xffff_fff1;
-/// Go 1.16 and 1.17 (not supported).
-const MAGIC_GO116: u32 = 0xffff_fffa;
-/// Go 1.2 to 1.15 (not supported).
-const MAGIC_GO12: u32 = 0xffff_fffb;
-
-/// What the errors say is supported.
-const SUPPORTED: &str = "Go 1.19 to 1.27 are supported";
-
 /// `pcHeader`: magic, 4 bytes, then 8 pointer-sized words.
 const HEADER_LEN: usize = 8 + 8 * 8;
 /// `PCDATA_InlTreeIndex`: the pc-value table of inline tree indices.
@@ -65,29 +58,6 @@ const MAX_INLINE_DEPTH: usize = 100;
 const MODULEDATA_WORDS: usize = 48;
 /// Functions whose inline trees are checked when choosing `gofunc`.
 const GOFUNC_CHECK_FUNCTIONS: usize = 64;
-
-/// An error reading Go's tables from a binary.
-#[derive(Debug, thiserror::Error)]
-pub enum GoError {
-    /// A pclntab of a Go version this reader does not know.
-    #[error("unsupported Go symbol table (magic {magic:#x}{version}): {SUPPORTED}", version = magic_version(*magic))]
-    UnsupportedMagic { magic: u32 },
-    /// Something this reader does not support (the sentence says what).
-    #[error("unsupported Go binary: {0}")]
-    Unsupported(String),
-    /// Data that does not decode.
-    #[error("malformed Go {what}: {why}")]
-    Malformed { what: &'static str, why: String },
-}
-
-/// The Go versions that wrote a known but unsupported magic, for the error.
-fn magic_version(magic: u32) -> &'static str {
-    match magic {
-        MAGIC_GO116 => ", written by Go 1.16 or 1.17",
-        MAGIC_GO12 => ", written by Go 1.2 to 1.15",
-        _ => "",
-    }
-}
 
 fn malformed(why: impl Into<String>) -> GoError {
     GoError::Malformed {
@@ -979,14 +949,6 @@ fn cstr_at(data: &[u8], at: usize) -> Option<&[u8]> {
     rest.get(..len)
 }
 
-/// Parses the bytes of an ELF file.
-pub(crate) fn elf_file(elf: &[u8]) -> Result<object::File<'_>, GoError> {
-    object::File::parse(elf).map_err(|err| GoError::Malformed {
-        what: "binary",
-        why: format!("not an ELF file: {err}"),
-    })
-}
-
 /// `sh_flags` of an ELF section (0 for others).
 fn sh_flags(section: &object::Section<'_, '_>) -> u64 {
     match section.flags() {
@@ -1370,7 +1332,7 @@ mod tests {
     #[test]
     fn unknown_magics_name_the_version_problem() {
         let (mut data, _) = synthetic();
-        data[..4].copy_from_slice(&MAGIC_GO116.to_le_bytes());
+        data[..4].copy_from_slice(&super::super::error::MAGIC_GO116.to_le_bytes());
         let err = Header::read(&data).expect_err("1.16 magic");
         let text = err.to_string();
         assert!(
