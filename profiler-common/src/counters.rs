@@ -48,11 +48,27 @@ pub enum Counter {
     /// Sum of the futex wait durations, in nanoseconds (every wait, also
     /// those whose stack or map entry was lost).
     FutexWaitNs = 20,
+    /// Goroutine parks seen (`runtime.gopark`).
+    GoParks = 21,
+    /// Goroutine waits that ended (made runnable again) and were counted.
+    GoWaits = 22,
+    /// Sum of the Go wait durations, in nanoseconds.
+    GoWaitNs = 23,
+    /// Goroutines made runnable whose park was not seen: parked before the
+    /// recording began (not attributable to a stack or reason).
+    GoWakeParkUnseen = 24,
+    /// A park not remembered: the parked-goroutines map was full.
+    GoParkedMapFull = 25,
+    /// A Go wait dropped: the Go event map was full.
+    GoMapFull = 26,
+    /// A semaphore address not remembered (the wait is counted without its
+    /// lock): the map was full.
+    GoSemaMapFull = 27,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 21] = [
+    pub const ALL: [Counter; 28] = [
         Counter::CpuSamples,
         Counter::UserStackCollision,
         Counter::UserStackMapFull,
@@ -74,6 +90,13 @@ impl Counter {
         Counter::UserStackRingFull,
         Counter::UserRegsMissing,
         Counter::FutexWaitNs,
+        Counter::GoParks,
+        Counter::GoWaits,
+        Counter::GoWaitNs,
+        Counter::GoWakeParkUnseen,
+        Counter::GoParkedMapFull,
+        Counter::GoMapFull,
+        Counter::GoSemaMapFull,
     ];
 
     /// What the counter counts, as the report words it.
@@ -100,6 +123,15 @@ impl Counter {
             Counter::UserStackRingFull => "sample dropped: user-stack ring buffer full",
             Counter::UserRegsMissing => "sample without user registers",
             Counter::FutexWaitNs => "futex wait time, total ns",
+            Counter::GoParks => "goroutine parks",
+            Counter::GoWaits => "goroutine waits ended",
+            Counter::GoWaitNs => "goroutine wait time, total ns",
+            Counter::GoWakeParkUnseen => {
+                "goroutine wake-ups whose park was not seen (parked before the recording began)"
+            }
+            Counter::GoParkedMapFull => "goroutine park not remembered: parked-goroutine map full",
+            Counter::GoMapFull => "goroutine wait dropped: Go event map full",
+            Counter::GoSemaMapFull => "goroutine lock address lost: semaphore map full",
         }
     }
 
@@ -127,6 +159,13 @@ impl Counter {
             Counter::UserStackRingFull => "user_stack_ring_full",
             Counter::UserRegsMissing => "user_regs_missing",
             Counter::FutexWaitNs => "futex_wait_ns",
+            Counter::GoParks => "go_parks",
+            Counter::GoWaits => "go_waits",
+            Counter::GoWaitNs => "go_wait_ns",
+            Counter::GoWakeParkUnseen => "go_park_unseen",
+            Counter::GoParkedMapFull => "go_parked_map_full",
+            Counter::GoMapFull => "go_map_full",
+            Counter::GoSemaMapFull => "go_sema_map_full",
         }
     }
 
@@ -142,6 +181,10 @@ impl Counter {
                 | Counter::FutexWakes
                 | Counter::FutexWaitNs
                 | Counter::ShortBlocksDropped
+                | Counter::GoParks
+                | Counter::GoWaits
+                | Counter::GoWaitNs
+                | Counter::GoWakeParkUnseen
         )
     }
 }

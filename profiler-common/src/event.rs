@@ -24,6 +24,12 @@ pub enum Origin {
     /// A user stack copied at a switch-out (ring only): not counted itself,
     /// named by the [`Origin::OffCpu`] interval that ends it.
     SwitchOut = 4,
+    /// A goroutine's park in the Go runtime that ended: [`EventKey::state`]
+    /// packs the wait reason (see `gowait`), the user stack is the parked
+    /// goroutine's, the waker the code that made it runnable
+    /// (`runtime.ready`: for a lock, the unlock); its value is the time
+    /// parked. Thread ids are 0: goroutines move between threads.
+    GoWait = 5,
 }
 
 impl Origin {
@@ -34,6 +40,7 @@ impl Origin {
             2 => Some(Origin::FutexWait),
             3 => Some(Origin::FutexWake),
             4 => Some(Origin::SwitchOut),
+            5 => Some(Origin::GoWait),
             _ => None,
         }
     }
@@ -86,11 +93,13 @@ pub struct EventKey {
     pub tgid: u32,
     pub tid: u32,
     /// For [`Origin::OffCpu`] and [`Origin::SwitchOut`]: an
-    /// `offcpu::OffCpuState`; 0 otherwise.
+    /// `offcpu::OffCpuState`; for [`Origin::GoWait`] the packed wait reason
+    /// (`gowait`); 0 otherwise.
     pub state: u32,
     pub user_stack_id: i32,
     pub kernel_stack_id: i32,
-    /// The futex word of a futex event; 0 otherwise.
+    /// The futex word of a futex event; the semaphore of a Go wait on one
+    /// (`gowait::STATE_SEMA`); 0 otherwise.
     pub lock: u64,
     /// Non-zero: the user stack is the copy this thread sent at this time
     /// (in this record, or for an off-CPU interval in its switch-out's
@@ -191,6 +200,7 @@ mod tests {
             Origin::FutexWait,
             Origin::FutexWake,
             Origin::SwitchOut,
+            Origin::GoWait,
         ] {
             assert_eq!(Origin::from_u32(origin as u32), Some(origin));
         }

@@ -1,7 +1,7 @@
 //! Types shared by the kernel side (`profiler-ebpf`) and userspace: the one
 //! event shape every program writes (map keys and ring records alike), the
 //! names and sizes of maps and globals, counters, and the per-concern state
-//! the programs keep between two events (off-CPU, futex).
+//! the programs keep between two events (off-CPU, futex, Go waits).
 //!
 //! Every struct is `#[repr(C)]` and padding-free (only `u32`/`i32`/`u64`
 //! fields), so the bytes the kernel writes are the bytes userspace reads.
@@ -14,6 +14,7 @@ pub mod control;
 pub mod counters;
 pub mod event;
 pub mod futex;
+pub mod gowait;
 pub mod maps;
 pub mod offcpu;
 pub mod stacks;

@@ -49,6 +49,8 @@ pub const MAP_CPU_EVENTS: [&str; 2] = ["CPU_EVENTS_0", "CPU_EVENTS_1"];
 pub const MAP_OFFCPU_EVENTS: [&str; 2] = ["OFFCPU_EVENTS_0", "OFFCPU_EVENTS_1"];
 /// Futex waits and wake calls, two generations.
 pub const MAP_FUTEX_EVENTS: [&str; 2] = ["FUTEX_EVENTS_0", "FUTEX_EVENTS_1"];
+/// Go waits (goroutine parks that ended), two generations.
+pub const MAP_GO_EVENTS: [&str; 2] = ["GO_EVENTS_0", "GO_EVENTS_1"];
 /// Capacity of the on-CPU event maps (unique keys per generation).
 pub const CPU_EVENT_ENTRIES: u32 = 32_768;
 /// Capacity of the off-CPU and futex event maps (per generation).
@@ -92,5 +94,14 @@ pub const MAP_FUTEX_INFLIGHT: &str = "FUTEX_INFLIGHT";
 /// call under way sent, so the waiters it wakes can name it as their
 /// waker's stack.
 pub const MAP_WAKE_COPIES: &str = "WAKE_COPIES";
+/// `gowait::GoParked` by `g` address: goroutines parked now.
+pub const MAP_GO_PARKED: &str = "GO_PARKED";
+/// `u64` by `g` address: the semaphore a goroutine last called
+/// `runtime.semacquire1` on (its park, if any, follows at once).
+pub const MAP_GO_SEMA: &str = "GO_SEMA";
+/// Capacity of the per-goroutine maps (not preallocated: an entry exists
+/// only while its goroutine is parked, or between a semaphore acquire and
+/// its park).
+pub const GO_MAP_ENTRIES: u32 = 262_144;
 /// Capacity of the per-thread maps.
 pub const INFLIGHT_MAP_ENTRIES: u32 = 65_536;

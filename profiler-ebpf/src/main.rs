@@ -1,7 +1,8 @@
 //! The profiler's kernel side: a perf-event program that samples on-CPU
 //! stacks of one process, scheduler tracepoints that time its off-CPU
-//! intervals (with who woke it), and futex syscall tracepoints that time its
-//! lock waits by lock address. Everything is counted in the kernel.
+//! intervals (with who woke it), futex syscall tracepoints that time its
+//! lock waits by lock address, and uprobes on the Go runtime that time a Go
+//! program's goroutine waits. Everything is counted in the kernel.
 //!
 //! Every event is filtered by the target's tgid before anything else is
 //! done (`target`); only the target's events touch the maps. Each program
@@ -14,12 +15,14 @@
 //!
 //! Rooms: `maps` (every map and global), `shared` (helpers every program
 //! uses), `target` (the filter, arming, thread names), then one file per
-//! concern: `cpu`, `offcpu`, `futex`.
+//! concern: `cpu`, `offcpu`, `futex`, `gowait` (uprobes on the Go
+//! runtime).
 #![no_std]
 #![no_main]
 
 mod cpu;
 mod futex;
+mod gowait;
 mod maps;
 mod offcpu;
 mod shared;

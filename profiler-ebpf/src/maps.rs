@@ -4,15 +4,16 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use profiler_common::{
     control::CONTROL_LEN,
     counters::COUNTER_LEN,
     event::{EventKey, Value},
     futex::FutexInFlight,
+    gowait::GoParked,
     maps::{
-        COPIES_RING_BYTES, CPU_EVENT_ENTRIES, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES,
+        COPIES_RING_BYTES, CPU_EVENT_ENTRIES, GO_MAP_ENTRIES, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES,
         INTERVALS_RING_BYTES, LONG_STACK_MAP_ENTRIES, STACK_MAP_ENTRIES, WAIT_EVENT_ENTRIES,
     },
     offcpu::SwitchedOut,
@@ -88,9 +89,15 @@ pub static FUTEX_EVENTS_0: PerCpuHashMap<EventKey, Value> =
 #[map]
 pub static FUTEX_EVENTS_1: PerCpuHashMap<EventKey, Value> =
     PerCpuHashMap::with_max_entries(WAIT_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub static GO_EVENTS_0: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(WAIT_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
+#[map]
+pub static GO_EVENTS_1: PerCpuHashMap<EventKey, Value> =
+    PerCpuHashMap::with_max_entries(WAIT_EVENT_ENTRIES, BPF_F_NO_PREALLOC);
 
-// Stacks: on-CPU stacks per generation (cleared with it); off-CPU and futex
-// stacks in one map that is never cleared during a recording (see
+// Stacks: on-CPU stacks per generation (cleared with it); off-CPU, futex
+// and Go wait stacks in one map that is never cleared during a recording (see
 // profiler_common::maps::MAP_LONG_STACKS).
 
 #[map]
@@ -123,3 +130,16 @@ pub static FUTEX_INFLIGHT: LruHashMap<u32, FutexInFlight> =
 #[map]
 pub static WAKE_COPIES: LruHashMap<u32, u64> =
     LruHashMap::with_max_entries(INFLIGHT_MAP_ENTRIES, 0);
+
+// Per-goroutine state between two events, by `g` address. Plain hash maps
+// (an LRU map would evict a parked goroutine silently): a full map is
+// counted.
+
+/// Goroutines of the target parked now.
+#[map]
+pub static GO_PARKED: HashMap<u64, GoParked> =
+    HashMap::with_max_entries(GO_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+/// The semaphore each goroutine last called `runtime.semacquire1` on.
+#[map]
+pub static GO_SEMA: HashMap<u64, u64> =
+    HashMap::with_max_entries(GO_MAP_ENTRIES, BPF_F_NO_PREALLOC);

@@ -9,7 +9,10 @@ use std::{
 
 use profiler_common::{counters::Counter, maps::HIST_BUCKETS};
 
-use crate::model::{Event, Origin, Stack, Value};
+use crate::{
+    go,
+    model::{Event, Origin, Stack, Value},
+};
 
 /// The kernel's own running totals: its counters, histograms and the stacks
 /// that vanished before they were read.
@@ -89,8 +92,16 @@ impl Fresh {
     fn note(&mut self, event: &Event, target: u32) {
         self.stacks.push((event.user.clone(), true));
         self.stacks.push((event.kernel.clone(), false));
-        if matches!(event.origin, Origin::FutexWait | Origin::FutexWake) {
-            self.locks.push(event.lock);
+        match event.origin {
+            Origin::FutexWait | Origin::FutexWake => self.locks.push(event.lock),
+            // A Go semaphore lies inside its lock (see
+            // `go::waits::semaphore_offset`): the lock is named too.
+            Origin::GoWait { sema: true, .. } if event.lock != 0 => self.locks.extend(
+                go::SEMAPHORE_OFFSETS
+                    .iter()
+                    .map(|offset| event.lock.wrapping_sub(*offset)),
+            ),
+            _ => {}
         }
         if let Some(waker) = &event.waker {
             self.stacks.push((waker.kernel.clone(), false));

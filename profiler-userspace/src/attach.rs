@@ -10,14 +10,18 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
     programs::{
-        PerfEvent, RawTracePoint, TracePoint,
+        PerfEvent, RawTracePoint, TracePoint, UProbe,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        uprobe::UProbeScope,
     },
 };
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::model::{ProfileKind, UnwindMode};
+use crate::{
+    go::probes::GoProbe,
+    model::{ProfileKind, UnwindMode},
+};
 
 /// The object `build.rs` compiled from `profiler-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
@@ -76,6 +80,15 @@ pub enum AttachError {
     Tracefs(std::io::Error),
     #[error("this kernel has no tracepoint {0} (no {1}); the {2} profile needs it")]
     MissingTracepoint(String, String, &'static str),
+    #[error(
+        "cannot attach a uprobe to {function} in {path} (for Go waits): {source}; the kernel needs uprobes (CONFIG_UPROBES)"
+    )]
+    Uprobe {
+        function: &'static str,
+        path: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     #[error("cannot attach {program} to the tracepoint {tracepoint}: {source}")]
     Tracepoint {
         program: &'static str,
@@ -107,6 +120,17 @@ pub struct LoadConfig {
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
+    /// For Go waits (`gomutex`, `goblock`): the Go binary the target runs
+    /// and the runtime functions to probe in it.
+    pub go_waits: Option<GoWaitProbes>,
+}
+
+/// Where the Go runtime is probed for goroutine waits.
+#[derive(Debug, Clone)]
+pub struct GoWaitProbes {
+    /// The binary's path (uprobes go on a file, for the target only).
+    pub path: String,
+    pub probes: Vec<GoProbe>,
 }
 
 /// Capability bits (linux/capability.h).
@@ -250,6 +274,11 @@ impl Attached {
                 warn!("this kernel has no futex_waitv tracepoints; futex_waitv waits are not seen");
             }
         }
+        if let Some(go) = &config.go_waits {
+            for probe in &go.probes {
+                attachments.push(attach_uprobe(&mut ebpf, probe, &go.path, config.tgid)?);
+            }
+        }
         if tracepoints {
             // Wake-ups: who woke a blocked thread or a futex waiter.
             attachments.push(attach_tracepoint(
@@ -355,6 +384,44 @@ fn attach_tracepoint(
         })?;
     debug!(program, %tracepoint, "attached");
     Ok(format!("{program} on {tracepoint}"))
+}
+
+/// Loads `probe`'s program and attaches it to the entry of its function
+/// in `path`, firing for process `tgid` only (the kernel sets the
+/// breakpoint in that process alone).
+fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    probe: &GoProbe,
+    path: &str,
+    tgid: u32,
+) -> Result<String, AttachError> {
+    let prog: &mut UProbe = program(ebpf, probe.program)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(|source| AttachError::Program {
+            program: probe.program,
+            source,
+        })?;
+    }
+    let scope = match std::num::NonZeroU32::new(tgid) {
+        Some(pid) => UProbeScope::OneProcess(pid),
+        None => UProbeScope::AllProcesses,
+    };
+    prog.attach(probe.offset, path, scope)
+        .map_err(|source| AttachError::Uprobe {
+            function: probe.function,
+            path: path.to_owned(),
+            source,
+        })?;
+    debug!(
+        program = probe.program,
+        function = probe.function,
+        path,
+        "attached"
+    );
+    Ok(format!(
+        "{} on {} ({path}+{:#x})",
+        probe.program, probe.function, probe.offset
+    ))
 }
 
 /// The mounted tracefs, if any.

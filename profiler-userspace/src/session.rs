@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     aggregate::Aggregate,
-    attach::{Attached, LoadConfig},
+    attach::{Attached, GoWaitProbes, LoadConfig},
     go,
     model::UnwindMode,
     procfs,
@@ -120,7 +120,28 @@ pub struct Session {
     cpu_last: Option<Duration>,
     /// For a Go target, how it was built (Go version, module, settings).
     go_build: Option<String>,
+    /// For a Go target, its binary, and its wait reasons by number once
+    /// read from the running process (see [`Session::read_go_reasons`]).
+    go_binary: Option<Rc<go::GoBinary>>,
+    go_reasons: Vec<String>,
+    /// Reads of the wait reasons tried so far (they stop after a few).
+    go_reason_reads: u32,
 }
+
+/// Where a Go binary's first page is mapped, against where it loads (0 when
+/// it is not mapped yet: a started command before its exec).
+fn go_bias(mappings: &[procfs::Mapping], exe: &str, binary: &go::GoBinary) -> u64 {
+    mappings
+        .iter()
+        .filter(|m| m.path.as_deref() == Some(exe) && m.offset == 0)
+        .map(|m| m.start)
+        .min()
+        .map_or(0, |start| start.saturating_sub(binary.first_load))
+}
+
+/// How many drains may try to read a Go target's wait reasons (a started
+/// command needs a moment after its exec).
+const GO_REASON_READS: u32 = 5;
 
 impl Session {
     /// Loads and attaches the programs for `target` and starts recording
@@ -138,8 +159,46 @@ impl Session {
                 load.unwind.name()
             );
         }
+        // A Go binary is read before loading: the Go wait probes go on it.
+        let go_binary = match (go, target.executable.as_deref()) {
+            (true, Some(exe)) => match go::GoBinary::read(exe) {
+                Ok(binary) => binary.map(Rc::new),
+                Err(err) => {
+                    warn!("{exe}: {err}; its frames stay unnamed");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let go_waits = match load.kinds.iter().find(|k| k.is_go()) {
+            None => None,
+            Some(kind) => {
+                let (Some(binary), Some(exe)) = (&go_binary, target.executable.as_deref()) else {
+                    anyhow::bail!(
+                        "--profile {}: {} (PID {}) is not a Go program whose runtime can be read; the Go kinds need one",
+                        kind.name(),
+                        target.name,
+                        target.pid
+                    );
+                };
+                let probes = go::probes::wait_probes(binary).map_err(|why| {
+                    anyhow::anyhow!(
+                        "cannot probe the Go runtime of {exe} for --profile {}: {why}",
+                        kind.name()
+                    )
+                })?;
+                // A running process's own file, even if replaced on disk since.
+                let path = if target.is_spawned() {
+                    exe.to_owned()
+                } else {
+                    format!("/proc/{}/exe", target.pid)
+                };
+                Some(GoWaitProbes { path, probes })
+            }
+        };
         let load = &LoadConfig {
             unwind,
+            go_waits,
             ..load.clone()
         };
         let mut attached = Attached::load(load)?;
@@ -160,28 +219,15 @@ impl Session {
         let mappings = procfs::read_mappings(target.pid);
         symbols.cache_mappings(&mappings);
         let mut go_build = None;
-        if go && let Some(exe) = target.executable.as_deref() {
-            match go::GoBinary::read(exe) {
-                Ok(Some(binary)) => {
-                    go_build = binary.build.as_ref().map(|b| b.summary());
-                    let binary = Rc::new(binary);
-                    // Where its first page is mapped, against where it loads.
-                    let bias = mappings
-                        .iter()
-                        .filter(|m| m.path.as_deref() == Some(exe) && m.offset == 0)
-                        .map(|m| m.start)
-                        .min()
-                        .map_or(0, |start| start.saturating_sub(binary.first_load));
-                    sources.complete_go_stacks(binary.clone(), bias);
-                    symbols.add_go_binary(exe, binary);
-                }
-                Ok(None) => {}
-                Err(err) => warn!("{exe}: {err}; its frames stay unnamed"),
-            }
+        if let (Some(binary), Some(exe)) = (&go_binary, target.executable.as_deref()) {
+            go_build = binary.build.as_ref().map(|b| b.summary());
+            let bias = go_bias(&mappings, exe, binary);
+            sources.complete_go_stacks(binary.clone(), bias);
+            symbols.add_go_binary(exe, binary.clone());
         }
         let mut threads = Threads::default();
         threads.refresh(target.pid);
-        Ok(Session {
+        let mut session = Session {
             unwinder: Unwinder::new(target.pid, max_depth),
             aggregate: Aggregate::new(target.pid),
             target,
@@ -194,7 +240,41 @@ impl Session {
             cpu_before,
             cpu_last: cpu_before,
             go_build,
-        })
+            go_binary,
+            go_reasons: Vec::new(),
+            go_reason_reads: 0,
+        };
+        if !session.target.is_spawned() {
+            session.read_go_reasons();
+        }
+        Ok(session)
+    }
+
+    /// Reads a Go target's wait reasons (`runtime.waitReasonStrings`) from
+    /// the running process, once, so Go waits are named as its Go version
+    /// names them.
+    fn read_go_reasons(&mut self) {
+        let Some(binary) = &self.go_binary else {
+            return;
+        };
+        if !self.go_reasons.is_empty()
+            || self.go_reason_reads >= GO_REASON_READS
+            || !self.target.is_alive()
+        {
+            return;
+        }
+        self.go_reason_reads += 1;
+        let Some(exe) = self.target.executable.as_deref() else {
+            return;
+        };
+        let bias = go_bias(&procfs::read_mappings(self.target.pid), exe, binary);
+        match go::goroutines::wait_reasons(self.target.pid, binary, bias) {
+            Ok(reasons) => self.go_reasons = reasons,
+            Err(why) if self.go_reason_reads == GO_REASON_READS => warn!(
+                "cannot read the Go runtime's wait reasons: {why}; Go waits are shown by number"
+            ),
+            Err(why) => debug!("Go wait reasons not read yet: {why}"),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -243,6 +323,7 @@ impl Session {
         self.threads.refresh(self.target.pid);
         let alive = self.target.is_alive();
         self.name_fresh(alive);
+        self.read_go_reasons();
         debug!(events = self.aggregate.len(), "drained");
         Ok(())
     }
@@ -338,6 +419,7 @@ impl Session {
             unwind: self.unwinder.stats(),
             threads: &self.threads,
             collected: Collected::new(aggregate, &self.symbols),
+            go_reasons: &self.go_reasons,
         }
     }
 

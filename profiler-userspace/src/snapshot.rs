@@ -55,6 +55,9 @@ pub struct Snapshot<'s> {
     pub unwind: &'s UnwindStats,
     pub threads: &'s Threads,
     pub collected: Collected<'s>,
+    /// A Go target's wait reasons by number (its
+    /// `runtime.waitReasonStrings`); empty when unknown.
+    pub go_reasons: &'s [String],
 }
 
 /// The events collected (all of them, or a difference), and the symbols
@@ -174,6 +177,58 @@ impl<'s> Snapshot<'s> {
                         ..Sample::default()
                     }
                 }
+                (ProfileKind::GoBlock, Origin::GoWait { reason, .. }) => {
+                    let waiter = self.collected.symbols.frames(&event.user, true);
+                    let reason = self.go_reason(reason, &waiter);
+                    let class = go::wait_class(&reason);
+                    let marker = match class {
+                        go::WaitClass::Contention => format!("[{reason}]"),
+                        other => format!("[{reason} ({})]", other.name()),
+                    };
+                    let mut frames = vec![Frame::marker(marker)];
+                    frames.extend(waiter);
+                    Sample {
+                        frames,
+                        state: Some(class.name()),
+                        reason: Some(reason.into()),
+                        waker: Some(self.go_woken_by(event.waker.as_ref())),
+                        ..Sample::default()
+                    }
+                }
+                (ProfileKind::GoMutex, Origin::GoWait { reason, sema }) => {
+                    let waiter = self.collected.symbols.frames(&event.user, true);
+                    let reason = self.go_reason(reason, &waiter);
+                    if !go::is_mutex(&reason) {
+                        continue;
+                    }
+                    let lock: Rc<str> = if sema && event.lock != 0 {
+                        self.collected
+                            .symbols
+                            .lock_name(event.lock.wrapping_sub(go::semaphore_offset(&reason)))
+                    } else {
+                        "[lock not seen]".into()
+                    };
+                    // Charged to the unlocking stack, as Go's mutex profile
+                    // does; a waiter made runnable otherwise keeps its own.
+                    let mut frames = vec![Frame::marker(lock.to_string())];
+                    match &event.waker {
+                        Some(waker) => {
+                            frames.extend(self.collected.symbols.frames(&waker.user, true))
+                        }
+                        None => {
+                            frames.push(Frame::marker("[unlocker not seen]".to_owned()));
+                            frames.extend(waiter.iter().cloned());
+                        }
+                    }
+                    Sample {
+                        frames,
+                        lock: Some(lock),
+                        state: Some(go::WaitClass::Contention.name()),
+                        reason: Some(reason.into()),
+                        waiting: Some(waiter),
+                        ..Sample::default()
+                    }
+                }
                 _ => continue,
             };
             samples.push(Sample {
@@ -262,7 +317,7 @@ impl<'s> Snapshot<'s> {
                     lock.wake_calls += value.count;
                     *lock.wake_sites.entry(&event.user).or_default() += value.count;
                 }
-                Origin::Cpu | Origin::OffCpu(_) => {}
+                Origin::Cpu | Origin::OffCpu(_) | Origin::GoWait { .. } => {}
             }
         }
         let top = |by_stack: &HashMap<&Stack, u64>| {
@@ -295,6 +350,27 @@ impl<'s> Snapshot<'s> {
         let mut frames = self.collected.symbols.frames(&event.user, true);
         frames.extend(self.collected.symbols.frames(&event.kernel, false));
         frames
+    }
+
+    /// The name of a Go wait reason, made as fine as Go 1.22+ names it
+    /// (see `go::refine_reason`).
+    fn go_reason(&self, reason: u8, waiter: &[Frame]) -> String {
+        go::refine_reason(go::reason_name(self.go_reasons, reason), waiter)
+    }
+
+    /// Who made a parked goroutine runnable: another goroutine's code
+    /// (`runtime.ready`), or the scheduler without it.
+    fn go_woken_by(&self, waker: Option<&Waker>) -> WokenBy {
+        match waker {
+            Some(waker) => WokenBy {
+                who: "made runnable by a goroutine".to_owned(),
+                frames: self.collected.symbols.frames(&waker.user, true),
+            },
+            None => WokenBy {
+                who: "made runnable by the scheduler (network poller, timer or GC)".to_owned(),
+                frames: Vec::new(),
+            },
+        }
     }
 
     /// Who a waker was, and its stack (its user stack only for the target's

@@ -291,6 +291,15 @@ impl Drop for Target {
     }
 }
 
+/// The executable a target spec names, when it can be found: the running
+/// process's (`/proc/PID/exe`), or the command's as `execvp` finds it.
+pub fn executable_of(spec: &TargetSpec) -> Option<PathBuf> {
+    match spec {
+        TargetSpec::Pid(pid) => std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        TargetSpec::Command(argv) => find_program(argv.first()?).ok(),
+    }
+}
+
 /// Finds the program as `execvp` would: a path if it has a slash, else the
 /// first executable of that name on PATH.
 fn find_program(program: &str) -> anyhow::Result<PathBuf> {

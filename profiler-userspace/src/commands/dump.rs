@@ -169,7 +169,7 @@ fn sample(thread: &ThreadDump, symbols: &Symbols) -> Sample {
         count: 1,
         lock: lock_of(thread).map(|l| symbols.lock_name(l)),
         state: Some(procfs::state_name(thread.state)),
-        waker: None,
+        ..Sample::default()
     }
 }
 

@@ -85,6 +85,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,
+        go_waits: None,
     };
     let mut session = Session::start(target, &load, config.max_depth)?;
     let started = Instant::now();

@@ -100,6 +100,7 @@ impl Report<'_> {
                 ProfileKind::Cpu => self.cpu(&mut out, profile),
                 ProfileKind::OffCpu => self.offcpu(&mut out, profile),
                 ProfileKind::Futex => self.futex(&mut out, profile),
+                ProfileKind::GoMutex | ProfileKind::GoBlock => self.go_waits(&mut out, profile),
                 ProfileKind::Threads | ProfileKind::Goroutines => {}
             }
             self.top_functions(&mut out, profile);
@@ -309,6 +310,98 @@ impl Report<'_> {
         }
     }
 
+    /// Go waits: the wait reasons ranked (goblock) or the contended locks
+    /// ranked (gomutex), and what could not be attributed.
+    fn go_waits(&self, out: &mut String, p: &Profile) {
+        let s = self.snapshot;
+        let mut groups: HashMap<&str, WaitGroup> = HashMap::new();
+        for sample in &p.samples {
+            let key = match p.kind {
+                ProfileKind::GoMutex => sample.lock.as_deref().unwrap_or("?"),
+                _ => sample.reason.as_deref().unwrap_or("?"),
+            };
+            let group = groups.entry(key).or_default();
+            group.0.add(Value {
+                count: sample.count,
+                total: sample.value,
+                max: 0,
+            });
+            group.1 = sample.state;
+            let waiting = sample.waiting.as_deref().unwrap_or(&sample.frames);
+            *group.2.entry(waiting).or_default() += sample.value;
+        }
+        let mut ranked: Vec<_> = groups.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.0.total.cmp(&a.1.0.total).then(a.0.cmp(b.0)));
+        let _ = writeln!(
+            out,
+            "  goroutine waits: {} parks seen, {} ended ({} parked in all)",
+            s.counter(Counter::GoParks),
+            s.counter(Counter::GoWaits),
+            human_ns(s.counter(Counter::GoWaitNs))
+        );
+        let unseen = s.counter(Counter::GoWakeParkUnseen);
+        if unseen > 0 {
+            let _ = writeln!(
+                out,
+                "  {unseen} goroutines made runnable had parked before the recording began (their waits are not counted)"
+            );
+        }
+        if ranked.is_empty() {
+            let _ = writeln!(
+                out,
+                "  nothing: no goroutine {} while recorded",
+                if p.kind == ProfileKind::GoMutex {
+                    "waited on a sync.Mutex or RWMutex"
+                } else {
+                    "parked and was made runnable"
+                }
+            );
+            return;
+        }
+        let title = match p.kind {
+            ProfileKind::GoMutex => {
+                "  contended locks (delay charged to the unlocking stack, as Go's mutex profile does):"
+            }
+            _ => {
+                "  wait reasons (idle and runtime waits are labelled: leave them out for contention):"
+            }
+        };
+        let _ = writeln!(out, "{title}");
+        for (name, (value, class, waiting)) in ranked.iter().take(self.top.max(5)) {
+            let label = match class {
+                Some(class) if *class != go::WaitClass::Contention.name() => format!(" ({class})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "    {name}{label}: {} in {} waits",
+                human_ns(value.total),
+                value.count
+            );
+            if let Some((stack, ns)) = waiting
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.len().cmp(&a.0.len())))
+            {
+                let _ = writeln!(
+                    out,
+                    "      top waiter ({}): {}",
+                    human_ns(*ns),
+                    shown(stack)
+                );
+            }
+        }
+        if p.kind == ProfileKind::GoMutex
+            && let Some(top) = p.samples.first()
+        {
+            let _ = writeln!(
+                out,
+                "  top unlocking stack ({}): {}",
+                human_ns(top.value),
+                shown(&top.frames)
+            );
+        }
+    }
+
     fn top_functions(&self, out: &mut String, p: &Profile) {
         let total = p.total();
         if total == 0 {
@@ -390,3 +483,7 @@ mod tests {
         assert_eq!(human_ns(15), "15 ns");
     }
 }
+
+/// One reason's (or lock's) waits in the Go waits section: their total, the
+/// reason's class, and the time by waiting stack.
+type WaitGroup<'a> = (Value, Option<&'static str>, HashMap<&'a [Frame], u64>);

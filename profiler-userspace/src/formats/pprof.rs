@@ -306,7 +306,8 @@ fn types(profile: &Profile, b: &mut Builder) -> (Vec<proto::ValueType>, proto::V
             b.value_type("off_cpu", "nanoseconds"),
             1,
         ),
-        ProfileKind::Futex => (
+        // Go's own mutex and block profiles name theirs so too.
+        ProfileKind::Futex | ProfileKind::GoMutex | ProfileKind::GoBlock => (
             vec![
                 b.value_type("contentions", "count"),
                 b.value_type("delay", "nanoseconds"),
@@ -346,7 +347,10 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
         let location_id = b.locations_of(sample);
         let value = match profile.kind {
             ProfileKind::Cpu => vec![sample.count as i64, sample.value as i64 * period],
-            ProfileKind::OffCpu | ProfileKind::Futex => {
+            ProfileKind::OffCpu
+            | ProfileKind::Futex
+            | ProfileKind::GoMutex
+            | ProfileKind::GoBlock => {
                 vec![sample.count as i64, sample.value as i64]
             }
             ProfileKind::Threads | ProfileKind::Goroutines => vec![sample.value as i64],

@@ -48,7 +48,9 @@ pub fn to_json(profile: &Profile) -> Value {
         ProfileKind::OffCpu
         | ProfileKind::Futex
         | ProfileKind::Threads
-        | ProfileKind::Goroutines => 1,
+        | ProfileKind::Goroutines
+        | ProfileKind::GoMutex
+        | ProfileKind::GoBlock => 1,
     };
     let mut samples = Vec::with_capacity(profile.samples.len());
     let mut weights = Vec::with_capacity(profile.samples.len());

@@ -59,6 +59,8 @@ pub fn write(
         ProfileKind::Futex => (BasicPalette::Purple, "ns", "futex lock waits"),
         ProfileKind::Threads => (BasicPalette::Aqua, "threads", "threads now"),
         ProfileKind::Goroutines => (BasicPalette::Green, "goroutines", "goroutines now"),
+        ProfileKind::GoMutex => (BasicPalette::Red, "ns", "Go mutex contention (by unlocker)"),
+        ProfileKind::GoBlock => (BasicPalette::Aqua, "ns", "Go blocked goroutines"),
     };
     opts.colors = Palette::Basic(palette);
     opts.count_name = count_name.to_owned();
@@ -75,11 +77,13 @@ pub fn write(
             profile.total(),
             profile.kind.name()
         ),
-        ProfileKind::OffCpu | ProfileKind::Futex => format!(
-            "{:.3} s over {:.1} s of recording; kernel frames in orange",
-            profile.total() as f64 / 1e9,
-            profile.duration.as_secs_f64()
-        ),
+        ProfileKind::OffCpu | ProfileKind::Futex | ProfileKind::GoMutex | ProfileKind::GoBlock => {
+            format!(
+                "{:.3} s over {:.1} s of recording; kernel frames in orange",
+                profile.total() as f64 / 1e9,
+                profile.duration.as_secs_f64()
+            )
+        }
     });
     opts.deterministic = true;
     if text.is_empty() {

@@ -17,6 +17,9 @@ pub struct GoBinary {
     /// The lowest loadable address of the ELF file (page-aligned): with
     /// the address its first page is mapped at, it gives the load bias.
     pub first_load: u64,
+    /// The loadable segments: ELF addresses, and the file offset of each
+    /// one's first byte.
+    segments: Vec<(Range<u64>, u64)>,
     /// The `.text` section: its addresses and bytes.
     text: Range<u64>,
     code: Vec<u8>,
@@ -43,6 +46,13 @@ impl GoBinary {
         };
         let build = buildinfo::read(&file).ok().flatten();
         let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (offset, size) = s.file_range();
+                (s.address()..s.address() + size, offset)
+            })
+            .collect();
         let (text, code) = match file.section_by_name(".text") {
             Some(section) => (
                 section.address()..section.address() + section.size(),
@@ -54,10 +64,20 @@ impl GoBinary {
             table,
             build,
             first_load,
+            segments,
             text,
             code,
             variables: OnceLock::new(),
         }))
+    }
+
+    /// The offset in the file of the byte at ELF address `address` (what a
+    /// uprobe is attached by), if a segment holds it in the file.
+    pub fn file_offset(&self, address: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|(range, _)| range.contains(&address))
+            .map(|(range, offset)| offset + (address - range.start))
     }
 
     /// The code bytes at `range` (ELF virtual addresses), if they are in

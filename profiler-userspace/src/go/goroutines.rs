@@ -742,27 +742,37 @@ impl GoRuntime {
 
     /// Reads `runtime.waitReasonStrings` (see the module's description).
     fn read_wait_reasons(&self) -> Result<Vec<String>, String> {
-        let name = "runtime.waitReason.String";
-        let function = self
-            .binary
-            .table
-            .function_by_name(name)
-            .ok_or_else(|| format!("{name} is not in the binary"))?;
-        let end = function.end.min(function.entry + x86::MAX_SCAN as u64);
-        let code = self
-            .binary
-            .code(function.entry..end)
-            .ok_or_else(|| format!("the code of {name} is not in .text"))?;
-        let count = x86::first_cmp_al(code)
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("{name} does not compare the reason with a length"))?;
-        x86::rip_leas(code, function.entry)
-            .into_iter()
-            .find_map(|lea| {
-                read_wait_reason_table(&self.mem, lea.target.wrapping_add(self.bias), count)
-            })
-            .ok_or_else(|| format!("no address {name} takes holds a table of {count} wait reasons"))
+        wait_reasons_in(&self.mem, &self.binary, self.bias)
     }
+}
+
+/// The wait reasons by number (`runtime.waitReasonStrings`) of process
+/// `pid`, running `binary` loaded at `bias`, or why they were not found.
+pub fn wait_reasons(pid: u32, binary: &GoBinary, bias: u64) -> Result<Vec<String>, String> {
+    let mem = File::open(format!("/proc/{pid}/mem"))
+        .map_err(|err| format!("cannot open /proc/{pid}/mem: {err}"))?;
+    wait_reasons_in(&mem, binary, bias)
+}
+
+/// Finds the table from the code of `runtime.waitReason.String` (the
+/// length it compares a reason with, the addresses it loads) and reads it.
+fn wait_reasons_in(mem: &File, binary: &GoBinary, bias: u64) -> Result<Vec<String>, String> {
+    let name = "runtime.waitReason.String";
+    let function = binary
+        .table
+        .function_by_name(name)
+        .ok_or_else(|| format!("{name} is not in the binary"))?;
+    let end = function.end.min(function.entry + x86::MAX_SCAN as u64);
+    let code = binary
+        .code(function.entry..end)
+        .ok_or_else(|| format!("the code of {name} is not in .text"))?;
+    let count = x86::first_cmp_al(code)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{name} does not compare the reason with a length"))?;
+    x86::rip_leas(code, function.entry)
+        .into_iter()
+        .find_map(|lea| read_wait_reason_table(mem, lea.target.wrapping_add(bias), count))
+        .ok_or_else(|| format!("no address {name} takes holds a table of {count} wait reasons"))
 }
 
 /// Finds `runtime.allgs` (ELF address) from the code of

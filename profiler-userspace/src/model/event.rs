@@ -20,6 +20,11 @@ pub enum Origin {
     FutexWait,
     /// A futex wake call, by the lock and the waking stack.
     FutexWake,
+    /// A goroutine's park in the Go runtime, by the parked stack, the
+    /// runtime's wait reason (its number in the target's Go version) and
+    /// the waking stack; with `sema`, the event's lock is the semaphore it
+    /// waited on.
+    GoWait { reason: u8, sema: bool },
 }
 
 /// The thread that woke a blocked thread or a futex waiter, with its
@@ -43,10 +48,11 @@ pub struct Event {
     pub tid: u32,
     pub user: Stack,
     pub kernel: Stack,
-    /// The futex word of a futex event; 0 otherwise.
+    /// The futex word of a futex event, the semaphore of a Go wait on one;
+    /// 0 otherwise.
     pub lock: u64,
-    /// Who woke the thread, when a wake-up was seen (off-CPU blocks and
-    /// futex waits).
+    /// Who woke the thread, when a wake-up was seen (off-CPU blocks, futex
+    /// waits, Go waits).
     pub waker: Option<Waker>,
 }
 

@@ -70,12 +70,19 @@ pub struct Sample {
     pub value: u64,
     /// How many events the value sums (samples, blocks, waits).
     pub count: u64,
-    /// The lock of a futex wait.
+    /// The lock of a futex wait or of Go lock contention.
     pub lock: Option<Rc<str>>,
-    /// `blocked`, `preempted` or `runtime idle` for off-CPU samples.
+    /// `blocked`, `preempted` or `runtime idle` for off-CPU samples;
+    /// `contention`, `idle` or `runtime` for Go waits.
     pub state: Option<&'static str>,
+    /// The Go runtime's wait reason of a Go wait (`chan receive`,
+    /// `sync.Mutex.Lock`, ...).
+    pub reason: Option<Rc<str>>,
     /// Who woke the thread, when a wake-up was seen.
     pub waker: Option<WokenBy>,
+    /// For Go lock contention (charged to the unlocking stack, the
+    /// sample's own), the stack that waited, root first.
+    pub waiting: Option<Vec<Frame>>,
 }
 
 /// A recorded profile of one process.
@@ -144,7 +151,9 @@ impl Profile {
                 ProfileKind::OffCpu
                 | ProfileKind::Futex
                 | ProfileKind::Threads
-                | ProfileKind::Goroutines => {
+                | ProfileKind::Goroutines
+                | ProfileKind::GoMutex
+                | ProfileKind::GoBlock => {
                     own.iter().rev().find(|f| f.is_user_code()).or(own.last())
                 }
             };

@@ -3,6 +3,7 @@
 
 use profiler_common::{
     event::{EventKey, Origin as KernelOrigin, WakerKey},
+    gowait,
     offcpu::OffCpuState,
 };
 
@@ -19,6 +20,10 @@ pub fn event_of(key: &EventKey, user: Stack, kernel: Stack, waker: Option<Waker>
         KernelOrigin::FutexWait => Origin::FutexWait,
         KernelOrigin::FutexWake => Origin::FutexWake,
         KernelOrigin::SwitchOut => return None,
+        KernelOrigin::GoWait => Origin::GoWait {
+            reason: gowait::reason_of(key.state),
+            sema: key.state & gowait::STATE_SEMA != 0,
+        },
     };
     Some(Event {
         origin,

@@ -22,13 +22,14 @@ use crate::{
 
 type EventMap = PerCpuHashMap<MapData, EventKey, KernelValue>;
 
-/// The on-CPU, off-CPU and futex event maps, each in two generations.
+/// The on-CPU, off-CPU, futex and Go wait event maps, each in two
+/// generations.
 pub struct EventMaps {
-    maps: [[EventMap; 2]; 3],
+    maps: [[EventMap; 2]; 4],
 }
 
 impl EventMaps {
-    pub fn new(maps: [[EventMap; 2]; 3]) -> Self {
+    pub fn new(maps: [[EventMap; 2]; 4]) -> Self {
         EventMaps { maps }
     }
 

@@ -68,6 +68,7 @@ impl Sources {
                 pair(&mut take, names::MAP_CPU_EVENTS)?,
                 pair(&mut take, names::MAP_OFFCPU_EVENTS)?,
                 pair(&mut take, names::MAP_FUTEX_EVENTS)?,
+                pair(&mut take, names::MAP_GO_EVENTS)?,
             ]),
             rings: Rings::new(
                 aya::maps::RingBuf::try_from(take(names::MAP_COPIES)?)?,

@@ -15,6 +15,7 @@ use profiler::{
     },
     formats::Format,
     model::{ProfileKind, TargetSpec, UnwindMode},
+    target,
 };
 
 /// A zero-instrumentation profiler for Linux, on eBPF.
@@ -315,20 +316,26 @@ pub struct RecordArgs {
     pub command: Vec<String>,
 }
 
-/// Parses `--profile`: a comma list of kinds, or `all`.
-pub fn parse_kinds(text: &str) -> anyhow::Result<Vec<ProfileKind>> {
+/// Parses `--profile`: a comma list of kinds, or `all` (with the Go kinds
+/// for a `go` target).
+pub fn parse_kinds(text: &str, go: bool) -> anyhow::Result<Vec<ProfileKind>> {
     let mut kinds = Vec::new();
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         match (word, ProfileKind::from_name(word)) {
-            ("all", _) => kinds.extend(ProfileKind::ALL),
+            ("all", _) => {
+                kinds.extend(ProfileKind::ALL);
+                if go {
+                    kinds.extend(ProfileKind::GO);
+                }
+            }
             (_, Some(kind)) => kinds.push(kind),
             (other, None) => bail!(
-                "--profile: unknown kind {other:?}; choose from cpu, offcpu, futex, all (comma-separated)"
+                "--profile: unknown kind {other:?}; choose from cpu, offcpu, futex, gomutex, goblock (Go programs), all (comma-separated)"
             ),
         }
     }
     if kinds.is_empty() {
-        bail!("--profile needs at least one kind: cpu, offcpu, futex or all");
+        bail!("--profile needs at least one kind: cpu, offcpu, futex, gomutex, goblock or all");
     }
     kinds.sort();
     kinds.dedup();
@@ -392,7 +399,20 @@ impl RecordArgs {
         };
         let duration = self.duration.as_deref().map(parse_duration).transpose()?;
         let (frequency, unwind, max_depth) = self.stacks.check()?;
-        let kinds = parse_kinds(&self.profile)?;
+        let executable = target::executable_of(&target);
+        let go = executable
+            .as_deref()
+            .is_some_and(profiler::go::is_go_executable);
+        let kinds = parse_kinds(&self.profile, go)?;
+        if let (Some(exe), false) = (&executable, go)
+            && let Some(kind) = kinds.iter().find(|k| k.is_go())
+        {
+            bail!(
+                "--profile {}: {} is not a Go program; the Go kinds read the Go runtime (for any program, futex and offcpu show lock waits and blocking)",
+                kind.name(),
+                exe.display()
+            );
+        }
         let min_block = match &self.min_block {
             Some(text) => {
                 if !kinds.contains(&ProfileKind::OffCpu) {
@@ -520,14 +540,26 @@ mod tests {
     #[test]
     fn kinds_and_outputs() {
         use std::path::Path;
-        assert_eq!(parse_kinds("cpu").ok(), Some(vec![ProfileKind::Cpu]));
+        assert_eq!(parse_kinds("cpu", false).ok(), Some(vec![ProfileKind::Cpu]));
         assert_eq!(
-            parse_kinds("futex,cpu,futex").ok(),
+            parse_kinds("futex,cpu,futex", false).ok(),
             Some(vec![ProfileKind::Cpu, ProfileKind::Futex])
         );
-        assert_eq!(parse_kinds("all").ok(), Some(ProfileKind::ALL.to_vec()));
-        assert!(parse_kinds("gpu").is_err());
-        assert!(parse_kinds(",").is_err());
+        assert_eq!(
+            parse_kinds("all", false).ok(),
+            Some(ProfileKind::ALL.to_vec())
+        );
+        let go: Vec<ProfileKind> = ProfileKind::ALL
+            .into_iter()
+            .chain(ProfileKind::GO)
+            .collect();
+        assert_eq!(parse_kinds("all", true).ok(), Some(go));
+        assert_eq!(
+            parse_kinds("goblock,gomutex", false).ok(),
+            Some(vec![ProfileKind::GoMutex, ProfileKind::GoBlock])
+        );
+        assert!(parse_kinds("gpu", false).is_err());
+        assert!(parse_kinds(",", false).is_err());
         let all = ProfileKind::ALL;
         let paths = output_paths(Path::new("dir/out.folded"), &all).ok();
         assert_eq!(

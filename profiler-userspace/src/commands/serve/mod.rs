@@ -100,13 +100,24 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let _runtime_context = runtime.enter();
     let target = Target::open(&TargetSpec::Pid(config.pid))?;
+    // A Go program also gets its goroutine waits (Go's mutex and block
+    // profiles).
+    let is_go = target
+        .executable
+        .as_deref()
+        .is_some_and(|exe| crate::go::is_go_executable(std::path::Path::new(exe)));
+    let mut kinds = ProfileKind::ALL.to_vec();
+    if is_go {
+        kinds.extend(ProfileKind::GO);
+    }
     let load = LoadConfig {
         tgid: target.pid,
         arm_on_exec: false,
         unwind: config.unwind,
-        kinds: ProfileKind::ALL.to_vec(),
+        kinds,
         frequency: config.frequency,
         min_block: Duration::ZERO,
+        go_waits: None,
     };
     let mut session = Session::start(target, &load, config.max_depth)?;
     let mut go = GoWatch::open(config.pid, session.name());

@@ -1,0 +1,156 @@
+//! Go waits from entry uprobes on the Go runtime (never return probes: a
+//! uretprobe rewrites the return address on the goroutine stack and Go's
+//! own unwinder then crashes the program). A goroutine's park
+//! (`runtime.gopark`) is remembered by its `g` with its stack and wait
+//! reason; its wake-up (`runtime.ready`, called by the code that makes it
+//! runnable: a channel send, an unlock) counts the wait under the parked
+//! stack, the reason and the waking stack. Goroutines made runnable
+//! without `ready` (the network poller, GC workers) are counted when they
+//! run again (`runtime.execute`), with no waker. The semaphore a
+//! `sync.Mutex`, `RWMutex` or `WaitGroup` waits on comes from
+//! `runtime.semacquire1`, which parks right after.
+//!
+//! Registers follow Go's internal ABI: arguments in RAX, RBX, RCX, RDI,
+//! RSI...; R14 holds the current `g` in Go code.
+
+use aya_ebpf::{
+    bindings::BPF_ANY, helpers::bpf_get_current_pid_tgid, macros::uprobe, maps::PerCpuHashMap,
+    programs::ProbeContext,
+};
+use profiler_common::{
+    counters::Counter,
+    event::{EventKey, Origin, Value, WakerKey},
+    gowait::{GoParked, REASON_MASK, STATE_SEMA},
+    stacks::stack_error,
+};
+
+use crate::{
+    maps::{GO_EVENTS_0, GO_EVENTS_1, GO_PARKED, GO_SEMA, LONG_STACKS},
+    shared::{add_event, bump, bump_by, generation, now_ns, stack_id, waker_stack_id},
+    target::is_target,
+};
+
+#[inline(always)]
+fn go_events() -> &'static PerCpuHashMap<EventKey, Value> {
+    if generation() == 0 {
+        &GO_EVENTS_0
+    } else {
+        &GO_EVENTS_1
+    }
+}
+
+/// The target's tgid, when the current thread is one of its threads and
+/// recording has begun.
+#[inline(always)]
+fn target() -> Option<u32> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    is_target(tgid).then_some(tgid)
+}
+
+/// `runtime.semacquire1(addr *uint32, ...)`: the semaphore a goroutine may
+/// park on next.
+#[uprobe]
+pub fn prf_go_sema(ctx: ProbeContext) -> u32 {
+    if target().is_none() {
+        return 0;
+    }
+    // SAFETY: the probe's own register frame.
+    let (g, addr) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
+    if GO_SEMA.insert(g, addr, BPF_ANY as u64).is_err() {
+        bump(Counter::GoSemaMapFull);
+    }
+    0
+}
+
+/// `runtime.gopark(unlockf, lock, reason waitReason, ...)`: the current
+/// goroutine parks; its stack, reason and semaphore are remembered.
+#[uprobe]
+pub fn prf_go_park(ctx: ProbeContext) -> u32 {
+    if target().is_none() {
+        return 0;
+    }
+    let now = now_ns();
+    // SAFETY: the probe's own register frame.
+    let (g, reason) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rcx as u32 & REASON_MASK) };
+    bump(Counter::GoParks);
+    // A semaphore noted by this goroutine is the one it parks on now when
+    // the park is a semaphore's (userspace keeps it only for those
+    // reasons); taken either way, so it is never used twice.
+    // SAFETY: a copy of the entry is taken before it is removed.
+    let (lock, state) = match unsafe { GO_SEMA.get(g) }.copied() {
+        Some(addr) => {
+            let _ = GO_SEMA.remove(g);
+            (addr, reason | STATE_SEMA)
+        }
+        None => (0, reason),
+    };
+    let parked = GoParked {
+        parked_ns: now,
+        lock,
+        user_stack_id: stack_id(&ctx, &LONG_STACKS, true),
+        state,
+    };
+    if GO_PARKED.insert(g, parked, BPF_ANY as u64).is_err() {
+        bump(Counter::GoParkedMapFull);
+    }
+    0
+}
+
+/// `runtime.ready(gp *g, ...)`: the current code makes a parked goroutine
+/// runnable; its wait ends, woken by this stack.
+#[uprobe]
+pub fn prf_go_ready(ctx: ProbeContext) -> u32 {
+    let Some(tgid) = target() else {
+        return 0;
+    };
+    // SAFETY: the probe's own register frame.
+    let gp = unsafe { (*ctx.regs).rax };
+    let waker = WakerKey {
+        tgid,
+        tid: 0,
+        user_stack_id: waker_stack_id(&ctx, &LONG_STACKS, true),
+        kernel_stack_id: -stack_error::EFAULT,
+        user_copy_ns: 0,
+        woken: 1,
+        reserved: 0,
+    };
+    wait_ends(tgid, gp, waker);
+    0
+}
+
+/// `runtime.execute(gp *g, ...)`: a goroutine runs again. One still
+/// remembered as parked was made runnable without `ready`.
+#[uprobe]
+pub fn prf_go_execute(ctx: ProbeContext) -> u32 {
+    let Some(tgid) = target() else {
+        return 0;
+    };
+    // SAFETY: the probe's own register frame.
+    let gp = unsafe { (*ctx.regs).rax };
+    // SAFETY: only a lookup; most goroutines run again after `ready`.
+    if unsafe { GO_PARKED.get(gp) }.is_some() {
+        wait_ends(tgid, gp, WakerKey::NOT_WOKEN);
+    }
+    0
+}
+
+#[inline(always)]
+fn wait_ends(tgid: u32, gp: u64, waker: WakerKey) {
+    // SAFETY: a copy of the entry is taken before it is removed.
+    let Some(parked) = (unsafe { GO_PARKED.get(gp) }).copied() else {
+        bump(Counter::GoWakeParkUnseen);
+        return;
+    };
+    let _ = GO_PARKED.remove(gp);
+    let ns = now_ns().saturating_sub(parked.parked_ns);
+    bump(Counter::GoWaits);
+    bump_by(Counter::GoWaitNs, ns);
+    let key = EventKey {
+        state: parked.state,
+        user_stack_id: parked.user_stack_id,
+        lock: parked.lock,
+        waker,
+        ..EventKey::new(Origin::GoWait, tgid, 0)
+    };
+    add_event(go_events(), &key, ns, Counter::GoMapFull);
+}
