@@ -4,7 +4,9 @@
 //! names and build IDs, and labels for the thread, the lock of a futex
 //! wait, the state of an off-CPU block, and who woke the thread (`waker`)
 //! with the stack it woke it from (`waker_stack`: for a lock, the code that
-//! released it, as Go's mutex profile charges it).
+//! released it, as Go's mutex profile charges it); for Go waits, the
+//! runtime's `wait_reason` and, in the gomutex profile (whose stacks are
+//! the unlockers'), the goroutine that waited (`waiting_stack`).
 //!
 //! The messages are written out with prost's derive rather than generated
 //! from profile.proto: generation needs `protoc`, and these eight messages
@@ -15,7 +17,7 @@ use std::{collections::HashMap, io::Write, rc::Rc};
 
 use prost::Message as _;
 
-use crate::model::{FOLDED_THREADS, Frame, FrameKind, Profile, ProfileKind, Sample};
+use crate::model::{FOLDED_THREADS, Frame, FrameKind, Profile, ProfileKind, Sample, short_stack};
 
 /// profile.proto messages (the fields this exporter writes).
 pub mod proto {
@@ -138,6 +140,10 @@ pub mod proto {
 
 /// Frames of the waker's stack a `waker_stack` label gives (leaf first).
 const WAKER_STACK_DEPTH: usize = 12;
+
+/// Frames of a Go mutex waiter's stack a `waiting_stack` label gives (leaf
+/// first): deep enough to pass the runtime's and sync's own frames.
+const WAITING_STACK_DEPTH: usize = 16;
 
 /// Builds the tables of one profile.
 #[derive(Default)]
@@ -356,15 +362,28 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
             ProfileKind::Threads | ProfileKind::Goroutines => vec![sample.value as i64],
         };
         let mut label = Vec::new();
-        // Folded exited threads have a name but no one thread id.
-        if sample.tid < FOLDED_THREADS {
+        // Folded exited threads have a name but no one thread id; a Go
+        // goroutine's wait belongs to no thread (tid 0).
+        if sample.tid != 0 && sample.tid < FOLDED_THREADS {
             label.push(proto::Label {
                 key: b.string("thread_id"),
                 num: i64::from(sample.tid),
                 ..Default::default()
             });
         }
-        label.push(b.label_str("thread_name", &sample.thread_name));
+        if sample.tid != 0 {
+            label.push(b.label_str("thread_name", &sample.thread_name));
+        }
+        if let Some(reason) = &sample.reason {
+            label.push(b.label_str("wait_reason", reason));
+        }
+        if let Some(stack) = sample
+            .waiting
+            .as_deref()
+            .and_then(|w| short_stack(w, WAITING_STACK_DEPTH))
+        {
+            label.push(b.label_str("waiting_stack", &stack));
+        }
         if let Some(lock) = &sample.lock {
             label.push(b.label_str("lock", lock));
         }

@@ -67,6 +67,9 @@ pub struct AppState {
     pub busy: Arc<[AtomicU64; ProfileKind::COUNT]>,
     pub scrapes: Arc<AtomicU64>,
     pub profiles: Arc<AtomicU64>,
+    /// The target is a Go program: `mutex` and `block` are Go's own kinds
+    /// (gomutex, goblock); `futex` and `offcpu` keep the kernel's view.
+    pub go: bool,
 }
 
 /// Serves until `stop` turns true, then gives open connections a moment.
@@ -108,6 +111,8 @@ fn router(state: AppState) -> Router {
         .route("/debug/pprof/profile", get(cpu_profile))
         .route("/debug/pprof/mutex", get(mutex_profile))
         .route("/debug/pprof/block", get(block_profile))
+        .route("/debug/pprof/futex", get(futex_profile))
+        .route("/debug/pprof/offcpu", get(offcpu_profile))
         .route("/debug/pprof/goroutine", get(goroutine_profile))
         .fallback(not_found)
         .with_state(state)
@@ -126,7 +131,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-const ENDPOINTS: &str = "/metrics, /healthz, /debug/pprof/profile?seconds=N, /debug/pprof/mutex[?seconds=N], /debug/pprof/block[?seconds=N], /debug/pprof/goroutine[?debug=1|2] (Go programs)";
+const ENDPOINTS: &str = "/metrics, /healthz, /debug/pprof/profile?seconds=N, /debug/pprof/mutex[?seconds=N], /debug/pprof/block[?seconds=N], /debug/pprof/futex[?seconds=N], /debug/pprof/offcpu[?seconds=N], /debug/pprof/goroutine[?debug=1|2] (Go programs)";
 
 async fn not_found() -> Response {
     text(
@@ -140,8 +145,12 @@ async fn index() -> Response {
         StatusCode::OK,
         "profiles of the target, as Go's net/http/pprof serves them:\n\
          profile  on-CPU samples over the next N seconds (?seconds=N, default 30)\n\
-         mutex    futex contention by lock: since the server started, or over ?seconds=N\n\
-         block    off-CPU time (blocked and preempted): since the server started, or over ?seconds=N\n\
+         mutex    lock contention: since the server started, or over ?seconds=N; for a Go program Go's own \
+         (sync.Mutex and RWMutex, delay charged to the unlocking stack), else futex waits by lock\n\
+         block    blocking: since the server started, or over ?seconds=N; for a Go program Go's own \
+         (goroutine waits by wait reason), else off-CPU time (blocked and preempted)\n\
+         futex    futex waits by lock, for any program: since the server started, or over ?seconds=N\n\
+         offcpu   off-CPU time (blocked and preempted), for any program: since the server started, or over ?seconds=N\n\
          goroutine  a Go program's goroutines now: pprof, or Go's texts with ?debug=1 (stacks counted) or ?debug=2 (every goroutine)\n",
     )
 }
@@ -190,10 +199,28 @@ async fn cpu_profile(State(state): State<AppState>, Query(params): Params) -> Re
 }
 
 async fn mutex_profile(State(state): State<AppState>, Query(params): Params) -> Response {
-    profile(state, ProfileKind::Futex, &params, None).await
+    let kind = if state.go {
+        ProfileKind::GoMutex
+    } else {
+        ProfileKind::Futex
+    };
+    profile(state, kind, &params, None).await
 }
 
 async fn block_profile(State(state): State<AppState>, Query(params): Params) -> Response {
+    let kind = if state.go {
+        ProfileKind::GoBlock
+    } else {
+        ProfileKind::OffCpu
+    };
+    profile(state, kind, &params, None).await
+}
+
+async fn futex_profile(State(state): State<AppState>, Query(params): Params) -> Response {
+    profile(state, ProfileKind::Futex, &params, None).await
+}
+
+async fn offcpu_profile(State(state): State<AppState>, Query(params): Params) -> Response {
     profile(state, ProfileKind::OffCpu, &params, None).await
 }
 

@@ -6,6 +6,7 @@
 //! seconds is the difference of two copies of the cumulative data, taken N
 //! seconds apart.
 
+mod go_stats;
 mod goroutines;
 mod health;
 mod http;
@@ -24,6 +25,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use self::{
+    go_stats::GoStatsWatch,
     goroutines::GoWatch,
     health::Health,
     http::{AppState, ProfileReply},
@@ -121,6 +123,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     let mut session = Session::start(target, &load, config.max_depth)?;
     let mut go = GoWatch::open(config.pid, session.name());
+    let mut go_stats = GoStatsWatch::open(config.pid, session.name());
     let started = Instant::now();
     let started_unix_ns = unix_ns();
 
@@ -134,9 +137,17 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         busy: Arc::new(Default::default()),
         scrapes: Arc::default(),
         profiles: Arc::default(),
+        go: is_go,
     };
     let (scrapes, profiles) = (state.scrapes.clone(), state.profiles.clone());
-    publish(&session, go.as_ref(), &mut metrics, &health, started);
+    publish(
+        &session,
+        go.as_ref(),
+        go_stats.as_mut(),
+        &mut metrics,
+        &health,
+        started,
+    );
     let (stop, stopped) = watch::channel(false);
     let http = std::thread::Builder::new()
         .name("http".to_owned())
@@ -173,7 +184,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         "PID {} exited: detached; still serving the data collected so far (/healthz now answers 503)",
                         config.pid
                     );
-                    publish(&session, go.as_ref(), &mut metrics, &health, started);
+                    publish(&session, go.as_ref(), go_stats.as_mut(), &mut metrics, &health, started);
                     // Profiles being taken end now, with what there is.
                     for done in std::mem::take(&mut pending) {
                         finish(&session, done);
@@ -196,7 +207,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         if let Some(go) = &mut go {
                             go.refresh();
                         }
-                        publish(&session, go.as_ref(), &mut metrics, &health, started);
+                        publish(&session, go.as_ref(), go_stats.as_mut(), &mut metrics, &health, started);
                     }
                 }
                 () = due => {
@@ -318,11 +329,20 @@ fn reply_with(
 fn publish(
     session: &Session,
     go: Option<&GoWatch>,
+    mut go_stats: Option<&mut GoStatsWatch>,
     metrics: &mut Metrics,
     health: &Mutex<Health>,
     started: Instant,
 ) {
     let snapshot = session.snapshot();
+    if let Some(watch) = go_stats.as_deref_mut() {
+        watch.refresh(snapshot.target.up);
+    }
+    metrics.update_go_runtime(go_stats.as_deref().map(GoStatsWatch::sample));
     metrics.update(&snapshot, go.and_then(GoWatch::counts));
-    *health.lock().unwrap_or_else(PoisonError::into_inner) = Health::of(&snapshot, started);
+    let mut now = Health::of(&snapshot, started);
+    if let Some(watch) = go_stats.as_deref() {
+        now.json["go_runtime_stats"] = watch.health();
+    }
+    *health.lock().unwrap_or_else(PoisonError::into_inner) = now;
 }

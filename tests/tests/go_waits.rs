@@ -1,0 +1,207 @@
+//! Go's own mutex and block semantics from outside (`--profile
+//! gomutex,goblock`: uprobes on the Go runtime), against a program that
+//! measures its own waits and keeps Go's own mutex profile on as the truth
+//! (`go_waits.go`), on every Go toolchain present, normal and stripped:
+//!
+//! - gomutex: the delay of the waits on `main.mu` within 15% of what Go's
+//!   own mutex profile added over the same phase; the top stack is the
+//!   unlocking one (`main.unlockMu`), the waiting stacks (`waiting_stack`
+//!   in pprof, read by `go tool pprof -tags`) name `main.lockMu`, and
+//!   `go tool pprof`'s total delay is the folded total;
+//! - goblock: the time under `[chan receive]` in `main.recvWork` within 15%
+//!   of the program's own measure, a `sync.WaitGroup` wait under
+//!   `[sync.WaitGroup.Wait]` and `time.Sleep` under `[sleep (idle)]`, each
+//!   within 15% of the program's own;
+//! - the program's own checksum is right under the probes, and nothing is
+//!   left attached.
+
+use std::{
+    io::BufRead as _,
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use tests::*;
+
+/// How long the program's measured phase lasts, in milliseconds.
+const PHASE_MS: u64 = 3000;
+
+/// What one recording of one phase gave.
+struct Recorded {
+    /// The program's own answers for the phase (`key=value` lines).
+    truth: String,
+    gomutex: Vec<FoldedStack>,
+    goblock: Vec<FoldedStack>,
+    /// The gomutex profile as pprof.
+    gomutex_pprof: std::path::PathBuf,
+    report: String,
+}
+
+/// Records gomutex and goblock of a running go_waits while it runs one
+/// measured phase that lies wholly inside the recording.
+fn record_phase(binary: &Path, dir: &Path) -> Recorded {
+    let workload = GoWorkload::start(binary, &["0"]);
+    let folded = dir.join("waits.folded");
+    let pprof = dir.join("waits.pb.gz");
+    let mut child = Command::new(profiler_bin())
+        .args(["record", "--pid", &workload.pid().to_string()])
+        .args(["--duration", &format!("{}ms", PHASE_MS + 4000)])
+        .args(["--profile", "gomutex,goblock"])
+        .arg("-o")
+        .arg(&folded)
+        .arg("-o")
+        .arg(&pprof)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the profiler");
+    // The phase starts once the probes are attached ("recording ..." on
+    // stderr); the whole stderr is the report.
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (attached, started) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("recording ") {
+                let _ = attached.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let ready = started.recv_timeout(Duration::from_secs(30));
+    let truth = ready
+        .is_ok()
+        .then(|| workload.get(&format!("/run?ms={PHASE_MS}")));
+    let status = child.wait().expect("wait for the profiler");
+    let report = reader.join().expect("stderr reader");
+    assert!(
+        ready.is_ok(),
+        "the profiler never said it was recording:\n{report}"
+    );
+    assert!(status.success(), "profiler failed:\n{report}");
+    let truth = truth.expect("the phase ran");
+    assert_eq!(truth.status, 200, "{}", truth.body);
+    let read = |kind: &str| {
+        let path = dir.join(format!("waits.{kind}.folded"));
+        parse_folded(
+            &std::fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("{}: {err}\n{report}", path.display())),
+        )
+    };
+    Recorded {
+        truth: truth.body,
+        gomutex: read("gomutex"),
+        goblock: read("goblock"),
+        gomutex_pprof: dir.join("waits.gomutex.pb.gz"),
+        report,
+    }
+}
+
+/// A value the program answered.
+fn truth(recorded: &Recorded, key: &str) -> f64 {
+    workload_value(&recorded.truth, key)
+        .unwrap_or_else(|| panic!("no {key} in the program's answer: {}", recorded.truth))
+}
+
+/// Nanoseconds of goblock under `[reason]` with `function` on the stack.
+fn blocked(stacks: &[FoldedStack], reason: &str, function: &str) -> f64 {
+    total_where(stacks, |s| {
+        s.frames.get(1).map(String::as_str) == Some(reason) && s.has(function)
+    }) as f64
+}
+
+#[test]
+fn go_waits_read_as_gos_own_mutex_and_block_profiles() {
+    require!(bpf(), go(), go_versions(4));
+    let mut failures = Vec::new();
+    for (what, binary) in go_builds("go_waits") {
+        let dir = scratch_dir("go-waits");
+        let r = record_phase(&binary, dir.path());
+        assert_nothing_left_loaded();
+        let mut check = |ok: bool, text: String| {
+            eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
+            if !ok {
+                failures.push(format!("{what}: {text}"));
+            }
+        };
+        check(
+            truth(&r, "checksum") == truth(&r, "expected_checksum"),
+            format!(
+                "checksum {} (expected {})",
+                truth(&r, "checksum"),
+                truth(&r, "expected_checksum")
+            ),
+        );
+
+        // gomutex: charged to the unlocker, as Go's own profile.
+        let ours = total_where(&r.gomutex, |s| s.has("main.unlockMu")) as f64;
+        let gos = truth(&r, "go_mutex_delay_ns");
+        check(
+            within(ours, gos, 15.0),
+            format!(
+                "gomutex delay through main.unlockMu {:.3} s, Go's own mutex profile {:.3} s (program measured {:.3} s in lockMu)",
+                ours / 1e9,
+                gos / 1e9,
+                truth(&r, "mutex_wait_ns") / 1e9
+            ),
+        );
+        let top = r.gomutex.iter().max_by_key(|s| s.value);
+        check(
+            top.is_some_and(|s| s.has("main.unlockMu") && !s.has("main.lockMu")),
+            format!("top gomutex stack: {:?}", top.map(|s| s.frames.join(";"))),
+        );
+        let tags = go_pprof(&["-tags"], &r.gomutex_pprof);
+        let waiting: Vec<&str> = tags
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("waiting_stack"))
+            .skip(1)
+            .take_while(|l| l.starts_with(' '))
+            .collect();
+        check(
+            waiting.iter().any(|l| l.contains("main.lockMu")),
+            format!(
+                "pprof waiting_stack names main.lockMu: {:?}",
+                waiting.first()
+            ),
+        );
+        let pprof_top = go_pprof(
+            &["-top", "-sample_index=delay", "-unit=ns"],
+            &r.gomutex_pprof,
+        );
+        let folded_total: u64 = r.gomutex.iter().map(|s| s.value).sum();
+        let pprof_total = pprof_total(&pprof_top);
+        check(
+            within(pprof_total, folded_total as f64, 1.0),
+            format!("go tool pprof delay total {pprof_total} ns, folded {folded_total} ns"),
+        );
+
+        // goblock: by wait reason, as Go's block profile.
+        for (reason, function, key) in [
+            ("[chan receive]", "main.recvWork", "chan_wait_ns"),
+            ("[sync.WaitGroup.Wait]", "main.waitGroupWork", "wg_wait_ns"),
+            ("[sleep (idle)]", "main.sleepWork", "sleep_ns"),
+        ] {
+            let ours = blocked(&r.goblock, reason, function);
+            let own = truth(&r, key);
+            check(
+                within(ours, own, 15.0),
+                format!(
+                    "goblock {reason} in {function}: {:.3} s, the program's own {key} {:.3} s",
+                    ours / 1e9,
+                    own / 1e9
+                ),
+            );
+        }
+        check(
+            r.report.contains("contended locks") && r.report.contains("chan receive: "),
+            "the report ranks the locks and the wait reasons".to_owned(),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
