@@ -5,6 +5,7 @@
 //! a Go program's goroutines for leaks.
 
 pub mod dump;
+pub mod go_heap;
 pub mod goroutines;
 mod output;
 pub mod record;

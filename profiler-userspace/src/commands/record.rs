@@ -9,10 +9,11 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use super::{output::Output, report::Report};
+use super::{go_heap, output::Output, report::Report};
 use crate::{
     attach::{self, LoadConfig},
     formats::{Format, folded::FoldedOptions},
+    go::rates::RatesRequest,
     model::{Profile, ProfileKind, TargetSpec, UnwindMode},
     session::{Session, Ticks, unix_ns},
     target::Target,
@@ -34,6 +35,12 @@ pub struct RecordConfig {
     pub top: usize,
     pub unwind: UnwindMode,
     pub max_depth: usize,
+    /// `--profile goheap`: the Go heap profile's files (empty: not asked).
+    pub go_heap: Vec<(Format, PathBuf)>,
+    /// goheap came with `all`: skipped with a note when it cannot be had.
+    pub go_heap_optional: bool,
+    /// `--go-rates`: Go's own sampling rates, set for the recording.
+    pub go_rates: Option<RatesRequest>,
 }
 
 /// One file `record` writes.
@@ -72,6 +79,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         .iter()
         .map(|spec| Output::open(&spec.path))
         .collect::<anyhow::Result<Vec<Output>>>()?;
+    let mut heap_outputs = go_heap::HeapOutputs::open(&config.go_heap, config.go_heap_optional)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,7 +98,10 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let mut session = Session::start(target, &load, config.max_depth)?;
     let started = Instant::now();
     let start_unix_ns = unix_ns();
-    let kinds: Vec<&str> = config.kinds.iter().map(|k| k.name()).collect();
+    let mut kinds: Vec<&str> = config.kinds.iter().map(|k| k.name()).collect();
+    if heap_outputs.wanted() {
+        kinds.push("goheap");
+    }
     match &config.target {
         TargetSpec::Pid(pid) => info!(
             "recording {} of PID {pid} ({}){}; Ctrl-C to stop",
@@ -109,9 +120,16 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         ),
     }
 
+    // Handled from here on, so rates set below are put back on either.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    // Put back by `restore_rates` below, or by the guard's drop on an error.
+    let rates = match config.go_rates {
+        Some(request) => Some(go_heap::set_rates(session.pid(), request)?),
+        None => None,
+    };
+    heap_outputs.check(session.pid())?;
     let ending = runtime.block_on(async {
-        let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
         let mut ticks = Ticks::new();
         loop {
@@ -131,6 +149,18 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         }
     })?;
     let duration = started.elapsed();
+    // The heap as of now (before the rates go back: it is scaled by the
+    // rate its samples were taken at), then the rates.
+    let heap = match (heap_outputs.wanted(), ending) {
+        (false, _) => None,
+        (true, Ending::TargetExited) => Some(Err(
+            "the target exited before its Go heap profile could be read".to_owned(),
+        )),
+        (true, _) => Some(heap_outputs.read(session.pid())),
+    };
+    if let Some(rates) = rates {
+        go_heap::restore_rates(rates);
+    }
 
     // Stop sampling first, then read everything left in both generations.
     if ending != Ending::TargetExited {
@@ -179,5 +209,17 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         go_build: session.go_build(),
     };
     eprint!("{}", report.render());
+    match heap {
+        Some(Ok(taken)) => {
+            let written = heap_outputs.write(&taken, session.name())?;
+            eprint!("{}", taken.report(config.top));
+            eprintln!("  written to {}", written.join("; "));
+        }
+        Some(Err(note)) if heap_outputs.optional() => {
+            eprintln!("Go heap profile left out: {note}");
+        }
+        Some(Err(why)) => anyhow::bail!("--profile goheap: {why}"),
+        None => {}
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod folded;
 pub mod pprof;
+pub mod pprof_heap;
 pub mod speedscope;
 pub mod svg;
 

@@ -52,7 +52,7 @@ use super::{
     offsets,
     pclntab::GoFrame,
 };
-use crate::procfs;
+use crate::{model::Frame, procfs};
 
 /// More buckets than this on the list is taken for garbage.
 pub const MAX_BUCKETS: usize = 1 << 21;
@@ -280,6 +280,19 @@ pub fn scale_by_size(count: i64, size: i64, rate: i64) -> (i64, i64) {
     }
     let scale = 1.0 / (1.0 - (-(size as f64) / rate as f64).exp());
     ((count as f64 * scale) as i64, (bytes as f64 * scale) as i64)
+}
+
+/// A record as profiles show it: the frames Go's heap profile shows (see
+/// [`GoHeap::shown_stack`]), root first with inlined calls expanded, as the
+/// other Go profiles hold them ([`GoFrame::into_frame`]), and its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeapSample {
+    pub frames: Vec<Frame>,
+    /// Scaled as Go's heap profile scales them.
+    pub values: HeapValues,
+    /// The size of each object (`bucket.size`): the `bytes` label Go's
+    /// heap profile gives each sample.
+    pub object_size: u64,
 }
 
 /// How the release lays out a bucket's `memRecord`.
@@ -580,11 +593,7 @@ impl GoHeap {
     pub fn shown_stack<'s>(&self, stack: &'s [u64]) -> &'s [u64] {
         let internal = self.version >= (1, 24);
         let first = stack.iter().position(|&pc| {
-            let name = pc
-                .checked_sub(self.bias)
-                .and_then(|pc| self.binary.table.frames(pc))
-                .and_then(|frames| frames.last().map(|f| f.function.clone()));
-            !name.is_some_and(|name| {
+            !self.function_at(pc).is_some_and(|name| {
                 name.starts_with("runtime.") || (internal && name.starts_with("internal/runtime/"))
             })
         });
@@ -592,6 +601,50 @@ impl GoHeap {
             Some(i) => &stack[i..],
             None => stack,
         }
+    }
+
+    /// The innermost function at process address `pc`, as
+    /// `runtime.FuncForPC` names it.
+    fn function_at(&self, pc: u64) -> Option<String> {
+        pc.checked_sub(self.bias)
+            .and_then(|pc| self.binary.table.frames(pc))
+            .and_then(|frames| frames.last().map(|f| f.function.clone()))
+    }
+
+    /// Every record of `profile` as a [`HeapSample`], its frames in
+    /// `module` (the executable's path), in the profile's order. An address
+    /// in no Go function is an `[unknown]` frame.
+    pub fn samples(&self, profile: &HeapProfile, module: Option<&Rc<str>>) -> Vec<HeapSample> {
+        profile
+            .records
+            .iter()
+            .map(|record| {
+                let mut frames = Vec::new();
+                let shown = self.shown_stack(&record.stack);
+                // As runtime/pprof (`allFrames`): nothing from
+                // runtime.goexit out.
+                let end = shown
+                    .iter()
+                    .position(|&pc| self.function_at(pc).as_deref() == Some("runtime.goexit"))
+                    .unwrap_or(shown.len());
+                for &pc in shown[..end].iter().rev() {
+                    let found = pc
+                        .checked_sub(self.bias)
+                        .and_then(|pc| pc.checked_sub(1))
+                        .and_then(|at| self.binary.table.frames(at));
+                    match found {
+                        Some(found) if !found.is_empty() => frames
+                            .extend(found.into_iter().map(|f| f.into_frame(pc, module.cloned()))),
+                        _ => frames.push(Frame::unknown(pc, false)),
+                    }
+                }
+                HeapSample {
+                    frames,
+                    values: profile.scaled(record),
+                    object_size: record.object_size,
+                }
+            })
+            .collect()
     }
 
     /// The frames of a record's stack, innermost first as Go prints them,

@@ -68,6 +68,110 @@ impl std::fmt::Display for Rates {
     }
 }
 
+/// The rates asked for on the command line (`--go-rates
+/// heap=512K,mutex=1,block=1`): each one given replaces the program's own,
+/// the others are left as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RatesRequest {
+    /// `heap=SIZE`: `runtime.MemProfileRate`, bytes per sample (`512K`,
+    /// `1` for every allocation, `0` off).
+    pub mem: Option<i64>,
+    /// `mutex=N`: one in N contended unlocks (`runtime.mutexprofilerate`,
+    /// as `SetMutexProfileFraction(N)`; 0 off).
+    pub mutex: Option<u64>,
+    /// `block=NS`: as `SetBlockProfileRate(NS)`, one blocking event per
+    /// this many nanoseconds blocked (1: every event; 0 off).
+    pub block_ns: Option<u64>,
+}
+
+/// The words `--go-rates` takes, for its messages.
+pub const RATES_USAGE: &str = "heap=SIZE (bytes per heap sample, e.g. 512K; 1: every allocation), \
+     mutex=N (1 in N contentions; 1: all), block=NS (nanoseconds blocked per sample; 1: every \
+     event), comma-separated; 0 turns one off";
+
+impl RatesRequest {
+    /// Parses `heap=512K,mutex=1,block=1` (any subset, any order; sizes in
+    /// bytes with an optional K, M or G suffix, powers of 1024).
+    pub fn parse(text: &str) -> Result<RatesRequest, String> {
+        let mut request = RatesRequest::default();
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let Some((name, value)) = word.split_once('=') else {
+                return Err(format!("{word:?} is not NAME=VALUE; give {RATES_USAGE}"));
+            };
+            let number = |value: &str| -> Result<u64, String> {
+                let value = value.trim();
+                let (digits, scale) = match value
+                    .to_ascii_uppercase()
+                    .trim_end_matches("IB")
+                    .trim_end_matches('B')
+                {
+                    v if v.ends_with('K') => (v.len() - 1, 1u64 << 10),
+                    v if v.ends_with('M') => (v.len() - 1, 1 << 20),
+                    v if v.ends_with('G') => (v.len() - 1, 1 << 30),
+                    v => (v.len(), 1),
+                };
+                value
+                    .get(..digits)
+                    .and_then(|d| d.trim().parse::<u64>().ok())
+                    .and_then(|n| n.checked_mul(scale))
+                    .filter(|n| i64::try_from(*n).is_ok())
+                    .ok_or_else(|| {
+                        format!("{name}={value}: not a whole number; give {RATES_USAGE}")
+                    })
+            };
+            match name.trim() {
+                "heap" | "mem" | "memory" => {
+                    request.mem = Some(number(value)?.cast_signed());
+                }
+                "mutex" => request.mutex = Some(number(value)?),
+                "block" => request.block_ns = Some(number(value)?),
+                other => {
+                    return Err(format!("unknown rate {other:?}; give {RATES_USAGE}"));
+                }
+            }
+        }
+        if request == RatesRequest::default() {
+            return Err(format!("no rate given; give {RATES_USAGE}"));
+        }
+        Ok(request)
+    }
+
+    /// The rates to write into a program whose rates are `now`, with the
+    /// CPU's `ticks_per_second` (the block rate is kept in ticks; converted
+    /// as `SetBlockProfileRate` does).
+    pub fn applied_to(self, now: Rates, ticks_per_second: f64) -> Rates {
+        Rates {
+            mem: self.mem.unwrap_or(now.mem),
+            mutex: self.mutex.unwrap_or(now.mutex),
+            block: match self.block_ns {
+                None => now.block,
+                Some(0) => 0,
+                Some(1) => 1,
+                Some(ns) => ((ns as f64 * ticks_per_second / 1e9) as i64).max(1),
+            },
+        }
+    }
+}
+
+/// The rate of the CPU's time-stamp counter (what Go's `cputicks` reads on
+/// amd64), measured over 20 ms; only needed for a block rate above 1 ns.
+pub fn ticks_per_second() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let started = std::time::Instant::now();
+        // SAFETY: RDTSC has no preconditions on x86_64.
+        let first = unsafe { core::arch::x86_64::_rdtsc() };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // SAFETY: as above.
+        let last = unsafe { core::arch::x86_64::_rdtsc() };
+        last.wrapping_sub(first) as f64 / started.elapsed().as_secs_f64()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        1e9
+    }
+}
+
 /// Why the rates cannot be read or written in a process.
 #[derive(Debug, thiserror::Error)]
 pub enum RatesError {
@@ -395,6 +499,54 @@ mod tests {
             }
         );
         assert_eq!((value(0), value(1), value(2)), (524288, 7, 0));
+    }
+
+    #[test]
+    fn requests_parse_and_apply() {
+        let r = RatesRequest::parse("heap=512K,mutex=1,block=1").expect("parses");
+        assert_eq!(
+            r,
+            RatesRequest {
+                mem: Some(524288),
+                mutex: Some(1),
+                block_ns: Some(1)
+            }
+        );
+        let now = Rates {
+            mem: 0,
+            mutex: 5,
+            block: 0,
+        };
+        assert_eq!(
+            r.applied_to(now, 3e9),
+            Rates {
+                mem: 524288,
+                mutex: 1,
+                block: 1
+            }
+        );
+        let r = RatesRequest::parse(" heap = 4KiB ").expect("parses");
+        assert_eq!(r.mem, Some(4096));
+        assert_eq!(r.applied_to(now, 3e9).mutex, 5);
+        let r = RatesRequest::parse("block=1000").expect("parses");
+        assert_eq!(r.applied_to(now, 3e9).block, 3000);
+        assert_eq!(
+            RatesRequest::parse("heap=1M").map(|r| r.mem),
+            Ok(Some(1 << 20))
+        );
+        for bad in [
+            "",
+            "heap",
+            "heap=x",
+            "cpu=1",
+            "heap=-1",
+            "mutex=99999999999999999999",
+        ] {
+            let err = RatesRequest::parse(bad).expect_err(bad);
+            assert!(err.contains("heap=SIZE"), "{bad}: {err}");
+        }
+        let tps = ticks_per_second();
+        assert!(tps > 1e6, "{tps}");
     }
 
     #[test]

@@ -281,9 +281,21 @@ pub struct RecordArgs {
 
     /// What to profile, a comma list of: cpu (on-CPU samples), offcpu (time
     /// switched out: blocked, preempted, and who woke it), futex (lock waits
-    /// by lock address), or all.
+    /// by lock address), for Go programs gomutex, goblock and goheap (Go's
+    /// own heap profile, read from the runtime at the end: pprof or folded
+    /// by bytes in use), or all (goheap included for a Go --pid, left out
+    /// with a note when its runtime records no heap profile).
     #[arg(long, value_name = "KINDS", default_value = "cpu")]
     pub profile: String,
+
+    /// Turn a Go program's own sampling on for the recording (--pid only):
+    /// heap=SIZE (runtime.MemProfileRate, bytes per heap sample, e.g. 512K),
+    /// mutex=N (as SetMutexProfileFraction(N)), block=NS (as
+    /// SetBlockProfileRate(NS); 1: every event), comma-separated. Written
+    /// into the running process and put back at the end (duration, Ctrl-C,
+    /// SIGTERM); this changes what the program does. Never done unless asked.
+    #[arg(long, value_name = "RATES")]
+    pub go_rates: Option<String>,
 
     /// Drop off-CPU blocks shorter than this in the kernel ("1ms", "500us");
     /// the report says how many were dropped.
@@ -330,12 +342,14 @@ pub fn parse_kinds(text: &str, go: bool) -> anyhow::Result<Vec<ProfileKind>> {
             }
             (_, Some(kind)) => kinds.push(kind),
             (other, None) => bail!(
-                "--profile: unknown kind {other:?}; choose from cpu, offcpu, futex, gomutex, goblock (Go programs), all (comma-separated)"
+                "--profile: unknown kind {other:?}; choose from cpu, offcpu, futex, gomutex, goblock, goheap (Go programs), all (comma-separated)"
             ),
         }
     }
     if kinds.is_empty() {
-        bail!("--profile needs at least one kind: cpu, offcpu, futex, gomutex, goblock or all");
+        bail!(
+            "--profile needs at least one kind: cpu, offcpu, futex, gomutex, goblock, goheap or all"
+        );
     }
     kinds.sort();
     kinds.dedup();
@@ -344,11 +358,21 @@ pub fn parse_kinds(text: &str, go: bool) -> anyhow::Result<Vec<ProfileKind>> {
 
 /// The output file of each kind: `-o` itself for one kind; for several, the
 /// kind's name before the extension (out.folded -> out.cpu.folded).
+#[cfg(test)]
 pub fn output_paths(
     output: &std::path::Path,
     kinds: &[ProfileKind],
 ) -> anyhow::Result<Vec<PathBuf>> {
-    if kinds.len() == 1 {
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    output_paths_named(output, &names)
+}
+
+/// [`output_paths`] for profiles named `names` (a kind's name, `goheap`).
+pub fn output_paths_named(
+    output: &std::path::Path,
+    names: &[&str],
+) -> anyhow::Result<Vec<PathBuf>> {
+    if names.len() == 1 {
         return Ok(vec![output.to_owned()]);
     }
     if output == std::path::Path::new("-") {
@@ -369,12 +393,12 @@ pub fn output_paths(
             _ => (file_name.clone(), None),
         },
     };
-    Ok(kinds
+    Ok(names
         .iter()
         .map(|kind| {
             let name = match &ext {
-                Some(ext) => format!("{stem}.{}.{ext}", kind.name()),
-                None => format!("{stem}.{}", kind.name()),
+                Some(ext) => format!("{stem}.{kind}.{ext}"),
+                None => format!("{stem}.{kind}"),
             };
             output.with_file_name(name)
         })
@@ -403,7 +427,42 @@ impl RecordArgs {
         let go = executable
             .as_deref()
             .is_some_and(profiler::go::is_go_executable);
-        let kinds = parse_kinds(&self.profile, go)?;
+        // goheap is no recorded kind: a snapshot read at the end.
+        let (profile, go_heap) = split_go_heap(&self.profile, go);
+        let kinds = match (profile.trim().is_empty(), go_heap) {
+            (true, Some(_)) => Vec::new(),
+            _ => parse_kinds(&profile, go)?,
+        };
+        // Through `all`, only for a running Go process (read at the end).
+        let go_heap = match (go_heap, &target) {
+            (Some(true), TargetSpec::Command(_)) => None,
+            (Some(_), TargetSpec::Command(_)) => bail!(
+                "--profile goheap reads a running Go program's heap profile from its memory: give --pid PID"
+            ),
+            (go_heap, _) => go_heap,
+        };
+        if let (Some(exe), false, Some(_)) = (&executable, go, go_heap) {
+            bail!(
+                "--profile goheap: {} is not a Go program; goheap reads the Go runtime's own heap profile",
+                exe.display()
+            );
+        }
+        let go_rates = match &self.go_rates {
+            None => None,
+            Some(_) if !matches!(target, TargetSpec::Pid(_)) => {
+                bail!("--go-rates sets the rates in a running Go program: give --pid PID")
+            }
+            Some(_) if !go => bail!(
+                "--go-rates: {} is not a Go program",
+                executable
+                    .as_deref()
+                    .map_or_else(|| "the target".to_owned(), |e| e.display().to_string())
+            ),
+            Some(text) => Some(
+                profiler::go::rates::RatesRequest::parse(text)
+                    .map_err(|err| anyhow::anyhow!("--go-rates: {err}"))?,
+            ),
+        };
         if let (Some(exe), false) = (&executable, go)
             && let Some(kind) = kinds.iter().find(|k| k.is_go())
         {
@@ -426,6 +485,11 @@ impl RecordArgs {
         };
         let format = self.format.as_deref().map(Format::parse).transpose()?;
         let mut outputs = Vec::new();
+        let mut heap_outputs = Vec::new();
+        let mut names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        if go_heap.is_some() {
+            names.push("goheap");
+        }
         for output in &self.output {
             if output.is_dir() {
                 bail!(
@@ -434,7 +498,19 @@ impl RecordArgs {
                     output.display()
                 );
             }
-            let paths = output_paths(output, &kinds)?;
+            let mut paths = output_paths_named(output, &names)?;
+            if go_heap.is_some() {
+                let path = paths.pop().context("a path for goheap")?;
+                let format = Format::for_output(output, format)?;
+                match (profiler::commands::go_heap::heap_format_ok(format), go_heap) {
+                    (true, _) => heap_outputs.push((format, path)),
+                    (false, Some(false)) => bail!(
+                        "--profile goheap is written as pprof (.pb.gz) or folded stacks (.folded), not {}",
+                        format.name()
+                    ),
+                    (false, _) => {}
+                }
+            }
             for (kind, path) in kinds.iter().zip(paths) {
                 let format = Format::for_output(output, format)?;
                 outputs.push(OutputSpec {
@@ -455,8 +531,36 @@ impl RecordArgs {
             top: self.top,
             unwind,
             max_depth,
+            go_heap_optional: go_heap == Some(true),
+            go_heap: heap_outputs,
+            go_rates,
         })
     }
+}
+
+/// Takes `goheap` (and `all`'s goheap, for a Go program) out of the
+/// `--profile` list: the rest, and whether goheap was asked for (`Some(true)`
+/// when only through `all`).
+pub fn split_go_heap(text: &str, go: bool) -> (String, Option<bool>) {
+    let mut rest = Vec::new();
+    let mut named = false;
+    let mut all = false;
+    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match word {
+            "goheap" | "go-heap" => named = true,
+            "all" => {
+                all = true;
+                rest.push(word);
+            }
+            _ => rest.push(word),
+        }
+    }
+    let heap = match (named, all && go) {
+        (true, _) => Some(false),
+        (false, true) => Some(true),
+        (false, false) => None,
+    };
+    (rest.join(","), heap)
 }
 
 /// Parses a process id: a positive integer that is not our own.
@@ -583,6 +687,27 @@ mod tests {
             Some(vec!["/t/p.offcpu.pb.gz".into(), "/t/p.futex.pb.gz".into()])
         );
         assert!(output_paths(Path::new("-"), &all).is_err());
+    }
+
+    #[test]
+    fn go_heap_words() {
+        assert_eq!(
+            split_go_heap("cpu,goheap", true),
+            ("cpu".into(), Some(false))
+        );
+        assert_eq!(split_go_heap("goheap", false), (String::new(), Some(false)));
+        assert_eq!(split_go_heap("all", true), ("all".into(), Some(true)));
+        assert_eq!(
+            split_go_heap("all,goheap", true),
+            ("all".into(), Some(false))
+        );
+        assert_eq!(split_go_heap("all", false), ("all".into(), None));
+        assert_eq!(split_go_heap("cpu", true), ("cpu".into(), None));
+        let names = ["cpu", "goheap"];
+        assert_eq!(
+            output_paths_named(std::path::Path::new("h.pb.gz"), &names).ok(),
+            Some(vec!["h.cpu.pb.gz".into(), "h.goheap.pb.gz".into()])
+        );
     }
 
     #[test]
