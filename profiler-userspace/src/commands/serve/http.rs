@@ -114,6 +114,7 @@ fn router(state: AppState) -> Router {
         .route("/debug/pprof/futex", get(futex_profile))
         .route("/debug/pprof/offcpu", get(offcpu_profile))
         .route("/debug/pprof/goroutine", get(goroutine_profile))
+        .route("/debug/pprof/heap", get(heap_profile))
         .fallback(not_found)
         .with_state(state)
 }
@@ -131,7 +132,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-const ENDPOINTS: &str = "/metrics, /healthz, /debug/pprof/profile?seconds=N, /debug/pprof/mutex[?seconds=N], /debug/pprof/block[?seconds=N], /debug/pprof/futex[?seconds=N], /debug/pprof/offcpu[?seconds=N], /debug/pprof/goroutine[?debug=1|2] (Go programs)";
+const ENDPOINTS: &str = "/metrics, /healthz, /debug/pprof/profile?seconds=N, /debug/pprof/mutex[?seconds=N], /debug/pprof/block[?seconds=N], /debug/pprof/futex[?seconds=N], /debug/pprof/offcpu[?seconds=N], /debug/pprof/goroutine[?debug=1|2], /debug/pprof/heap (Go programs)";
 
 async fn not_found() -> Response {
     text(
@@ -151,7 +152,8 @@ async fn index() -> Response {
          (goroutine waits by wait reason), else off-CPU time (blocked and preempted)\n\
          futex    futex waits by lock, for any program: since the server started, or over ?seconds=N\n\
          offcpu   off-CPU time (blocked and preempted), for any program: since the server started, or over ?seconds=N\n\
-         goroutine  a Go program's goroutines now: pprof, or Go's texts with ?debug=1 (stacks counted) or ?debug=2 (every goroutine)\n",
+         goroutine  a Go program's goroutines now: pprof, or Go's texts with ?debug=1 (stacks counted) or ?debug=2 (every goroutine)\n\
+         heap     a Go program's heap profile as of its last GC, read from its runtime (Go's four sample types)\n",
     )
 }
 
@@ -222,6 +224,52 @@ async fn futex_profile(State(state): State<AppState>, Query(params): Params) -> 
 
 async fn offcpu_profile(State(state): State<AppState>, Query(params): Params) -> Response {
     profile(state, ProfileKind::OffCpu, &params, None).await
+}
+
+/// Go's heap profile now, read from the runtime's buckets on a blocking
+/// thread (a snapshot, so no `seconds`), as Go's `/debug/pprof/heap`
+/// serves it. The target's pid is the one `/healthz` publishes.
+async fn heap_profile(State(state): State<AppState>, Query(params): Params) -> Response {
+    if params.contains_key("seconds") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the heap profile is the heap as of the last GC; ?seconds= (a difference over time) is not served",
+        );
+    }
+    if let Err(message) = parse_debug(&params, ProfileKind::Cpu) {
+        return text(StatusCode::BAD_REQUEST, message);
+    }
+    let pid = {
+        let health = state.health.lock().unwrap_or_else(PoisonError::into_inner);
+        health.json["target"]["pid"]
+            .as_u64()
+            .and_then(|pid| u32::try_from(pid).ok())
+    };
+    let Some(pid) = pid.filter(|_| state.go) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "the target is not a Go program: the heap profile is the Go runtime's own",
+        );
+    };
+    match tokio::task::spawn_blocking(move || crate::commands::go_heap::heap_pprof_now(pid)).await {
+        Ok(Ok(bytes)) => {
+            state.profiles.fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"heap\""),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Ok(Err(message)) => text(StatusCode::SERVICE_UNAVAILABLE, message),
+        Err(err) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the heap profile failed: {err}"),
+        ),
+    }
 }
 
 async fn goroutine_profile(State(state): State<AppState>, Query(params): Params) -> Response {
