@@ -1058,3 +1058,33 @@ pub fn go_builds(name: &str) -> Vec<(String, PathBuf)> {
         })
         .collect()
 }
+
+/// Runs `promtool check metrics` on exposition text: `Err` with what it
+/// said when it finds a problem.
+pub fn promtool_check_metrics(text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("run promtool: {err}"))?;
+    if let Some(mut stdin) = promtool.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|err| format!("feed promtool: {err}"))?;
+    }
+    let checked = promtool
+        .wait_with_output()
+        .map_err(|err| format!("wait for promtool: {err}"))?;
+    if checked.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool check metrics failed:\n{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        ))
+    }
+}

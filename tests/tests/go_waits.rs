@@ -205,3 +205,116 @@ fn go_waits_read_as_gos_own_mutex_and_block_profiles() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The value of a sample line of exposition text (`series` with its labels).
+fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The sum of every sample line of a metric (all its label sets).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn serve_gives_a_go_program_its_own_mutex_and_block_profiles_and_metrics() {
+    require!(
+        bpf(),
+        go(),
+        go_versions(1),
+        program("promtool", &["--version"])
+    );
+    let mut builds = go_builds("go_waits");
+    // The oldest normal build and the newest stripped one.
+    builds = vec![builds.remove(0), builds.pop().expect("a build")];
+    let mut failures = Vec::new();
+    for (what, binary) in builds {
+        let dir = scratch_dir("go-waits-serve");
+        let workload = GoWorkload::start(&binary, &["0"]);
+        let mut server = Server::on_loopback(workload.pid(), dir.path());
+        let answer = workload.get(&format!("/run?ms={PHASE_MS}"));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let own = |key: &str| {
+            workload_value(&answer.body, key)
+                .unwrap_or_else(|| panic!("no {key} in {}", answer.body))
+        };
+        // The metrics are published every second.
+        std::thread::sleep(Duration::from_secs(2));
+        let mut check = |ok: bool, text: String| {
+            eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
+            if !ok {
+                failures.push(format!("{what}: {text}"));
+            }
+        };
+
+        // /debug/pprof/mutex is Go's own kind: the delay through the
+        // unlocker, as Go's own profile gave it.
+        let mutex = go_pprof(
+            &["-top", "-sample_index=delay", "-unit=ns"],
+            server.url("/debug/pprof/mutex"),
+        );
+        let served = pprof_total(&mutex);
+        let gos = own("go_mutex_delay_ns");
+        check(
+            within(served, gos, 15.0),
+            format!(
+                "/debug/pprof/mutex delay {:.3} s, Go's own through main.unlockMu {:.3} s",
+                served / 1e9,
+                gos / 1e9
+            ),
+        );
+        let block_tags = go_pprof(&["-tags"], server.url("/debug/pprof/block"));
+        check(
+            block_tags.contains("wait_reason") && block_tags.contains("chan receive"),
+            "/debug/pprof/block carries wait_reason labels with chan receive".to_owned(),
+        );
+        let futex = server.get("/debug/pprof/futex");
+        check(
+            futex.status == 200,
+            format!("/debug/pprof/futex answers {}", futex.status),
+        );
+
+        let metrics = server.get("/metrics");
+        let promtool = promtool_check_metrics(&metrics.body);
+        check(promtool.is_ok(), format!("promtool: {promtool:?}"));
+        let chan = metric_value(
+            &metrics.body,
+            "profiler_go_block_seconds_total{reason=\"chan receive\",class=\"contention\"}",
+        )
+        .unwrap_or(0.0);
+        let chan_own = own("chan_wait_ns") / 1e9;
+        check(
+            within(chan, chan_own, 15.0),
+            format!(
+                "profiler_go_block_seconds_total chan receive {chan:.3} s, the program's own {chan_own:.3} s"
+            ),
+        );
+        let sleep = metric_value(
+            &metrics.body,
+            "profiler_go_block_seconds_total{reason=\"sleep\",class=\"idle\"}",
+        );
+        check(
+            sleep.is_some(),
+            format!("sleeps are counted as idle: {sleep:?}"),
+        );
+        let mutex_seconds = metric_sum(&metrics.body, "profiler_go_mutex_wait_seconds_total");
+        check(
+            within(mutex_seconds, gos / 1e9, 15.0),
+            format!(
+                "profiler_go_mutex_wait_seconds_total {mutex_seconds:.3} s, Go's own {:.3} s",
+                gos / 1e9
+            ),
+        );
+        let (status, stderr) = server.stop();
+        assert!(status.success(), "serve failed: {stderr}");
+        assert_nothing_left_loaded();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

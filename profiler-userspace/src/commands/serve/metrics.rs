@@ -9,7 +9,7 @@
 //! `Histogram` (observations only) cannot do, hence the custom collector.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -22,7 +22,10 @@ use prometheus::{
 };
 
 use crate::{
-    go::listing::GoroutineCounts, model::ProfileKind, snapshot::Snapshot, unwind::Truncation,
+    go::{listing::GoroutineCounts, runtime_stats::GoStats},
+    model::ProfileKind,
+    snapshot::Snapshot,
+    unwind::Truncation,
 };
 
 /// How many thread names get their own `thread` label.
@@ -30,6 +33,9 @@ pub const MAX_THREAD_LABELS: usize = 100;
 
 /// How many goroutine creation sites get their own `site` label.
 pub const MAX_SITE_LABELS: usize = 20;
+
+/// How many Go locks get their own `lock` label in the gomutex metrics.
+pub const MAX_GO_LOCK_LABELS: usize = 20;
 
 /// The label value everything beyond a bound is summed under.
 const OTHER: &str = "other";
@@ -168,6 +174,36 @@ fn families(top_locks: usize) -> Vec<Family> {
             MetricType::GAUGE,
             &[],
         ),
+        // A Go target's goroutine waits, with Go's block and mutex profile
+        // semantics (the goblock and gomutex kinds).
+        family(
+            "profiler_go_block_seconds_total",
+            "Time the Go target's goroutines spent parked, by the runtime's wait reason (chan receive, select, sync.WaitGroup.Wait, sleep, IO wait, ...) and its class: contention, idle (sleeps, network waits) or runtime (the runtime's own goroutines). Counted when a wait ends.",
+            MetricType::COUNTER,
+            &["reason", "class"],
+        ),
+        family(
+            "profiler_go_block_waits_total",
+            "Waits of the Go target's goroutines that ended, by wait reason and class (as profiler_go_block_seconds_total).",
+            MetricType::COUNTER,
+            &["reason", "class"],
+        ),
+        Family {
+            name: "profiler_go_mutex_wait_seconds_total",
+            help: format!(
+                "Time the Go target's goroutines waited for a sync.Mutex or RWMutex (Go's mutex profile delay), by lock (its variable name, or address). The first {MAX_GO_LOCK_LABELS} locks by wait time get a label; the rest are summed under lock=\"other\"."
+            ),
+            kind: MetricType::COUNTER,
+            labels: &["lock"],
+        },
+        Family {
+            name: "profiler_go_mutex_waits_total",
+            help: format!(
+                "Waits of the Go target's goroutines for a sync.Mutex or RWMutex (Go's mutex profile contentions), by lock as profiler_go_mutex_wait_seconds_total (first {MAX_GO_LOCK_LABELS} locks)."
+            ),
+            kind: MetricType::COUNTER,
+            labels: &["lock"],
+        },
     ]
 }
 
@@ -322,9 +358,12 @@ impl BoundedLabels {
 pub struct Metrics {
     defs: Vec<Family>,
     published: Arc<Mutex<Vec<MetricFamily>>>,
+    /// The Go runtime's statistics (see [`GoRuntime`]).
+    go_runtime: GoRuntime,
     threads: BoundedLabels,
     locks: BoundedLabels,
     sites: BoundedLabels,
+    go_locks: BoundedLabels,
     frequency: u64,
 }
 
@@ -351,14 +390,18 @@ impl Metrics {
             families: published.clone(),
         }))?;
         registry.register(Box::new(OwnProcess::new()?))?;
+        let go_runtime = GoRuntime::new()?;
+        registry.register(Box::new(go_runtime.collector()))?;
         Ok((
             registry,
             Metrics {
                 defs,
                 published,
+                go_runtime,
                 threads: BoundedLabels::new(MAX_THREAD_LABELS),
                 locks: BoundedLabels::new(top_locks),
                 sites: BoundedLabels::new(MAX_SITE_LABELS),
+                go_locks: BoundedLabels::new(MAX_GO_LOCK_LABELS),
                 frequency,
             },
         ))
@@ -476,9 +519,19 @@ impl Metrics {
         }
         metrics.push(unknown);
 
+        // go_goroutines: runtime.NumGoroutine() as read with the runtime's
+        // statistics, else the goroutines counted in the last walk.
+        let numgoroutine = self
+            .go_runtime
+            .goroutines()
+            .or(goroutines.map(|go| go.total as u64));
+        metrics.push(
+            numgoroutine
+                .map(|n| vec![gauge(&[], n as f64)])
+                .unwrap_or_default(),
+        );
         match goroutines {
             Some(go) => {
-                metrics.push(vec![gauge(&[], go.total as f64)]);
                 let mut by_state: Vec<(&String, &u64)> = go.by_state.iter().collect();
                 by_state.sort();
                 metrics.push(
@@ -498,8 +551,13 @@ impl Metrics {
                 );
                 metrics.push(vec![gauge(&[], go.skipped as f64)]);
             }
-            None => metrics.extend(std::iter::repeat_with(Vec::new).take(4)),
+            None => metrics.extend(std::iter::repeat_with(Vec::new).take(3)),
         }
+
+        // Go waits (empty for other targets, whose sessions lack the kinds).
+        let (block, mutex) = self.go_waits(snapshot);
+        metrics.extend(block);
+        metrics.extend(mutex);
 
         let families = self
             .defs
@@ -514,8 +572,436 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The goblock families (seconds and waits by reason and class) and the
+    /// gomutex ones (by lock, bounded), from the session's Go waits so far.
+    fn go_waits(
+        &mut self,
+        snapshot: &Snapshot<'_>,
+    ) -> ([Vec<proto::Metric>; 2], [Vec<proto::Metric>; 2]) {
+        let mut by_reason: BTreeMap<(String, &'static str), (u64, u64)> = BTreeMap::new();
+        for sample in &snapshot
+            .profile(ProfileKind::GoBlock, Duration::ZERO)
+            .samples
+        {
+            let reason = sample.reason.as_deref().unwrap_or("?").to_owned();
+            let entry = by_reason
+                .entry((reason, sample.state.unwrap_or("?")))
+                .or_default();
+            entry.0 += sample.count;
+            entry.1 += sample.value;
+        }
+        let block_seconds = by_reason
+            .iter()
+            .map(|((reason, class), (_, ns))| {
+                counter(&[("reason", reason), ("class", class)], seconds(*ns))
+            })
+            .collect();
+        let block_waits = by_reason
+            .iter()
+            .map(|((reason, class), (n, _))| {
+                counter(&[("reason", reason), ("class", class)], *n as f64)
+            })
+            .collect();
+        let mut by_lock: HashMap<String, (u64, u64)> = HashMap::new();
+        for sample in &snapshot
+            .profile(ProfileKind::GoMutex, Duration::ZERO)
+            .samples
+        {
+            let lock = sample.lock.as_deref().unwrap_or("?");
+            let entry = by_lock.entry(lock.to_owned()).or_default();
+            entry.0 += sample.count;
+            entry.1 += sample.value;
+        }
+        let by_lock = self.go_locks.fold(
+            by_lock,
+            |(_, ns)| *ns,
+            |sum, (count, ns)| {
+                sum.0 += count;
+                sum.1 += ns;
+            },
+        );
+        let mutex_seconds = by_lock
+            .iter()
+            .map(|(lock, (_, ns))| counter(&[("lock", lock)], seconds(*ns)))
+            .collect();
+        let mutex_waits = by_lock
+            .iter()
+            .map(|(lock, (n, _))| counter(&[("lock", lock)], *n as f64))
+            .collect();
+        ([block_seconds, block_waits], [mutex_seconds, mutex_waits])
+    }
+}
+
 fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
+}
+
+// ---------------------------------------------------------------------------
+// The Go runtime's own metrics (`go_*`), read from a Go target's memory and
+// named, typed and meant as Prometheus' client_golang exports them (its Go
+// collector's default set, and its runtime/metrics names for the GC cycle
+// counters), so that dashboards written for programs that export them work.
+// `go_goroutines` is above, with the goroutine metrics. A registry
+// collector of their own, rebuilt by `Metrics::update_go_runtime`.
+
+/// What the Go runtime's statistics gave for one update.
+#[derive(Debug, Clone, Default)]
+pub struct GoRuntimeSample {
+    /// The target's statistics can be read (its release and layout known).
+    pub available: bool,
+    /// The statistics now; `None` when the last read failed.
+    pub stats: Option<GoStats>,
+    /// Reads that failed so far.
+    pub read_errors: u64,
+}
+
+/// The `go_*` families: name, help, type and label names.
+const GO_RUNTIME_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
+    (
+        "go_info",
+        "Information about the Go environment: the Go version that built the target (read from its binary).",
+        MetricType::GAUGE,
+        &["version"],
+    ),
+    (
+        "go_threads",
+        "Number of OS threads created (the Go target's runtime.ThreadCreateProfile count, read from its memory).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_gc_duration_seconds",
+        "A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles of the Go target (quantiles over its last 256 pauses, as runtime/debug.ReadGCStats gives them; read from its memory).",
+        MetricType::SUMMARY,
+        &[],
+    ),
+    (
+        "go_gc_cycles_total_gc_cycles_total",
+        "Count of all completed GC cycles of the Go target (runtime.MemStats.NumGC).",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "go_gc_cycles_forced_gc_cycles_total",
+        "Count of completed GC cycles of the Go target forced by the application (runtime.GC).",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "go_gc_cycles_automatic_gc_cycles_total",
+        "Count of completed GC cycles of the Go target generated by the Go runtime.",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "go_gc_gogc_percent",
+        "Heap size target percentage of the Go target (GOGC; -1 when the GC is off).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_gc_gomemlimit_bytes",
+        "Go runtime memory limit of the Go target (GOMEMLIMIT; math.MaxInt64 when unset).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_sched_gomaxprocs_threads",
+        "The current runtime.GOMAXPROCS setting of the Go target.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_alloc_bytes",
+        "Number of bytes allocated in heap and currently in use (/memory/classes/heap/objects:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_alloc_bytes_total",
+        "Total number of bytes allocated in heap until now, even if released already (/gc/heap/allocs:bytes).",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "go_memstats_sys_bytes",
+        "Number of bytes obtained from system (/memory/classes/total:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_lookups_total",
+        "Total number of pointer lookups (always 0 since Go 1.17; kept for compatibility).",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "go_memstats_mallocs_total",
+        "Total number of heap objects allocated, both live and gc-ed (/gc/heap/allocs:objects + /gc/heap/tiny/allocs:objects).",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "go_memstats_frees_total",
+        "Total number of heap objects frees (/gc/heap/frees:objects + /gc/heap/tiny/allocs:objects).",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "go_memstats_heap_alloc_bytes",
+        "Number of heap bytes allocated and currently in use, same as go_memstats_alloc_bytes (/memory/classes/heap/objects:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_heap_sys_bytes",
+        "Number of heap bytes obtained from system (heap in use, released and free).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_heap_idle_bytes",
+        "Number of heap bytes waiting to be used (/memory/classes/heap/released:bytes + /memory/classes/heap/free:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_heap_inuse_bytes",
+        "Number of heap bytes that are in use (/memory/classes/heap/objects:bytes + /memory/classes/heap/unused:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_heap_released_bytes",
+        "Number of heap bytes released to OS (/memory/classes/heap/released:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_heap_objects",
+        "Number of currently allocated objects (/gc/heap/objects:objects).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_stack_inuse_bytes",
+        "Number of bytes obtained from system for stack allocator in non-CGO environments (/memory/classes/heap/stacks:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_stack_sys_bytes",
+        "Number of bytes obtained from system for stack allocator (/memory/classes/heap/stacks:bytes + /memory/classes/os-stacks:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_mspan_inuse_bytes",
+        "Number of bytes in use by mspan structures (/memory/classes/metadata/mspan/inuse:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_mspan_sys_bytes",
+        "Number of bytes used for mspan structures obtained from system (/memory/classes/metadata/mspan/inuse:bytes + /memory/classes/metadata/mspan/free:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_mcache_inuse_bytes",
+        "Number of bytes in use by mcache structures (/memory/classes/metadata/mcache/inuse:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_mcache_sys_bytes",
+        "Number of bytes used for mcache structures obtained from system (/memory/classes/metadata/mcache/inuse:bytes + /memory/classes/metadata/mcache/free:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_buck_hash_sys_bytes",
+        "Number of bytes used by the profiling bucket hash table (/memory/classes/profiling/buckets:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_gc_sys_bytes",
+        "Number of bytes used for garbage collection system metadata (/memory/classes/metadata/other:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_other_sys_bytes",
+        "Number of bytes used for other system allocations (/memory/classes/other:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_next_gc_bytes",
+        "Number of heap bytes when next garbage collection will take place (/gc/heap/goal:bytes).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "go_memstats_last_gc_time_seconds",
+        "Number of seconds since 1970 of last garbage collection.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "profiler_go_stats_available",
+        "1 when the Go target's runtime statistics (the go_* metrics) can be read from its memory, 0 when its Go release or binary is not one they can be read from (the log and /healthz say why).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "profiler_go_stats_read_errors_total",
+        "Reads of the Go target's runtime statistics that failed (the process exited, or the statistics did not settle); the go_* values are left out until a read succeeds.",
+        MetricType::COUNTER,
+        &[],
+    ),
+];
+
+/// The `go_*` metrics: the families last built, and the goroutine count
+/// for `go_goroutines`.
+struct GoRuntime {
+    descs: Vec<Desc>,
+    published: Arc<Mutex<Vec<MetricFamily>>>,
+    goroutines: Option<u64>,
+}
+
+impl GoRuntime {
+    fn new() -> prometheus::Result<GoRuntime> {
+        let descs = GO_RUNTIME_FAMILIES
+            .iter()
+            .map(|(name, help, _, labels)| {
+                Desc::new(
+                    (*name).to_owned(),
+                    (*help).to_owned(),
+                    labels.iter().map(|l| (*l).to_owned()).collect(),
+                    HashMap::new(),
+                )
+            })
+            .collect::<prometheus::Result<Vec<Desc>>>()?;
+        Ok(GoRuntime {
+            descs,
+            published: Arc::new(Mutex::new(Vec::new())),
+            goroutines: None,
+        })
+    }
+
+    /// The registry's view of them.
+    fn collector(&self) -> Published {
+        Published {
+            descs: self.descs.clone(),
+            families: self.published.clone(),
+        }
+    }
+
+    fn goroutines(&self) -> Option<u64> {
+        self.goroutines
+    }
+}
+
+impl Metrics {
+    /// Rebuilds the `go_*` families from the Go runtime's statistics
+    /// (`None` for a target that is not a Go program: no families); call it
+    /// before [`Metrics::update`], which takes `go_goroutines` from them.
+    pub fn update_go_runtime(&mut self, sample: Option<&GoRuntimeSample>) {
+        let stats = sample.and_then(|s| s.stats.as_ref());
+        self.go_runtime.goroutines = stats.and_then(|s| s.goroutines);
+        let families = match sample {
+            None => Vec::new(),
+            Some(sample) => go_runtime_metrics(sample)
+                .into_iter()
+                .zip(GO_RUNTIME_FAMILIES)
+                .map(|(metrics, (name, help, kind, _))| family_of(name, help, *kind, metrics))
+                .collect(),
+        };
+        *self
+            .go_runtime
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = families;
+    }
+}
+
+/// The series of each of [`GO_RUNTIME_FAMILIES`], in its order (none for
+/// a value not read).
+fn go_runtime_metrics(sample: &GoRuntimeSample) -> Vec<Vec<proto::Metric>> {
+    let status = [
+        vec![gauge(&[], f64::from(u8::from(sample.available)))],
+        vec![counter(&[], sample.read_errors as f64)],
+    ];
+    let Some(s) = &sample.stats else {
+        let mut out = vec![Vec::new(); GO_RUNTIME_FAMILIES.len() - status.len()];
+        out.extend(status);
+        return out;
+    };
+    let bytes = |n: u64| vec![gauge(&[], n as f64)];
+    let maybe = |n: Option<u64>| n.map(bytes).unwrap_or_default();
+    let total = |n: u64| vec![counter(&[], n as f64)];
+    let mut out = vec![
+        vec![gauge(&[("version", &s.go_version)], 1.0)],
+        maybe(s.threads),
+        vec![pause_summary(s)],
+        total(s.gc_cycles),
+        total(s.forced_gc_cycles),
+        total(s.gc_cycles.saturating_sub(s.forced_gc_cycles)),
+        vec![gauge(&[], s.gogc_percent as f64)],
+        bytes(s.gomemlimit_bytes),
+        maybe(s.gomaxprocs),
+        bytes(s.heap_alloc_bytes),
+        total(s.alloc_bytes_total),
+        bytes(s.sys_bytes),
+        total(0),
+        total(s.mallocs_total),
+        total(s.frees_total),
+        bytes(s.heap_alloc_bytes),
+        bytes(s.heap_sys_bytes),
+        bytes(s.heap_idle_bytes),
+        bytes(s.heap_inuse_bytes),
+        bytes(s.heap_released_bytes),
+        bytes(s.heap_objects),
+        bytes(s.stack_inuse_bytes),
+        bytes(s.stack_sys_bytes),
+        maybe(s.mspan_inuse_bytes),
+        bytes(s.mspan_sys_bytes),
+        maybe(s.mcache_inuse_bytes),
+        bytes(s.mcache_sys_bytes),
+        bytes(s.buck_hash_sys_bytes),
+        bytes(s.gc_sys_bytes),
+        bytes(s.other_sys_bytes),
+        bytes(s.next_gc_bytes),
+        vec![gauge(&[], seconds(s.last_gc_unix_ns))],
+    ];
+    out.extend(status);
+    out
+}
+
+/// `go_gc_duration_seconds`: the quantiles 0, 0.25, 0.5, 0.75 and 1 of
+/// the last pauses, their total and count, as client_golang builds it from
+/// runtime/debug.ReadGCStats.
+fn pause_summary(s: &GoStats) -> proto::Metric {
+    let quantiles = [0.0, 0.25, 0.5, 0.75, 1.0]
+        .into_iter()
+        .zip(s.pause_quantiles())
+        .map(|(q, ns)| {
+            let mut quantile = proto::Quantile::default();
+            quantile.set_quantile(q);
+            quantile.set_value(seconds(ns));
+            quantile
+        })
+        .collect();
+    let mut summary = proto::Summary::default();
+    summary.set_quantile(quantiles);
+    summary.set_sample_count(s.gc_cycles);
+    summary.set_sample_sum(seconds(s.gc_pause_total_ns));
+    let mut metric = proto::Metric::default();
+    metric.set_summary(summary);
+    metric
 }
 
 fn with_labels(labels: &[(&str, &str)]) -> proto::Metric {
