@@ -3,7 +3,11 @@
 //! the whole time (CPU, off-CPU and futex programs, goroutine metrics), and
 //! over and over `dump`, `goroutines`, and the goroutine and CPU profiles
 //! over HTTP. The program's own checksum lines (an LCG it steps between
-//! reads of the clock) must stay exactly right.
+//! reads of the clock) must stay exactly right. Beside it, a program that
+//! waits on a contended `sync.Mutex`, channels, a `WaitGroup` and sleeps
+//! (`go_waits.go`) runs a 50 s phase under a second `serve` (the Go wait
+//! uprobes fire tens of thousands of times a second) and must answer the
+//! right checksum.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,15 @@ fn a_go_program_runs_correctly_under_every_reader_for_a_minute() {
     let server = Server::on_loopback(pid, &dir);
     let base = server.base.clone();
     let started = Instant::now();
+    // The waits program, under its own server, for most of the minute.
+    let waits_binary = build_go_workload("go_waits", &toolchain, true);
+    let waits = GoWorkload::start(&waits_binary, &["0"]);
+    let waits_dir = scratch_dir("go-soak-waits");
+    let waits_server = Server::on_loopback(waits.pid(), &waits_dir);
+    let waits_phase = std::thread::spawn({
+        let url = waits.url("/run?ms=50000");
+        move || http_get(&url)
+    });
     // Everything else, over and over, beside the program.
     let readers = std::thread::spawn(move || {
         let mut rounds = 0;
@@ -90,6 +103,25 @@ fn a_go_program_runs_correctly_under_every_reader_for_a_minute() {
     );
     assert!(process_alive(pid), "the program still runs");
     assert!(checked >= 50 && rounds >= 3);
+    let answer = waits_phase
+        .join()
+        .expect("the waits phase")
+        .expect("go_waits answers");
+    let value = |key: &str| {
+        workload_value(&answer.body, key).unwrap_or_else(|| panic!("{key} in {}", answer.body))
+    };
+    eprintln!(
+        "go_waits under serve for 50 s: checksum {} (expected {}), {} channel receives",
+        value("checksum"),
+        value("expected_checksum"),
+        value("chan_waits")
+    );
+    assert_eq!(value("checksum"), value("expected_checksum"));
+    assert!(value("chan_waits") > 1000.0);
+    let block = waits_server.get("/debug/pprof/block");
+    assert_eq!(block.status, 200, "{}", block.body);
+    drop(waits_server);
+    drop(waits);
     drop(server);
     assert_nothing_left_loaded();
 }
