@@ -15,7 +15,9 @@
 //
 //   - PORT: serves net/http/pprof (/debug/pprof/) on 127.0.0.1:PORT (0 picks
 //     a free port), and /rates, which answers
-//     `mem=<runtime.MemProfileRate> mutex=<SetMutexProfileFraction(-1)>`.
+//     `mem=<runtime.MemProfileRate> mutex=<SetMutexProfileFraction(-1)>
+//     block_events=<events in the block profile>` (Go has no getter for the
+//     block profile rate: the events grow only while it is above 0).
 //   - SECONDS: exits (status 0) after that long; absent or 0, runs until
 //     killed.
 //
@@ -95,6 +97,25 @@ func waitTick(ticks <-chan struct{}) {
 	<-ticks
 }
 
+// blockEvents is the number of blocking events the runtime's block
+// profile has recorded (Go has no getter for the block profile rate: this
+// grows only while it is above 0).
+func blockEvents() int64 {
+	n, _ := runtime.BlockProfile(nil)
+	for {
+		records := make([]runtime.BlockProfileRecord, n+64)
+		got, ok := runtime.BlockProfile(records)
+		if ok {
+			var events int64
+			for _, r := range records[:got] {
+				events += r.Count
+			}
+			return events
+		}
+		n = got
+	}
+}
+
 func main() {
 	port := "0"
 	if len(os.Args) > 1 {
@@ -106,7 +127,8 @@ func main() {
 		os.Exit(1)
 	}
 	http.HandleFunc("/rates", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "mem=%d mutex=%d\n", runtime.MemProfileRate, runtime.SetMutexProfileFraction(-1))
+		fmt.Fprintf(w, "mem=%d mutex=%d block_events=%d\n", runtime.MemProfileRate,
+			runtime.SetMutexProfileFraction(-1), blockEvents())
 	})
 	go http.Serve(listener, nil)
 	fmt.Printf("port=%d\n", listener.Addr().(*net.TCPAddr).Port)
