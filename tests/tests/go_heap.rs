@@ -13,8 +13,10 @@
 //!   values keepLive's stack by the same bytes in use;
 //! - serve's `/debug/pprof/heap` likewise (newest toolchain);
 //! - `heap_nopprof.go` (no runtime/pprof, so memory profiling is off):
-//!   the recording fails with a sentence saying so and what to do; a
-//!   program that is not Go gets a clear error.
+//!   the recording fails with a sentence saying so and what to do; with
+//!   `--go-rates heap=64K` it gives the allocations made meanwhile
+//!   (`main.churn`) and the program's rate is 0 again after; a program
+//!   that is not Go gets a clear error.
 
 use std::{path::Path, process::Command, time::Duration};
 
@@ -186,6 +188,35 @@ fn no_heap_profile_without_runtime_pprof_says_what_to_do() {
             assert!(stderr.contains(words), "{what}: no {words:?} in:\n{stderr}");
         }
         assert!(!out_file.exists(), "{what}: no file is left behind");
+        // With the runtime's sampling turned on for the recording, the
+        // allocations made meanwhile are seen.
+        let out = profiler(&[
+            "record",
+            "--pid",
+            &workload.pid().to_string(),
+            "--profile",
+            "goheap",
+            "--go-rates",
+            "heap=64K",
+            // The profile is as of the last GC: heap_nopprof's churn makes
+            // one about every 1.3 s.
+            "--duration",
+            "4s",
+            "-o",
+            out_file.to_str().expect("utf-8 path"),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what}: with --go-rates:\n{stderr}");
+        let top = go_pprof(
+            &["-top", "-sample_index=alloc_space"],
+            out_file.to_str().expect("utf-8 path"),
+        );
+        assert!(top.contains("main.churn"), "{what}:\n{top}");
+        assert!(
+            workload.get("/rates").body.starts_with("mem=0 "),
+            "{what}: the rate is put back"
+        );
+        std::fs::remove_file(&out_file).expect("remove");
     }
     // Not a Go program.
     let sleeper = start_workload(Path::new("/bin/sleep"), &["30"]);

@@ -449,6 +449,9 @@ impl RecordArgs {
         }
         let go_rates = match &self.go_rates {
             None => None,
+            Some(text) if let Err(err) = profiler::go::rates::RatesRequest::parse(text) => {
+                bail!("--go-rates: {err}")
+            }
             Some(_) if !matches!(target, TargetSpec::Pid(_)) => {
                 bail!("--go-rates sets the rates in a running Go program: give --pid PID")
             }
