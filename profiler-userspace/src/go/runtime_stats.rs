@@ -514,12 +514,7 @@ impl RuntimeStats {
             )));
         };
         let Some(layout) = stats_layout::layout(version) else {
-            return Err(RuntimeStatsError::Unsupported(format!(
-                "the program was built with {}, and where the runtime keeps its statistics is \
-                 known for {} only",
-                build.go_version,
-                stats_layout::KNOWN
-            )));
+            return Err(unknown_release(&build.go_version));
         };
         let not_found =
             |what: &'static str| move |why: String| RuntimeStatsError::NotFound { what, why };
@@ -873,6 +868,16 @@ impl RuntimeStats {
     }
 }
 
+/// The refusal of a release whose layouts are not known (Go 1.20, whose
+/// toolchain was not here to measure, and releases after 1.27).
+fn unknown_release(go_version: &str) -> RuntimeStatsError {
+    RuntimeStatsError::Unsupported(format!(
+        "the program was built with {go_version}, and where the runtime keeps its statistics \
+         is known for {} only",
+        stats_layout::KNOWN
+    ))
+}
+
 /// The little-endian u64 at `at` in `data`.
 fn u64_at(data: &[u8], at: u64) -> Option<u64> {
     let at = usize::try_from(at).ok()?;
@@ -1063,6 +1068,21 @@ mod tests {
         );
         assert!(stats.read().is_err());
         drop((ms, ps, gs));
+    }
+
+    #[test]
+    fn unknown_releases_are_refused_with_a_sentence() {
+        for version in ["go1.20.14", "go1.28.0"] {
+            let text = unknown_release(version).to_string();
+            assert_eq!(
+                text,
+                format!(
+                    "cannot read the Go runtime's statistics: the program was built with \
+                     {version}, and where the runtime keeps its statistics is known for Go 1.19 \
+                     and 1.21 to 1.27 only"
+                )
+            );
+        }
     }
 
     #[test]

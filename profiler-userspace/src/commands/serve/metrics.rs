@@ -524,7 +524,7 @@ impl Metrics {
         let numgoroutine = self
             .go_runtime
             .goroutines()
-            .or(goroutines.map(|go| go.total as u64));
+            .or(goroutines.map(|go| go.total));
         metrics.push(
             numgoroutine
                 .map(|n| vec![gauge(&[], n as f64)])
@@ -1084,6 +1084,117 @@ mod tests {
         assert_eq!(buckets[buckets.len() - 1].cumulative_count(), 7);
         assert_eq!(h.get_sample_count(), 8);
         assert!((h.get_sample_sum() - 1e-6).abs() < 1e-15);
+    }
+
+    /// The `go_*` series: one list per family, in order, for a read, a
+    /// failed read and a release that cannot be read.
+    #[test]
+    fn go_runtime_series_match_their_families() {
+        let sample = |stats| GoRuntimeSample {
+            available: true,
+            stats,
+            read_errors: 3,
+        };
+        let (registry, mut metrics) = Metrics::registry(5, 99).expect("registry");
+        let names = |registry: &Registry| -> Vec<String> {
+            registry
+                .gather()
+                .iter()
+                .map(|f| f.name().to_owned())
+                .filter(|n| n.starts_with("go_") || n.starts_with("profiler_go_stats"))
+                .collect()
+        };
+        // Not a Go program: nothing.
+        metrics.update_go_runtime(None);
+        assert!(names(&registry).is_empty());
+        // A failed read: the status only.
+        let failed = sample(None);
+        assert_eq!(go_runtime_metrics(&failed).len(), GO_RUNTIME_FAMILIES.len());
+        metrics.update_go_runtime(Some(&failed));
+        assert_eq!(
+            names(&registry),
+            vec![
+                "profiler_go_stats_available",
+                "profiler_go_stats_read_errors_total"
+            ]
+        );
+        // A read: every family, a summary with five quantiles.
+        let stats = GoStats {
+            go_version: "go1.27.3".to_owned(),
+            goroutines: Some(12),
+            threads: Some(7),
+            gomaxprocs: Some(2),
+            gogc_percent: 100,
+            gomemlimit_bytes: i64::MAX as u64,
+            heap_alloc_bytes: 1 << 20,
+            alloc_bytes_total: 1 << 30,
+            mallocs_total: 1000,
+            frees_total: 900,
+            heap_objects: 100,
+            heap_inuse_bytes: 2 << 20,
+            heap_idle_bytes: 1 << 20,
+            heap_released_bytes: 1 << 19,
+            heap_sys_bytes: 3 << 20,
+            stack_inuse_bytes: 1 << 16,
+            stack_sys_bytes: 1 << 16,
+            mspan_inuse_bytes: None,
+            mspan_sys_bytes: 1 << 14,
+            mcache_inuse_bytes: Some(1 << 12),
+            mcache_sys_bytes: 1 << 14,
+            buck_hash_sys_bytes: 1 << 12,
+            gc_sys_bytes: 1 << 18,
+            other_sys_bytes: 1 << 18,
+            sys_bytes: 8 << 20,
+            next_gc_bytes: 4 << 20,
+            last_gc_unix_ns: 1_700_000_000_500_000_000,
+            gc_cycles: 9,
+            forced_gc_cycles: 2,
+            gc_pause_total_ns: 4_500,
+            recent_pauses_ns: vec![500, 1000, 3000],
+        };
+        let read = sample(Some(stats));
+        let series = go_runtime_metrics(&read);
+        assert_eq!(series.len(), GO_RUNTIME_FAMILIES.len());
+        metrics.update_go_runtime(Some(&read));
+        let gathered = registry.gather();
+        let family = |name: &str| {
+            gathered
+                .iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert_eq!(
+            family("go_gc_duration_seconds").get_metric()[0]
+                .get_summary()
+                .get_quantile()
+                .len(),
+            5
+        );
+        assert!(
+            gathered
+                .iter()
+                .all(|f| f.name() != "go_memstats_mspan_inuse_bytes")
+        );
+        // go_goroutines comes from the runtime's count.
+        assert_eq!(metrics.go_runtime.goroutines(), Some(12));
+        let mut text = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&gathered, &mut text)
+            .expect("encodes");
+        assert!(text.contains("go_info{version=\"go1.27.3\"} 1"), "{text}");
+        for line in [
+            "go_gc_duration_seconds{quantile=\"1\"} 0.000003",
+            "go_gc_duration_seconds_sum 0.0000045",
+            "go_gc_duration_seconds_count 9",
+            "go_gc_cycles_automatic_gc_cycles_total 7",
+            "go_memstats_last_gc_time_seconds 1700000000.5",
+        ] {
+            assert!(text.contains(line), "no {line} in {text}");
+        }
+        assert!(
+            text.contains("go_gc_duration_seconds{quantile=\"0.5\"} 0.000001"),
+            "{text}"
+        );
     }
 
     #[test]
