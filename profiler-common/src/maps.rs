@@ -14,6 +14,10 @@ pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
 pub const GLOBAL_UNWIND_MODE: &str = "UNWIND_MODE";
 /// Blocks shorter than this (ns) are dropped in the kernel, and counted.
 pub const GLOBAL_MIN_BLOCK_NS: &str = "MIN_BLOCK_NS";
+/// 1 when only Go lock contention is recorded (gomutex without goblock):
+/// semaphore waits run from `runtime.semacquire1` to
+/// `runtime.readyWithTime`, and gopark, ready and execute are not probed.
+pub const GLOBAL_GO_SEMA_ONLY: &str = "GO_SEMA_ONLY";
 /// Tracepoint field offsets, read from tracefs formats at load time.
 pub const GLOBAL_SWITCH_PREV_STATE: &str = "OFF_SWITCH_PREV_STATE";
 pub const GLOBAL_SWITCH_NEXT_PID: &str = "OFF_SWITCH_NEXT_PID";

@@ -6,7 +6,10 @@
 //! runnable: a channel send, an unlock) counts the wait under the parked
 //! stack, the reason and the waking stack. Goroutines made runnable
 //! without `ready` (the network poller, GC workers) are counted when they
-//! run again (`runtime.execute`), with no waker. The semaphore a
+//! run again (`runtime.execute`), with no waker. When only lock
+//! contention is asked for (`GO_SEMA_ONLY`), far fewer probes fire: a
+//! semaphore wait runs from `runtime.semacquire1` to
+//! `runtime.readyWithTime` (see [`prf_go_sema`]). The semaphore a
 //! `sync.Mutex`, `RWMutex` or `WaitGroup` waits on comes from
 //! `runtime.semacquire1`, which parks right after.
 //!
@@ -14,7 +17,10 @@
 //! RSI...; R14 holds the current `g` in Go code.
 
 use aya_ebpf::{
-    bindings::BPF_ANY, helpers::bpf_get_current_pid_tgid, macros::uprobe, maps::PerCpuHashMap,
+    bindings::BPF_ANY,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::uprobe,
+    maps::PerCpuHashMap,
     programs::ProbeContext,
 };
 use profiler_common::{
@@ -25,7 +31,7 @@ use profiler_common::{
 };
 
 use crate::{
-    maps::{GO_EVENTS_0, GO_EVENTS_1, GO_PARKED, GO_SEMA, LONG_STACKS},
+    maps::{GO_EVENTS_0, GO_EVENTS_1, GO_PARKED, GO_SEMA, GO_SEMA_ONLY, LONG_STACKS, global},
     shared::{add_event, bump, bump_by, generation, now_ns, stack_id, waker_stack_id},
     target::is_target,
 };
@@ -49,6 +55,13 @@ fn target() -> Option<u32> {
 
 /// `runtime.semacquire1(addr *uint32, ...)`: the semaphore a goroutine may
 /// park on next.
+///
+/// When only lock contention is recorded (`GO_SEMA_ONLY`), this is where
+/// the wait starts: the goroutine is remembered as parked on `addr` with
+/// its stack (a slow-path acquire that gets the semaphore without parking
+/// is overwritten by the goroutine's next one), and
+/// `runtime.readyWithTime` ends it. Neither `gopark` nor `ready`, which
+/// fire for every park of every kind, is probed then.
 #[uprobe]
 pub fn prf_go_sema(ctx: ProbeContext) -> u32 {
     if target().is_none() {
@@ -56,9 +69,54 @@ pub fn prf_go_sema(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: the probe's own register frame.
     let (g, addr) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
+    if global(&GO_SEMA_ONLY) != 0 {
+        let parked = GoParked {
+            parked_ns: now_ns(),
+            lock: addr,
+            user_stack_id: stack_id(&ctx, &LONG_STACKS, true),
+            // The reason is named in userspace from the stack.
+            state: REASON_MASK | STATE_SEMA,
+        };
+        if GO_PARKED.insert(g, parked, BPF_ANY as u64).is_err() {
+            bump(Counter::GoParkedMapFull);
+        }
+        return 0;
+    }
     if GO_SEMA.insert(g, addr, BPF_ANY as u64).is_err() {
         bump(Counter::GoSemaMapFull);
     }
+    0
+}
+
+/// `runtime.readyWithTime(s *sudog, ...)`: `runtime.semrelease1` makes the
+/// semaphore's waiter `s.g` (the sudog's first field) runnable: its wait
+/// ends, charged to this (the releasing) stack. Probed only with
+/// `GO_SEMA_ONLY`.
+#[uprobe]
+pub fn prf_go_sema_ready(ctx: ProbeContext) -> u32 {
+    let Some(tgid) = target() else {
+        return 0;
+    };
+    // SAFETY: the probe's own register frame; the sudog is read as user
+    // memory (a failed read is no goroutine).
+    let sudog = unsafe { (*ctx.regs).rax };
+    let gp = unsafe { bpf_probe_read_user(sudog as *const u64) }.unwrap_or(0);
+    // SAFETY: only a lookup.
+    if gp == 0 || unsafe { GO_PARKED.get(gp) }.is_none() {
+        bump(Counter::GoWakeParkUnseen);
+        return 0;
+    }
+    bump(Counter::GoParks);
+    let waker = WakerKey {
+        tgid,
+        tid: 0,
+        user_stack_id: waker_stack_id(&ctx, &LONG_STACKS, true),
+        kernel_stack_id: -stack_error::EFAULT,
+        user_copy_ns: 0,
+        woken: 1,
+        reserved: 0,
+    };
+    wait_ends(tgid, gp, waker);
     0
 }
 
@@ -72,7 +130,6 @@ pub fn prf_go_park(ctx: ProbeContext) -> u32 {
     let now = now_ns();
     // SAFETY: the probe's own register frame.
     let (g, reason) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rcx as u32 & REASON_MASK) };
-    bump(Counter::GoParks);
     // A semaphore noted by this goroutine is the one it parks on now when
     // the park is a semaphore's (userspace keeps it only for those
     // reasons); taken either way, so it is never used twice.
@@ -84,6 +141,7 @@ pub fn prf_go_park(ctx: ProbeContext) -> u32 {
         }
         None => (0, reason),
     };
+    bump(Counter::GoParks);
     let parked = GoParked {
         parked_ns: now,
         lock,
@@ -105,6 +163,13 @@ pub fn prf_go_ready(ctx: ProbeContext) -> u32 {
     };
     // SAFETY: the probe's own register frame.
     let gp = unsafe { (*ctx.regs).rax };
+    // The waking stack is walked only for a park that was seen (walks are
+    // the costly part of this probe).
+    // SAFETY: only a lookup.
+    if unsafe { GO_PARKED.get(gp) }.is_none() {
+        bump(Counter::GoWakeParkUnseen);
+        return 0;
+    }
     let waker = WakerKey {
         tgid,
         tid: 0,

@@ -30,6 +30,10 @@ pub static UNWIND_MODE: u32 = 0;
 /// Blocks shorter than this are dropped (and counted).
 #[unsafe(no_mangle)]
 pub static MIN_BLOCK_NS: u64 = 0;
+/// 1: only semaphore waits are timed, from semacquire1 to readyWithTime
+/// (gomutex without goblock).
+#[unsafe(no_mangle)]
+pub static GO_SEMA_ONLY: u32 = 0;
 // Tracepoint field offsets, read by userspace from tracefs formats.
 #[unsafe(no_mangle)]
 pub static OFF_SWITCH_PREV_STATE: u32 = 32;

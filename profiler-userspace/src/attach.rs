@@ -19,7 +19,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::{
-    go::probes::GoProbe,
+    go::{self, probes::GoProbe},
     model::{ProfileKind, UnwindMode},
 };
 
@@ -131,6 +131,10 @@ pub struct GoWaitProbes {
     /// The binary's path (uprobes go on a file, for the target only).
     pub path: String,
     pub probes: Vec<GoProbe>,
+    /// Only lock contention (gomutex without goblock): semaphore waits are
+    /// timed from `semacquire1` to `readyWithTime`, and the probes that
+    /// fire on every park are left out.
+    pub sema_only: bool,
 }
 
 /// Capability bits (linux/capability.h).
@@ -170,6 +174,24 @@ pub struct Attached {
     pub cpus: usize,
     /// Each program and where it is attached, as a phrase.
     pub attachments: Vec<String>,
+    /// What each program cost in the kernel, read at detach when the
+    /// kernel keeps BPF statistics (`sysctl kernel.bpf_stats_enabled=1`).
+    pub kernel_cost: Vec<ProgramCost>,
+}
+
+/// One program's runs and time in the kernel (its BPF statistics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramCost {
+    pub program: String,
+    pub runs: u64,
+    pub run_time: Duration,
+}
+
+impl ProgramCost {
+    /// Nanoseconds per run.
+    pub fn ns_per_run(&self) -> f64 {
+        self.run_time.as_nanos() as f64 / self.runs.max(1) as f64
+    }
 }
 
 impl Attached {
@@ -190,13 +212,15 @@ impl Attached {
         };
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
         let unwind = config.unwind as u32;
+        let go_sema_only = u32::from(config.go_waits.as_ref().is_some_and(|g| g.sema_only));
         let mut loader = EbpfLoader::new();
         {
             use profiler_common::maps as m;
             loader
                 .override_global(m::GLOBAL_TARGET_TGID, &config.tgid, true)
                 .override_global(m::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true)
-                .override_global(m::GLOBAL_UNWIND_MODE, &unwind, true);
+                .override_global(m::GLOBAL_UNWIND_MODE, &unwind, true)
+                .override_global(m::GLOBAL_GO_SEMA_ONLY, &go_sema_only, true);
             if let Some(o) = &offsets {
                 loader
                     .override_global(m::GLOBAL_SWITCH_PREV_STATE, &o.switch_prev_state, true)
@@ -275,7 +299,15 @@ impl Attached {
             }
         }
         if let Some(go) = &config.go_waits {
-            for probe in &go.probes {
+            for probe in go
+                .probes
+                .iter()
+                .filter(|p| {
+                    let parks = go::probes::PARK_PROGRAMS.contains(&p.program);
+                    let sema_ready = p.program == go::probes::SEMA_READY_PROGRAM;
+                    if go.sema_only { !parks } else { !sema_ready }
+                })
+            {
                 attachments.push(attach_uprobe(&mut ebpf, probe, &go.path, config.tgid)?);
             }
         }
@@ -294,6 +326,7 @@ impl Attached {
             ebpf: Some(ebpf),
             cpus,
             attachments,
+            kernel_cost: Vec::new(),
         })
     }
 
@@ -312,6 +345,9 @@ impl Attached {
 
     /// Detaches and unloads every program; maps taken out stay readable.
     pub fn detach(&mut self) {
+        if let Some(ebpf) = &self.ebpf {
+            self.kernel_cost = kernel_cost(ebpf);
+        }
         if self.ebpf.take().is_some() {
             debug!("detached and unloaded the eBPF programs");
         }
@@ -319,6 +355,24 @@ impl Attached {
 }
 
 /// A program of the object, as its type.
+/// Each program's runs and run time, when the kernel counted them
+/// (nothing when `kernel.bpf_stats_enabled` is 0: every count is then 0).
+fn kernel_cost(ebpf: &Ebpf) -> Vec<ProgramCost> {
+    let mut costs: Vec<ProgramCost> = ebpf
+        .programs()
+        .filter_map(|(name, program)| {
+            let info = program.info().ok()?;
+            (info.run_count() > 0).then(|| ProgramCost {
+                program: name.to_owned(),
+                runs: info.run_count(),
+                run_time: info.run_time(),
+            })
+        })
+        .collect();
+    costs.sort_by_key(|c| std::cmp::Reverse(c.run_time));
+    costs
+}
+
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, AttachError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,

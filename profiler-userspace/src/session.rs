@@ -193,7 +193,12 @@ impl Session {
                 } else {
                     format!("/proc/{}/exe", target.pid)
                 };
-                Some(GoWaitProbes { path, probes })
+                let sema_only = !load.kinds.contains(&crate::model::ProfileKind::GoBlock);
+                Some(GoWaitProbes {
+                    path,
+                    probes,
+                    sema_only,
+                })
             }
         };
         let load = &LoadConfig {
@@ -411,6 +416,7 @@ impl Session {
             attachments: &self.attached.attachments,
             attached: self.attached.is_attached(),
             cpus: self.attached.cpus,
+            kernel_cost: &self.attached.kernel_cost,
         };
         Snapshot {
             target,

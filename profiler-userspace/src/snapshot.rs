@@ -10,6 +10,7 @@ use profiler_common::counters::Counter;
 
 use crate::{
     aggregate::{Aggregate, Totals},
+    attach::ProgramCost,
     go,
     model::{
         Event, FOLDED_THREADS, Frame, OffCpuState, Origin, Profile, ProfileKind, Sample, Stack,
@@ -42,6 +43,9 @@ pub struct Programs<'s> {
     pub attached: bool,
     /// How many CPUs the sampler runs on.
     pub cpus: usize,
+    /// What each program cost in the kernel (once detached, and only when
+    /// the kernel kept BPF statistics).
+    pub kernel_cost: &'s [ProgramCost],
 }
 
 /// One view of a session's data.

@@ -377,13 +377,54 @@ pub fn our_loaded_programs() -> Vec<String> {
         .collect()
 }
 
-/// Asserts that no program of ours is left loaded. The kernel frees a
-/// detached program after an RCU grace period, so a program may still be
-/// listed for a moment after the profiler exits: this waits up to 3 s.
+/// The ids of the BPF programs some live process holds a descriptor of
+/// (`prog_id` in `/proc/*/fdinfo/*`).
+fn programs_held_by_live_processes() -> std::collections::HashSet<u32> {
+    let mut held = std::collections::HashSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return held;
+    };
+    for proc in procs.filter_map(Result::ok) {
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.filter_map(Result::ok) {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            if let Some(id) = info
+                .lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+            {
+                held.insert(id);
+            }
+        }
+    }
+    held
+}
+
+/// Programs of ours that no live process holds: left attached or loaded
+/// behind a profiler that exited. (Programs a running profiler holds, such
+/// as another test's or another user's, are not counted.)
+pub fn our_orphaned_programs() -> Vec<String> {
+    let held = programs_held_by_live_processes();
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| !held.contains(&p.id()))
+        .filter_map(|p| p.name_as_str().map(str::to_owned))
+        .filter(|name| name.starts_with(PROGRAM_PREFIX))
+        .collect()
+}
+
+/// Asserts that no program of ours is left loaded by a profiler that
+/// exited. The kernel frees a detached program after an RCU grace period,
+/// so a program may still be listed for a moment after the profiler exits:
+/// this waits up to 3 s.
 pub fn assert_nothing_left_loaded() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let left = our_loaded_programs();
+        let left = our_orphaned_programs();
         if left.is_empty() {
             return;
         }
@@ -527,11 +568,22 @@ impl Server {
     /// Starts `profiler serve --pid PID --listen LISTEN` and waits (up to
     /// 30 s) until it answers /healthz; its log goes to DIR/serve.stderr.
     pub fn start(pid: u32, listen: &str, dir: &Path) -> Server {
+        Server::start_with(pid, listen, dir, &[])
+    }
+
+    /// [`Server::on_loopback`] with more options for `serve`.
+    pub fn on_loopback_with(pid: u32, dir: &Path, options: &[&str]) -> Server {
+        Server::start_with(pid, &format!("127.0.0.1:{}", free_port()), dir, options)
+    }
+
+    /// [`Server::start`] with more options for `serve`.
+    pub fn start_with(pid: u32, listen: &str, dir: &Path, options: &[&str]) -> Server {
         let port = listen.rsplit_once(':').map_or("", |(_, p)| p);
         let stderr_path = dir.join("serve.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("create the server's log file");
         let child = Command::new(profiler_bin())
             .args(["serve", "--pid", &pid.to_string(), "--listen", listen])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -41,14 +41,14 @@ struct Recorded {
 
 /// Records gomutex and goblock of a running go_waits while it runs one
 /// measured phase that lies wholly inside the recording.
-fn record_phase(binary: &Path, dir: &Path) -> Recorded {
+fn record_phase(binary: &Path, dir: &Path, kinds: &str) -> Recorded {
     let workload = GoWorkload::start(binary, &["0"]);
     let folded = dir.join("waits.folded");
     let pprof = dir.join("waits.pb.gz");
     let mut child = Command::new(profiler_bin())
         .args(["record", "--pid", &workload.pid().to_string()])
         .args(["--duration", &format!("{}ms", PHASE_MS + 4000)])
-        .args(["--profile", "gomutex,goblock"])
+        .args(["--profile", kinds])
         .arg("-o")
         .arg(&folded)
         .arg("-o")
@@ -87,8 +87,16 @@ fn record_phase(binary: &Path, dir: &Path) -> Recorded {
     assert!(status.success(), "profiler failed:\n{report}");
     let truth = truth.expect("the phase ran");
     assert_eq!(truth.status, 200, "{}", truth.body);
+    let several = kinds.contains(',');
     let read = |kind: &str| {
-        let path = dir.join(format!("waits.{kind}.folded"));
+        if !kinds.split(',').any(|k| k == kind) {
+            return Vec::new();
+        }
+        let path = if several {
+            dir.join(format!("waits.{kind}.folded"))
+        } else {
+            folded.clone()
+        };
         parse_folded(
             &std::fs::read_to_string(&path)
                 .unwrap_or_else(|err| panic!("{}: {err}\n{report}", path.display())),
@@ -98,7 +106,11 @@ fn record_phase(binary: &Path, dir: &Path) -> Recorded {
         truth: truth.body,
         gomutex: read("gomutex"),
         goblock: read("goblock"),
-        gomutex_pprof: dir.join("waits.gomutex.pb.gz"),
+        gomutex_pprof: if several {
+            dir.join("waits.gomutex.pb.gz")
+        } else {
+            pprof.clone()
+        },
         report,
     }
 }
@@ -107,6 +119,53 @@ fn record_phase(binary: &Path, dir: &Path) -> Recorded {
 fn truth(recorded: &Recorded, key: &str) -> f64 {
     workload_value(&recorded.truth, key)
         .unwrap_or_else(|| panic!("no {key} in the program's answer: {}", recorded.truth))
+}
+
+/// gomutex against Go's own mutex profile: the delay through the unlocker,
+/// the top stack the unlocker's, the waiting stacks the locker's, and
+/// `go tool pprof` reading the same total.
+fn check_gomutex(r: &Recorded, check: &mut impl FnMut(bool, String)) {
+    // gomutex: charged to the unlocker, as Go's own profile.
+    let ours = total_where(&r.gomutex, |s| s.has("main.unlockMu")) as f64;
+    let gos = truth(r, "go_mutex_delay_ns");
+    check(
+        within(ours, gos, 15.0),
+        format!(
+            "gomutex delay through main.unlockMu {:.3} s, Go's own mutex profile {:.3} s (program measured {:.3} s in lockMu)",
+            ours / 1e9,
+            gos / 1e9,
+            truth(r, "mutex_wait_ns") / 1e9
+        ),
+    );
+    let top = r.gomutex.iter().max_by_key(|s| s.value);
+    check(
+        top.is_some_and(|s| s.has("main.unlockMu") && !s.has("main.lockMu")),
+        format!("top gomutex stack: {:?}", top.map(|s| s.frames.join(";"))),
+    );
+    let tags = go_pprof(&["-tags"], &r.gomutex_pprof);
+    let waiting: Vec<&str> = tags
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("waiting_stack"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect();
+    check(
+        waiting.iter().any(|l| l.contains("main.lockMu")),
+        format!(
+            "pprof waiting_stack names main.lockMu: {:?}",
+            waiting.first()
+        ),
+    );
+    let pprof_top = go_pprof(
+        &["-top", "-sample_index=delay", "-unit=ns"],
+        &r.gomutex_pprof,
+    );
+    let folded_total: u64 = r.gomutex.iter().map(|s| s.value).sum();
+    let pprof_total = pprof_total(&pprof_top);
+    check(
+        within(pprof_total, folded_total as f64, 1.0),
+        format!("go tool pprof delay total {pprof_total} ns, folded {folded_total} ns"),
+    );
 }
 
 /// Nanoseconds of goblock under `[reason]` with `function` on the stack.
@@ -122,7 +181,7 @@ fn go_waits_read_as_gos_own_mutex_and_block_profiles() {
     let mut failures = Vec::new();
     for (what, binary) in go_builds("go_waits") {
         let dir = scratch_dir("go-waits");
-        let r = record_phase(&binary, dir.path());
+        let r = record_phase(&binary, dir.path(), "gomutex,goblock");
         assert_nothing_left_loaded();
         let mut check = |ok: bool, text: String| {
             eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
@@ -139,47 +198,7 @@ fn go_waits_read_as_gos_own_mutex_and_block_profiles() {
             ),
         );
 
-        // gomutex: charged to the unlocker, as Go's own profile.
-        let ours = total_where(&r.gomutex, |s| s.has("main.unlockMu")) as f64;
-        let gos = truth(&r, "go_mutex_delay_ns");
-        check(
-            within(ours, gos, 15.0),
-            format!(
-                "gomutex delay through main.unlockMu {:.3} s, Go's own mutex profile {:.3} s (program measured {:.3} s in lockMu)",
-                ours / 1e9,
-                gos / 1e9,
-                truth(&r, "mutex_wait_ns") / 1e9
-            ),
-        );
-        let top = r.gomutex.iter().max_by_key(|s| s.value);
-        check(
-            top.is_some_and(|s| s.has("main.unlockMu") && !s.has("main.lockMu")),
-            format!("top gomutex stack: {:?}", top.map(|s| s.frames.join(";"))),
-        );
-        let tags = go_pprof(&["-tags"], &r.gomutex_pprof);
-        let waiting: Vec<&str> = tags
-            .lines()
-            .skip_while(|l| !l.trim_start().starts_with("waiting_stack"))
-            .skip(1)
-            .take_while(|l| l.starts_with(' '))
-            .collect();
-        check(
-            waiting.iter().any(|l| l.contains("main.lockMu")),
-            format!(
-                "pprof waiting_stack names main.lockMu: {:?}",
-                waiting.first()
-            ),
-        );
-        let pprof_top = go_pprof(
-            &["-top", "-sample_index=delay", "-unit=ns"],
-            &r.gomutex_pprof,
-        );
-        let folded_total: u64 = r.gomutex.iter().map(|s| s.value).sum();
-        let pprof_total = pprof_total(&pprof_top);
-        check(
-            within(pprof_total, folded_total as f64, 1.0),
-            format!("go tool pprof delay total {pprof_total} ns, folded {folded_total} ns"),
-        );
+        check_gomutex(&r, &mut check);
 
         // goblock: by wait reason, as Go's block profile.
         for (reason, function, key) in [
@@ -238,7 +257,7 @@ fn serve_gives_a_go_program_its_own_mutex_and_block_profiles_and_metrics() {
     for (what, binary) in builds {
         let dir = scratch_dir("go-waits-serve");
         let workload = GoWorkload::start(&binary, &["0"]);
-        let mut server = Server::on_loopback(workload.pid(), dir.path());
+        let mut server = Server::on_loopback_with(workload.pid(), dir.path(), &["--go-block"]);
         let answer = workload.get(&format!("/run?ms={PHASE_MS}"));
         assert_eq!(answer.status, 200, "{}", answer.body);
         let own = |key: &str| {
@@ -317,4 +336,68 @@ fn serve_gives_a_go_program_its_own_mutex_and_block_profiles_and_metrics() {
         assert_nothing_left_loaded();
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// gomutex alone takes another, cheaper route (semacquire1 to readyWithTime,
+/// no probe on every park): the same checks against Go's own profile.
+#[test]
+fn gomutex_alone_reads_as_gos_own_mutex_profile() {
+    require!(bpf(), go(), go_versions(4));
+    let mut failures = Vec::new();
+    for (what, binary) in go_builds("go_waits") {
+        let dir = scratch_dir("go-waits-mutex");
+        let r = record_phase(&binary, dir.path(), "gomutex");
+        assert_nothing_left_loaded();
+        let mut check = |ok: bool, text: String| {
+            eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
+            if !ok {
+                failures.push(format!("{what}: {text}"));
+            }
+        };
+        check(
+            r.report.contains("contended locks"),
+            "the report ranks the locks".to_owned(),
+        );
+        check_gomutex(&r, &mut check);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Without `--go-block`, serve probes only contended locks for a Go
+/// program: /debug/pprof/mutex is Go's, /debug/pprof/block says how to turn
+/// goroutine blocking on, and a program that is not Go refuses the flag.
+#[test]
+fn serve_times_goroutine_parks_only_when_asked() {
+    require!(bpf(), go(), go_versions(1));
+    let (what, binary) = go_builds("go_waits").pop().expect("a build");
+    let dir = scratch_dir("go-waits-serve-default");
+    let workload = GoWorkload::start(&binary, &["0"]);
+    let server = Server::on_loopback(workload.pid(), dir.path());
+    let answer = workload.get("/run?ms=1000");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let block = server.get("/debug/pprof/block");
+    assert_eq!(block.status, 404, "{what}: {}", block.body);
+    assert!(block.body.contains("--go-block"), "{}", block.body);
+    let gos = workload_value(&answer.body, "go_mutex_delay_ns").expect("go_mutex_delay_ns");
+    let mutex = go_pprof(
+        &["-top", "-sample_index=delay", "-unit=ns"],
+        server.url("/debug/pprof/mutex"),
+    );
+    let served = pprof_total(&mutex);
+    eprintln!(
+        "{what}: serve without --go-block: /debug/pprof/mutex {:.3} s, Go's own {:.3} s",
+        served / 1e9,
+        gos / 1e9
+    );
+    assert!(within(served, gos, 15.0));
+    drop(server);
+    let c = build_workload("sleeper", FRAME_POINTER_FLAGS);
+    let sleeper = start_workload(&c, &["100", "100000"]);
+    let refused = profiler(&["serve", "--pid", &sleeper.0.id().to_string(), "--go-block"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("not a Go program"),
+        "{stderr}"
+    );
+    assert_nothing_left_loaded();
 }

@@ -49,7 +49,7 @@ fn sample(tid: u32, thread: &str, frames: Vec<Frame>, value: u64, count: u64) ->
 
 /// A small profile of each kind, with every feature the formats show:
 /// kernel and inlined frames, a lost stack, a folded exited thread, locks,
-/// states and wakers.
+/// states and wakers, Go wait reasons and a Go mutex waiter's stack.
 fn fixture(kind: ProfileKind) -> Profile {
     let main = || user("main", 0x1010, 40);
     let samples = match kind {
@@ -177,6 +177,69 @@ fn fixture(kind: ProfileKind) -> Profile {
                 3,
             )
         }],
+        ProfileKind::GoBlock => vec![
+            Sample {
+                state: Some("contention"),
+                reason: Some("chan receive".into()),
+                waker: Some(WokenBy {
+                    who: "made runnable by a goroutine".to_owned(),
+                    frames: vec![main(), user("main.send", 0x1900, 90)],
+                }),
+                ..sample(
+                    0,
+                    "app",
+                    vec![
+                        Frame::marker("[chan receive]".to_owned()),
+                        main(),
+                        user("main.recv", 0x1a00, 95),
+                        user("runtime.gopark", 0x7200, 1),
+                    ],
+                    7_000_000,
+                    2,
+                )
+            },
+            Sample {
+                state: Some("idle"),
+                reason: Some("sleep".into()),
+                waker: Some(WokenBy {
+                    who: "made runnable by the scheduler (network poller, timer or GC)".to_owned(),
+                    frames: Vec::new(),
+                }),
+                ..sample(
+                    0,
+                    "app",
+                    vec![
+                        Frame::marker("[sleep (idle)]".to_owned()),
+                        main(),
+                        user("time.Sleep", 0x7300, 1),
+                    ],
+                    10_000_000,
+                    1,
+                )
+            },
+        ],
+        ProfileKind::GoMutex => vec![Sample {
+            lock: Some("main.mu".into()),
+            state: Some("contention"),
+            reason: Some("sync.Mutex.Lock".into()),
+            waiting: Some(vec![
+                main(),
+                user("main.lockMu", 0x1b00, 100),
+                user("sync.(*Mutex).Lock", 0x7400, 1),
+            ]),
+            ..sample(
+                0,
+                "app",
+                vec![
+                    Frame::marker("main.mu".to_owned()),
+                    main(),
+                    user("main.unlockMu", 0x1c00, 110),
+                    user("sync.(*Mutex).Unlock", 0x7500, 1),
+                ],
+                4_000_000,
+                3,
+            )
+        }],
     };
     Profile {
         kind,
@@ -231,10 +294,12 @@ fn written(format: Format, profile: &Profile, options: FoldedOptions) -> String 
 
 #[test]
 fn folded_stacks_of_each_kind() {
-    for kind in ProfileKind::ALL
-        .into_iter()
-        .chain([ProfileKind::Threads, ProfileKind::Goroutines])
-    {
+    for kind in ProfileKind::ALL.into_iter().chain([
+        ProfileKind::Threads,
+        ProfileKind::Goroutines,
+        ProfileKind::GoMutex,
+        ProfileKind::GoBlock,
+    ]) {
         let profile = fixture(kind);
         check(
             &format!("fixture.{}.folded", kind.name()),
@@ -265,6 +330,8 @@ fn pprof_tables() {
         ProfileKind::Futex,
         ProfileKind::Threads,
         ProfileKind::Goroutines,
+        ProfileKind::GoMutex,
+        ProfileKind::GoBlock,
     ] {
         let proto = formats::pprof::to_proto(&fixture(kind), START_UNIX_NS);
         check(

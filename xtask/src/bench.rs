@@ -55,6 +55,20 @@ pub enum Which {
         #[arg(long, default_value_t = 6)]
         seconds: u64,
     },
+    /// Go lock and channel traffic (about 1M uncontended and 100k contended
+    /// Lock/Unlock pairs and 200k channel operations per second): its
+    /// throughput and CPU alone, under `profiler record --profile gomutex`
+    /// and `gomutex,goblock` (uprobes on the Go runtime), and under Go's own
+    /// mutex and block profiling at fraction and rate 1; with the kernel's
+    /// time per probe (`kernel.bpf_stats_enabled`).
+    Gowaits {
+        /// Runs of each kind (alternated).
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 4)]
+        seconds: u64,
+    },
     /// `profiler serve` on the contended-mutex workload: /metrics latency
     /// percentiles under 50 concurrent scrapers (wrk, keep-alive, loopback),
     /// and the profiler's CPU while idle and while scraped.
@@ -76,6 +90,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         } => scrape(connections, seconds),
         Which::Overhead { runs, seconds } => overhead(runs, seconds),
         Which::Goroutines { runs, seconds } => goroutines(runs, seconds),
+        Which::Gowaits { runs, seconds } => gowaits(runs, seconds),
         Which::Futex { runs, seconds } => {
             let workload = build_workload("futex_storm", &["-O2", "-fno-omit-frame-pointer"])?;
             compare(&Comparison {
@@ -678,5 +693,126 @@ fn goroutines(runs: u32, seconds: u64) -> anyhow::Result<()> {
             watched / alone.max(1.0)
         );
     }
+    Ok(())
+}
+
+/// The `key=value` numbers of a line of output.
+fn values_of(text: &str) -> std::collections::HashMap<String, f64> {
+    text.split_whitespace()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The lock_bench rates and CPU the four ways, and the kernel's cost of
+/// each probe.
+fn gowaits(runs: u32, seconds: u64) -> anyhow::Result<()> {
+    if !crate::is_root() {
+        bail!("the Go waits benchmark attaches uprobes: run it as root (sudo -E cargo xtask bench gowaits)");
+    }
+    let profiler = build_profiler()?;
+    let workload = build_go_workload("lock_bench")?;
+    let folded = std::env::temp_dir().join("profiler-bench-gowaits.folded");
+    let stats = "/proc/sys/kernel/bpf_stats_enabled";
+    let stats_before = std::fs::read_to_string(stats).unwrap_or_default();
+    let _ = std::fs::write(stats, "1");
+    const KEYS: [&str; 4] = [
+        "uncontended_per_second",
+        "contended_per_second",
+        "chan_ops_per_second",
+        "cpu_seconds_per_second",
+    ];
+    let ways: [(&str, Option<&str>, bool); 4] = [
+        ("alone", None, false),
+        ("profiler --profile gomutex", Some("gomutex"), false),
+        ("profiler --profile gomutex,goblock", Some("gomutex,goblock"), false),
+        ("Go's own (fraction 1, rate 1)", None, true),
+    ];
+    let mut results: Vec<Vec<std::collections::HashMap<String, f64>>> = vec![Vec::new(); ways.len()];
+    let mut probe_lines: Vec<Vec<String>> = vec![Vec::new(); ways.len()];
+    for round in 1..=runs {
+        for (i, (name, profile, goprof)) in ways.iter().enumerate() {
+            let mut cmd = match profile {
+                Some(kinds) => {
+                    let mut cmd = Command::new(&profiler);
+                    cmd.args(["record", "--profile", kinds, "-o"])
+                        .arg(&folded)
+                        .arg("--")
+                        .arg(&workload);
+                    cmd
+                }
+                None => Command::new(&workload),
+            };
+            cmd.arg(seconds.to_string());
+            if *goprof {
+                cmd.arg("goprof");
+            }
+            let output = cmd
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("cannot run {cmd:?}"))?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let values = values_of(&stdout);
+            if !KEYS.iter().all(|k| values.contains_key(*k)) {
+                bail!(
+                    "{name}: the workload printed no rates ({}): {stdout}{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            println!("bench: round {round}/{runs}: {name}: {}", stdout.trim());
+            if round == runs {
+                probe_lines[i] = String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with("prf_go_"))
+                    .map(|l| l.trim().to_owned())
+                    .collect();
+            }
+            results[i].push(values);
+        }
+    }
+    let _ = std::fs::write(stats, stats_before.trim());
+    let _ = std::fs::remove_file(&folded);
+    println!(
+        "bench gowaits: Go lock and channel traffic (Debian's Go), {runs} runs of {seconds} s each, medians"
+    );
+    println!(
+        "  {:<36} {:>14} {:>14} {:>14} {:>10}",
+        "", "uncontended/s", "contended/s", "chan ops/s", "CPU s/s"
+    );
+    let medians: Vec<Vec<f64>> = results
+        .iter()
+        .map(|runs| {
+            KEYS.iter()
+                .map(|k| median(&mut runs.iter().map(|v| v[*k]).collect::<Vec<_>>()))
+                .collect()
+        })
+        .collect();
+    for (i, (name, _, _)) in ways.iter().enumerate() {
+        let m = &medians[i];
+        println!(
+            "  {name:<36} {:>14.0} {:>14.0} {:>14.0} {:>10.3}",
+            m[0], m[1], m[2], m[3]
+        );
+        if i > 0 {
+            let a = &medians[0];
+            println!(
+                "  {:<36} {:>14.3} {:>14.3} {:>14.3} {:>10.2}x",
+                "  ratio to alone",
+                m[0] / a[0].max(1.0),
+                m[1] / a[1].max(1.0),
+                m[2] / a[2].max(1.0),
+                m[3] / a[3].max(0.001)
+            );
+        }
+        for line in &probe_lines[i] {
+            println!("      kernel: {line}");
+        }
+    }
+    println!(
+        "  (kernel: time in each BPF program per run; each probe hit also costs a trap into the kernel, which BPF statistics do not include)"
+    );
     Ok(())
 }

@@ -80,6 +80,23 @@ impl Report<'_> {
             let _ = writeln!(out, "  Go program: {build}");
         }
         self.losses(&mut out);
+        let cost = self.snapshot.programs.kernel_cost;
+        if !cost.is_empty() {
+            let _ = writeln!(
+                out,
+                "  time in the kernel's BPF programs (kernel.bpf_stats_enabled=1; the uprobe trap itself not included):"
+            );
+            for c in cost {
+                let _ = writeln!(
+                    out,
+                    "    {:<16} {:>10} runs  {:>8.0} ns/run  {:>8.3} s",
+                    c.program,
+                    c.runs,
+                    c.ns_per_run(),
+                    c.run_time.as_secs_f64()
+                );
+            }
+        }
         let unwind = self.snapshot.unwind;
         if unwind.unwound > 0 {
             let _ = writeln!(
@@ -460,6 +477,10 @@ pub fn percentile_bound(hist: &[u64], p: f64) -> u64 {
     u64::MAX
 }
 
+/// One reason's (or lock's) waits in the Go waits section: their total, the
+/// reason's class, and the time by waiting stack.
+type WaitGroup<'a> = (Value, Option<&'static str>, HashMap<&'a [Frame], u64>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,7 +504,3 @@ mod tests {
         assert_eq!(human_ns(15), "15 ns");
     }
 }
-
-/// One reason's (or lock's) waits in the Go waits section: their total, the
-/// reason's class, and the time by waiting stack.
-type WaitGroup<'a> = (Value, Option<&'static str>, HashMap<&'a [Frame], u64>);

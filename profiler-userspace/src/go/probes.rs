@@ -2,7 +2,7 @@
 //! functions whose entries mark a park, a wake-up, a goroutine running
 //! again and a semaphore acquire, found by name in `.gopclntab` (so
 //! stripped binaries too), each with the file offset a uprobe is attached
-//! by. All four exist, never inlined, in Go 1.19 to 1.27.
+//! by. All five exist, never inlined, in Go 1.19 to 1.27.
 
 use super::GoBinary;
 
@@ -17,13 +17,20 @@ pub struct GoProbe {
     pub offset: u64,
 }
 
+/// The programs for every park (goblock, and gomutex with it).
+pub const PARK_PROGRAMS: [&str; 3] = ["prf_go_park", "prf_go_ready", "prf_go_execute"];
+/// The program that ends semaphore waits when only those are timed
+/// (gomutex alone).
+pub const SEMA_READY_PROGRAM: &str = "prf_go_sema_ready";
+
 /// Each program and the runtime function it probes (see
 /// `profiler-ebpf/src/gowait.rs`).
-pub const WAIT_PROBES: [(&str, &str); 4] = [
+pub const WAIT_PROBES: [(&str, &str); 5] = [
     ("prf_go_sema", "runtime.semacquire1"),
     ("prf_go_park", "runtime.gopark"),
     ("prf_go_ready", "runtime.ready"),
     ("prf_go_execute", "runtime.execute"),
+    (SEMA_READY_PROGRAM, "runtime.readyWithTime"),
 ];
 
 /// The probes for goroutine waits in `binary`, or a sentence saying which

@@ -76,6 +76,11 @@ const SEMACQUIRE_CALLERS: &[(&str, &str)] = &[
 /// The name of wait reason `number` in a program's table (`reasons`, its
 /// `runtime.waitReasonStrings`), or `wait reason N` when it is not there.
 pub fn reason_name(reasons: &[String], number: u8) -> String {
+    // A semaphore wait timed from `semacquire1` (gomutex alone) carries no
+    // reason of its own: its stack names it (see `refine_reason`).
+    if u32::from(number) == profiler_common::gowait::REASON_MASK {
+        return "semacquire".to_owned();
+    }
     reasons
         .get(usize::from(number))
         .filter(|name| !name.is_empty())

@@ -70,6 +70,8 @@ pub struct AppState {
     /// The target is a Go program: `mutex` and `block` are Go's own kinds
     /// (gomutex, goblock); `futex` and `offcpu` keep the kernel's view.
     pub go: bool,
+    /// goblock is recorded (`--go-block`).
+    pub go_block: bool,
 }
 
 /// Serves until `stop` turns true, then gives open connections a moment.
@@ -149,7 +151,7 @@ async fn index() -> Response {
          mutex    lock contention: since the server started, or over ?seconds=N; for a Go program Go's own \
          (sync.Mutex and RWMutex, delay charged to the unlocking stack), else futex waits by lock\n\
          block    blocking: since the server started, or over ?seconds=N; for a Go program Go's own \
-         (goroutine waits by wait reason), else off-CPU time (blocked and preempted)\n\
+         (goroutine waits by wait reason; serve --go-block), else off-CPU time (blocked and preempted)\n\
          futex    futex waits by lock, for any program: since the server started, or over ?seconds=N\n\
          offcpu   off-CPU time (blocked and preempted), for any program: since the server started, or over ?seconds=N\n\
          goroutine  a Go program's goroutines now: pprof, or Go's texts with ?debug=1 (stacks counted) or ?debug=2 (every goroutine)\n\
@@ -210,10 +212,15 @@ async fn mutex_profile(State(state): State<AppState>, Query(params): Params) -> 
 }
 
 async fn block_profile(State(state): State<AppState>, Query(params): Params) -> Response {
-    let kind = if state.go {
-        ProfileKind::GoBlock
-    } else {
-        ProfileKind::OffCpu
+    let kind = match (state.go, state.go_block) {
+        (false, _) => ProfileKind::OffCpu,
+        (true, true) => ProfileKind::GoBlock,
+        (true, false) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "goroutine blocking is not recorded: start serve with --go-block (it probes every goroutine park, which costs a program that parks often much of its throughput); /debug/pprof/offcpu has the threads' off-CPU time",
+            );
+        }
     };
     profile(state, kind, &params, None).await
 }

@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub max_depth: usize,
     /// How many locks get their own `lock` label in the metrics.
     pub top_locks: usize,
+    /// For a Go target, also goblock (every goroutine park probed).
+    pub go_block: bool,
 }
 
 /// Every this many drains, the data of exited threads is folded into one
@@ -102,15 +104,25 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let _runtime_context = runtime.enter();
     let target = Target::open(&TargetSpec::Pid(config.pid))?;
-    // A Go program also gets its goroutine waits (Go's mutex and block
-    // profiles).
+    // A Go program also gets Go's lock contention (gomutex: only contended
+    // locks are probed), and its every park timed (goblock) when asked.
     let is_go = target
         .executable
         .as_deref()
         .is_some_and(|exe| crate::go::is_go_executable(std::path::Path::new(exe)));
+    if config.go_block && !is_go {
+        anyhow::bail!(
+            "--go-block: PID {} ({}) is not a Go program; leave the flag out (/debug/pprof/block serves its off-CPU time)",
+            target.pid,
+            target.name
+        );
+    }
     let mut kinds = ProfileKind::ALL.to_vec();
     if is_go {
-        kinds.extend(ProfileKind::GO);
+        kinds.push(ProfileKind::GoMutex);
+        if config.go_block {
+            kinds.push(ProfileKind::GoBlock);
+        }
     }
     let load = LoadConfig {
         tgid: target.pid,
@@ -138,6 +150,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         scrapes: Arc::default(),
         profiles: Arc::default(),
         go: is_go,
+        go_block: config.go_block,
     };
     let (scrapes, profiles) = (state.scrapes.clone(), state.profiles.clone());
     publish(
