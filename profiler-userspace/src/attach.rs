@@ -299,15 +299,11 @@ impl Attached {
             }
         }
         if let Some(go) = &config.go_waits {
-            for probe in go
-                .probes
-                .iter()
-                .filter(|p| {
-                    let parks = go::probes::PARK_PROGRAMS.contains(&p.program);
-                    let sema_ready = p.program == go::probes::SEMA_READY_PROGRAM;
-                    if go.sema_only { !parks } else { !sema_ready }
-                })
-            {
+            for probe in go.probes.iter().filter(|p| {
+                let parks = go::probes::PARK_PROGRAMS.contains(&p.program);
+                let sema_ready = p.program == go::probes::SEMA_READY_PROGRAM;
+                if go.sema_only { !parks } else { !sema_ready }
+            }) {
                 attachments.push(attach_uprobe(&mut ebpf, probe, &go.path, config.tgid)?);
             }
         }

@@ -710,7 +710,9 @@ fn values_of(text: &str) -> std::collections::HashMap<String, f64> {
 /// each probe.
 fn gowaits(runs: u32, seconds: u64) -> anyhow::Result<()> {
     if !crate::is_root() {
-        bail!("the Go waits benchmark attaches uprobes: run it as root (sudo -E cargo xtask bench gowaits)");
+        bail!(
+            "the Go waits benchmark attaches uprobes: run it as root (sudo -E cargo xtask bench gowaits)"
+        );
     }
     let profiler = build_profiler()?;
     let workload = build_go_workload("lock_bench")?;
@@ -727,10 +729,15 @@ fn gowaits(runs: u32, seconds: u64) -> anyhow::Result<()> {
     let ways: [(&str, Option<&str>, bool); 4] = [
         ("alone", None, false),
         ("profiler --profile gomutex", Some("gomutex"), false),
-        ("profiler --profile gomutex,goblock", Some("gomutex,goblock"), false),
+        (
+            "profiler --profile gomutex,goblock",
+            Some("gomutex,goblock"),
+            false,
+        ),
         ("Go's own (fraction 1, rate 1)", None, true),
     ];
-    let mut results: Vec<Vec<std::collections::HashMap<String, f64>>> = vec![Vec::new(); ways.len()];
+    let mut results: Vec<Vec<std::collections::HashMap<String, f64>>> =
+        vec![Vec::new(); ways.len()];
     let mut probe_lines: Vec<Vec<String>> = vec![Vec::new(); ways.len()];
     for round in 1..=runs {
         for (i, (name, profile, goprof)) in ways.iter().enumerate() {
