@@ -2,7 +2,8 @@
 //! functions whose entries mark a park, a wake-up, a goroutine running
 //! again and a semaphore acquire, found by name in `.gopclntab` (so
 //! stripped binaries too), each with the file offset a uprobe is attached
-//! by. All five exist, never inlined, in Go 1.19 to 1.27.
+//! by (just past the stack check, see [`past_stack_check`]). All five
+//! exist, never inlined, in Go 1.19 to 1.27.
 
 use super::GoBinary;
 
@@ -48,7 +49,8 @@ pub fn wait_probes(binary: &GoBinary) -> Result<Vec<GoProbe>, String> {
                     )
                 })?
                 .entry;
-            let offset = binary.file_offset(entry).ok_or_else(|| {
+            let at = entry + past_stack_check(binary.code(entry..entry + 10).unwrap_or(&[]));
+            let offset = binary.file_offset(at).ok_or_else(|| {
                 format!("{function} at {entry:#x} is not in a loadable segment of the file")
             })?;
             Ok(GoProbe {
@@ -58,4 +60,44 @@ pub fn wait_probes(binary: &GoBinary) -> Result<Vec<GoProbe>, String> {
             })
         })
         .collect()
+}
+
+/// How far into a function its probe goes: past Go's stack check
+/// (`CMPQ SP, 16(R14)`, 4 bytes) when a conditional jump (`JBE`) follows
+/// it, else 0. The kernel emulates a probed jump, where the comparison
+/// would be single-stepped after a second trap; nothing the probes read
+/// (the argument registers, R14, SP, the frame pointer) has changed
+/// there. Every runtime function probed starts so in Go 1.19 to 1.27.
+fn past_stack_check(code: &[u8]) -> u64 {
+    const CMP_SP_STACKGUARD: [u8; 4] = [0x49, 0x3b, 0x66, 0x10];
+    match code {
+        [a, b, c, d, 0x76, ..] | [a, b, c, d, 0x0f, 0x86, ..]
+            if [*a, *b, *c, *d] == CMP_SP_STACKGUARD =>
+        {
+            4
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_goes_on_the_jump_after_the_stack_check() {
+        // Go 1.27's runtime.gopark: cmp 0x10(%r14),%rsp; jbe rel32; push %rbp
+        let gopark = [0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0xdc, 0, 0, 0, 0x55];
+        assert_eq!(past_stack_check(&gopark), 4);
+        // A short jump.
+        assert_eq!(
+            past_stack_check(&[0x49, 0x3b, 0x66, 0x10, 0x76, 0x58, 0x48]),
+            4
+        );
+        // No stack check (a NOSPLIT function): the entry itself.
+        assert_eq!(past_stack_check(&[0x55, 0x48, 0x89, 0xe5]), 0);
+        // A comparison not followed by the jump, and code cut short.
+        assert_eq!(past_stack_check(&[0x49, 0x3b, 0x66, 0x10, 0x90]), 0);
+        assert_eq!(past_stack_check(&[0x49, 0x3b]), 0);
+    }
 }
