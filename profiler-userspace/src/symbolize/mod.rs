@@ -313,13 +313,15 @@ impl Symbols {
 
     /// Names lock words not seen before: the variable an address lies in (a
     /// global `pthread_mutex_t g_lock` is `g_lock`; in a stripped Go binary
-    /// the runtime variables its code gives away), else the mapping
-    /// (`[heap]`, `[stack]`, a file) and the address.
+    /// the runtime variables its code gives away; a variable of a stripped
+    /// binary as `file+0xaddress`), else the mapping (`[heap]`, `[stack]`,
+    /// a file) and the address.
     pub fn name_locks(&mut self, addrs: impl IntoIterator<Item = u64>) {
         for addr in unseen(addrs, &self.locks) {
             let variable = self
-                .variable_at(addr)
-                .or_else(|| self.go.variable(addr, &self.mappings));
+                .variable_at(addr, false)
+                .or_else(|| self.go.variable(addr, &self.mappings))
+                .or_else(|| self.variable_at(addr, true));
             let name = variable.unwrap_or_else(|| {
                 match self
                     .mappings
@@ -337,7 +339,9 @@ impl Symbols {
     /// The variable of a mapped ELF file at a process address. The load bias
     /// comes from the file's mapping at offset 0; `.bss` past the file's
     /// bytes (in an anonymous mapping) is covered too.
-    fn variable_at(&mut self, addr: u64) -> Option<String> {
+    /// With `unnamed`, an address in a file's variables that no symbol
+    /// names is named by the file and its address there.
+    fn variable_at(&mut self, addr: u64, unnamed: bool) -> Option<String> {
         let bases: Vec<(String, u64)> = self
             .mappings
             .iter()
@@ -354,10 +358,18 @@ impl Symbols {
                 .or_insert_with(|| DataSymbols::read(&path));
             let Some(symbols) = symbols else { continue };
             let vaddr = addr - base + symbols.first_load;
-            if vaddr < symbols.last_load_end
-                && let Some(name) = symbols.name(vaddr)
-            {
-                return Some(name);
+            if vaddr < symbols.last_load_end {
+                if let Some(name) = symbols.name(vaddr) {
+                    return Some(name);
+                }
+                // A variable with no symbol (a stripped binary): named by
+                // the file and its address there, which stay the same from
+                // run to run (where the mapping's `[anon]` would not say
+                // whose it is).
+                if unnamed {
+                    let file = path.rsplit('/').next().unwrap_or(&path);
+                    return Some(format!("{file}+{vaddr:#x}"));
+                }
             }
         }
         None
