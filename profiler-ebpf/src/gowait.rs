@@ -107,16 +107,7 @@ pub fn prf_go_sema_ready(ctx: ProbeContext) -> u32 {
         return 0;
     }
     bump(Counter::GoParks);
-    let waker = WakerKey {
-        tgid,
-        tid: 0,
-        user_stack_id: waker_stack_id(&ctx, &LONG_STACKS, true),
-        kernel_stack_id: -stack_error::EFAULT,
-        user_copy_ns: 0,
-        woken: 1,
-        reserved: 0,
-    };
-    wait_ends(tgid, gp, waker);
+    wait_ends(tgid, gp, goroutine_waker(&ctx, tgid));
     0
 }
 
@@ -170,16 +161,7 @@ pub fn prf_go_ready(ctx: ProbeContext) -> u32 {
         bump(Counter::GoWakeParkUnseen);
         return 0;
     }
-    let waker = WakerKey {
-        tgid,
-        tid: 0,
-        user_stack_id: waker_stack_id(&ctx, &LONG_STACKS, true),
-        kernel_stack_id: -stack_error::EFAULT,
-        user_copy_ns: 0,
-        woken: 1,
-        reserved: 0,
-    };
-    wait_ends(tgid, gp, waker);
+    wait_ends(tgid, gp, goroutine_waker(&ctx, tgid));
     0
 }
 
@@ -197,6 +179,21 @@ pub fn prf_go_execute(ctx: ProbeContext) -> u32 {
         wait_ends(tgid, gp, WakerKey::NOT_WOKEN);
     }
     0
+}
+
+/// The code running now as the waker of a goroutine: its user stack
+/// (goroutines have no kernel side).
+#[inline(always)]
+fn goroutine_waker(ctx: &ProbeContext, tgid: u32) -> WakerKey {
+    WakerKey {
+        tgid,
+        tid: 0,
+        user_stack_id: waker_stack_id(ctx, &LONG_STACKS, true),
+        kernel_stack_id: -stack_error::EFAULT,
+        user_copy_ns: 0,
+        woken: 1,
+        reserved: 0,
+    }
 }
 
 #[inline(always)]

@@ -1140,3 +1140,45 @@ pub fn promtool_check_metrics(text: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// Extra `go` commands to test with (colon-separated paths).
+pub const EXTRA_GO: &str = "PROFILER_TEST_EXTRA_GO";
+
+/// The toolchains to test: those present ([`go_toolchains`]), and the
+/// extra ones named by [`EXTRA_GO`] (releases `cargo xtask setup` does
+/// not install).
+pub fn go_toolchains_and_extra() -> Vec<GoToolchain> {
+    let mut found = go_toolchains();
+    for go in std::env::var(EXTRA_GO)
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.is_empty())
+    {
+        let out = Command::new(go)
+            .args(["env", "GOVERSION"])
+            .env("GOTOOLCHAIN", "local")
+            .output()
+            .unwrap_or_else(|err| panic!("{EXTRA_GO}: run {go}: {err}"));
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let version = version
+            .strip_prefix("go")
+            .unwrap_or_else(|| panic!("{EXTRA_GO}: {go} says it is {version:?}"))
+            .to_owned();
+        if !found.iter().any(|t| t.version == version) {
+            found.push(GoToolchain {
+                version,
+                go: PathBuf::from(go),
+            });
+        }
+    }
+    found.sort_by_key(GoToolchain::version_numbers);
+    found
+}
+
+/// The value of an unlabelled or labelled sample line in exposition text
+/// (`series` with its labels, as written).
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -26,45 +26,13 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use profiler::go::goroutines::{GoRuntime, GoStatus, GoroutineSnapshot};
 use tests::*;
-
-/// Extra `go` commands to test with (colon-separated paths).
-const EXTRA_GO: &str = "PROFILER_TEST_EXTRA_GO";
-
-/// The toolchains to test: those present, and the extra ones.
-fn toolchains() -> Vec<GoToolchain> {
-    let mut found = go_toolchains();
-    for go in std::env::var(EXTRA_GO)
-        .unwrap_or_default()
-        .split(':')
-        .filter(|p| !p.is_empty())
-    {
-        let out = Command::new(go)
-            .args(["env", "GOVERSION"])
-            .env("GOTOOLCHAIN", "local")
-            .output()
-            .unwrap_or_else(|err| panic!("{EXTRA_GO}: run {go}: {err}"));
-        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let version = version
-            .strip_prefix("go")
-            .unwrap_or_else(|| panic!("{EXTRA_GO}: {go} says it is {version:?}"))
-            .to_owned();
-        if !found.iter().any(|t| t.version == version) {
-            found.push(GoToolchain {
-                version,
-                go: PathBuf::from(go),
-            });
-        }
-    }
-    found.sort_by_key(GoToolchain::version_numbers);
-    found
-}
 
 /// A frame as Go's dump prints it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -326,7 +294,7 @@ fn label(toolchain: &GoToolchain, stripped: bool) -> String {
 #[test]
 fn parked_goroutines_agree_with_gos_own_dump() {
     require!(go_versions(4));
-    for toolchain in toolchains() {
+    for toolchain in go_toolchains_and_extra() {
         for stripped in [false, true] {
             check_parked(&toolchain, stripped);
         }
@@ -489,7 +457,7 @@ fn check_parked(toolchain: &GoToolchain, stripped: bool) {
 #[test]
 fn leaked_goroutines_are_counted_and_grouped_by_creation_site() {
     require!(go_versions(4));
-    for toolchain in toolchains() {
+    for toolchain in go_toolchains_and_extra() {
         for stripped in [false, true] {
             check_leak(&toolchain, stripped);
         }
@@ -622,7 +590,7 @@ fn ten_thousand_goroutines_and_a_system_call() {
     let dir = scratch_dir("go-goroutines");
     let source = dir.join("many.go");
     std::fs::write(&source, MANY).expect("write the program");
-    for toolchain in toolchains() {
+    for toolchain in go_toolchains_and_extra() {
         let binary = dir.join(format!("many-{}", toolchain.version));
         build_pie(&toolchain, &source, &binary);
         check_many(&toolchain, &binary);
@@ -734,7 +702,7 @@ fn check_many(toolchain: &GoToolchain, binary: &Path) {
 #[test]
 fn garbage_from_a_binary_that_is_not_the_process_never_panics() {
     require!(go_versions(2));
-    let toolchains = toolchains();
+    let toolchains = go_toolchains_and_extra();
     let Some(newest) = toolchains.last() else {
         return;
     };

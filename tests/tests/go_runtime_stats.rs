@@ -22,81 +22,12 @@
 
 use std::{
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use profiler::go::runtime_stats::RuntimeStats;
 use tests::*;
-
-/// Extra `go` commands to test with (colon-separated paths).
-const EXTRA_GO: &str = "PROFILER_TEST_EXTRA_GO";
-
-/// The toolchains to test: those present, and the extra ones.
-fn toolchains() -> Vec<GoToolchain> {
-    let mut found = go_toolchains();
-    for go in std::env::var(EXTRA_GO)
-        .unwrap_or_default()
-        .split(':')
-        .filter(|p| !p.is_empty())
-    {
-        let out = Command::new(go)
-            .args(["env", "GOVERSION"])
-            .env("GOTOOLCHAIN", "local")
-            .output()
-            .unwrap_or_else(|err| panic!("{EXTRA_GO}: run {go}: {err}"));
-        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let version = version
-            .strip_prefix("go")
-            .unwrap_or_else(|| panic!("{EXTRA_GO}: {go} says it is {version:?}"))
-            .to_owned();
-        if !found.iter().any(|t| t.version == version) {
-            found.push(GoToolchain {
-                version,
-                go: go.into(),
-            });
-        }
-    }
-    found.sort_by_key(GoToolchain::version_numbers);
-    found
-}
-
-/// The value of an unlabelled or labelled sample line in exposition text.
-fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// `promtool check metrics` on `text`: its complaints, if any.
-fn promtool(text: &str) -> Result<(), String> {
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| format!("run promtool: {err}"))?;
-    {
-        use std::io::Write as _;
-        let mut stdin = promtool.stdin.take().ok_or("promtool's stdin")?;
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|err| format!("feed promtool: {err}"))?;
-    }
-    let checked = promtool
-        .wait_with_output()
-        .map_err(|err| format!("wait for promtool: {err}"))?;
-    if checked.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&checked.stdout),
-            String::from_utf8_lossy(&checked.stderr)
-        ))
-    }
-}
 
 /// The program's own view: `/debug/vars`.
 fn vars(workload: &GoWorkload) -> serde_json::Value {
@@ -144,7 +75,7 @@ struct Measured {
 fn go_metrics_agree_with_the_programs_own() {
     require!(bpf(), go_versions(4), program("promtool", &["--version"]));
     let mut measured = Vec::new();
-    for toolchain in toolchains() {
+    for toolchain in go_toolchains_and_extra() {
         let normal = build_go_workload("memstats", &toolchain, false);
         let stripped = build_go_workload("memstats", &toolchain, true);
         let symbols = symbols(&toolchain.go, &normal);
@@ -336,7 +267,7 @@ fn check(what: &str, binary: &Path, symbols: Option<&Vec<(String, u64)>>) -> Mea
     ));
     let gcs = ours("go_gc_cycles_total_gc_cycles_total");
 
-    if let Err(why) = promtool(&metrics) {
+    if let Err(why) = promtool_check_metrics(&metrics) {
         panic!("{what}: promtool check metrics failed:\n{why}\n--- metrics ---\n{metrics}");
     }
 
@@ -407,7 +338,7 @@ fn a_go_program_that_exits_leaves_serve_serving_without_its_go_metrics() {
             "{gone} still served after the exit:\n{metrics}"
         );
     }
-    if let Err(why) = promtool(&metrics) {
+    if let Err(why) = promtool_check_metrics(&metrics) {
         panic!("promtool check metrics failed after the exit:\n{why}\n{metrics}");
     }
     let log = server.stderr();

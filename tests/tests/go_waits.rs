@@ -115,6 +115,23 @@ fn record_phase(binary: &Path, dir: &Path, kinds: &str) -> Recorded {
     }
 }
 
+/// Checks made over every build, printed as they go and failed together.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn check(&mut self, what: &str, ok: bool, text: String) {
+        eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
+        if !ok {
+            self.0.push(format!("{what}: {text}"));
+        }
+    }
+
+    fn assert_none(&self) {
+        assert!(self.0.is_empty(), "{}", self.0.join("\n"));
+    }
+}
+
 /// A value the program answered.
 fn truth(recorded: &Recorded, key: &str) -> f64 {
     workload_value(&recorded.truth, key)
@@ -178,17 +195,12 @@ fn blocked(stacks: &[FoldedStack], reason: &str, function: &str) -> f64 {
 #[test]
 fn go_waits_read_as_gos_own_mutex_and_block_profiles() {
     require!(bpf(), go(), go_versions(4));
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     for (what, binary) in go_builds("go_waits") {
         let dir = scratch_dir("go-waits");
         let r = record_phase(&binary, dir.path(), "gomutex,goblock");
         assert_nothing_left_loaded();
-        let mut check = |ok: bool, text: String| {
-            eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
-            if !ok {
-                failures.push(format!("{what}: {text}"));
-            }
-        };
+        let mut check = |ok: bool, text: String| failures.check(&what, ok, text);
         check(
             truth(&r, "checksum") == truth(&r, "expected_checksum"),
             format!(
@@ -222,14 +234,7 @@ fn go_waits_read_as_gos_own_mutex_and_block_profiles() {
             "the report ranks the locks and the wait reasons".to_owned(),
         );
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// The value of a sample line of exposition text (`series` with its labels).
-fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
+    failures.assert_none();
 }
 
 /// The sum of every sample line of a metric (all its label sets).
@@ -253,7 +258,7 @@ fn serve_gives_a_go_program_its_own_mutex_and_block_profiles_and_metrics() {
     let mut builds = go_builds("go_waits");
     // The oldest normal build and the newest stripped one.
     builds = vec![builds.remove(0), builds.pop().expect("a build")];
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     for (what, binary) in builds {
         let dir = scratch_dir("go-waits-serve");
         let workload = GoWorkload::start(&binary, &["0"]);
@@ -266,12 +271,7 @@ fn serve_gives_a_go_program_its_own_mutex_and_block_profiles_and_metrics() {
         };
         // The metrics are published every second.
         std::thread::sleep(Duration::from_secs(2));
-        let mut check = |ok: bool, text: String| {
-            eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
-            if !ok {
-                failures.push(format!("{what}: {text}"));
-            }
-        };
+        let mut check = |ok: bool, text: String| failures.check(&what, ok, text);
 
         // /debug/pprof/mutex is Go's own kind: the delay through the
         // unlocker, as Go's own profile gave it.
@@ -335,7 +335,7 @@ fn serve_gives_a_go_program_its_own_mutex_and_block_profiles_and_metrics() {
         assert!(status.success(), "serve failed: {stderr}");
         assert_nothing_left_loaded();
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures.assert_none();
 }
 
 /// gomutex alone takes another, cheaper route (semacquire1 to readyWithTime,
@@ -343,24 +343,19 @@ fn serve_gives_a_go_program_its_own_mutex_and_block_profiles_and_metrics() {
 #[test]
 fn gomutex_alone_reads_as_gos_own_mutex_profile() {
     require!(bpf(), go(), go_versions(4));
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     for (what, binary) in go_builds("go_waits") {
         let dir = scratch_dir("go-waits-mutex");
         let r = record_phase(&binary, dir.path(), "gomutex");
         assert_nothing_left_loaded();
-        let mut check = |ok: bool, text: String| {
-            eprintln!("{what}: {text}{}", if ok { "" } else { "  <-- FAILED" });
-            if !ok {
-                failures.push(format!("{what}: {text}"));
-            }
-        };
+        let mut check = |ok: bool, text: String| failures.check(&what, ok, text);
         check(
             r.report.contains("contended locks"),
             "the report ranks the locks".to_owned(),
         );
         check_gomutex(&r, &mut check);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures.assert_none();
 }
 
 /// Without `--go-block`, serve probes only contended locks for a Go

@@ -10,13 +10,6 @@ use std::{
 
 use tests::*;
 
-/// The value of an unlabelled or labelled sample line in exposition text.
-fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn promtool_passes_the_metrics_and_prometheus_sees_the_lock() {
     require!(

@@ -102,3 +102,42 @@ pub struct RuntimeVariable {
     /// a lower bound (`m0`: every release's `m` is at least 0x3f0 bytes).
     pub size: u64,
 }
+
+/// Why the Go binary of a process could not be had.
+#[derive(Debug)]
+pub enum ProcessBinaryError {
+    /// The process could not be read (it exited, or no permission).
+    Process(std::io::Error),
+    /// Its executable is not a Go program this reader knows, or unreadable;
+    /// the sentence says which.
+    Unsupported(String),
+}
+
+/// A process's Go binary and its load bias (process address minus ELF
+/// address), read from `/proc/PID/exe` and the process's mappings.
+pub fn process_binary(pid: u32) -> Result<(std::rc::Rc<GoBinary>, u64), ProcessBinaryError> {
+    let exe =
+        std::fs::read_link(format!("/proc/{pid}/exe")).map_err(ProcessBinaryError::Process)?;
+    let binary = match GoBinary::read(&format!("/proc/{pid}/exe")) {
+        Ok(Some(binary)) => binary,
+        Ok(None) => {
+            return Err(ProcessBinaryError::Unsupported(format!(
+                "{} is not a Go program",
+                exe.display()
+            )));
+        }
+        Err(err) => return Err(ProcessBinaryError::Unsupported(err.to_string())),
+    };
+    let exe = exe.to_string_lossy().into_owned();
+    let start = crate::procfs::read_mappings(pid)
+        .into_iter()
+        .find(|m| m.offset == 0 && m.path.as_deref() == Some(exe.as_str()))
+        .map(|m| m.start)
+        .ok_or_else(|| {
+            ProcessBinaryError::Process(std::io::Error::other(format!(
+                "{exe} is not mapped in the process"
+            )))
+        })?;
+    let bias = start.wrapping_sub(binary.first_load);
+    Ok((std::rc::Rc::new(binary), bias))
+}

@@ -62,7 +62,7 @@
 use std::{collections::HashMap, fs::File, io, rc::Rc};
 
 use super::{
-    binary::GoBinary,
+    binary::{GoBinary, ProcessBinaryError, process_binary},
     offsets::{self, GLayout, status},
     pclntab::GoFrame,
     x86,
@@ -363,31 +363,11 @@ impl GoRuntime {
     /// [`GoRuntime::new`] for the executable of process `pid`: reads the
     /// binary (`/proc/PID/exe`) and its load bias from the mappings.
     pub fn for_process(pid: u32) -> Result<GoRuntime, GoroutineError> {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map_err(|source| GoroutineError::Process { pid, source })?;
-        let binary = match GoBinary::read(&format!("/proc/{pid}/exe")) {
-            Ok(Some(binary)) => binary,
-            Ok(None) => {
-                return Err(GoroutineError::Unsupported(format!(
-                    "{} is not a Go program",
-                    exe.display()
-                )));
-            }
-            Err(err) => return Err(GoroutineError::Unsupported(err.to_string())),
-        };
-        let exe = exe.to_string_lossy().into_owned();
-        let Some(start) = procfs::read_mappings(pid)
-            .into_iter()
-            .find(|m| m.offset == 0 && m.path.as_deref() == Some(exe.as_str()))
-            .map(|m| m.start)
-        else {
-            return Err(GoroutineError::Process {
-                pid,
-                source: io::Error::other(format!("{exe} is not mapped in the process")),
-            });
-        };
-        let bias = start.wrapping_sub(binary.first_load);
-        GoRuntime::new(pid, Rc::new(binary), bias)
+        let (binary, bias) = process_binary(pid).map_err(|err| match err {
+            ProcessBinaryError::Process(source) => GoroutineError::Process { pid, source },
+            ProcessBinaryError::Unsupported(why) => GoroutineError::Unsupported(why),
+        })?;
+        GoRuntime::new(pid, binary, bias)
     }
 
     /// The Go release, `(1, 27)` for go1.27.3.

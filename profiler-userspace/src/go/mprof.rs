@@ -231,25 +231,15 @@ pub fn rip_cmp64(code: &[u8], address: u64) -> Vec<u64> {
     found
 }
 
-/// A process's Go binary and its load bias (process address minus ELF
-/// address), read from `/proc/PID/exe` and the process's mappings; `Err`
-/// is a sentence.
+/// A process's Go binary and its load bias (see
+/// [`super::binary::process_binary`]); `Err` is a sentence.
 pub fn process_binary(pid: u32) -> Result<(Rc<GoBinary>, u64), String> {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .map_err(|err| format!("cannot read the executable of process {pid}: {err}"))?;
-    let binary = match GoBinary::read(&format!("/proc/{pid}/exe")) {
-        Ok(Some(binary)) => binary,
-        Ok(None) => return Err(format!("{} is not a Go program", exe.display())),
-        Err(err) => return Err(err.to_string()),
-    };
-    let exe = exe.to_string_lossy().into_owned();
-    let start = procfs::read_mappings(pid)
-        .into_iter()
-        .find(|m| m.offset == 0 && m.path.as_deref() == Some(exe.as_str()))
-        .map(|m| m.start)
-        .ok_or_else(|| format!("{exe} is not mapped in process {pid}"))?;
-    let bias = start.wrapping_sub(binary.first_load);
-    Ok((Rc::new(binary), bias))
+    super::binary::process_binary(pid).map_err(|err| match err {
+        super::binary::ProcessBinaryError::Process(err) => {
+            format!("cannot read the executable of process {pid}: {err}")
+        }
+        super::binary::ProcessBinaryError::Unsupported(why) => why,
+    })
 }
 
 /// Whether `len` bytes at process address `address` lie in one writable

@@ -87,6 +87,7 @@ use std::{collections::HashSet, fs::File, io, rc::Rc};
 
 use super::{
     GoBinary,
+    binary::{ProcessBinaryError, process_binary},
     stats_code::{
         find_allgs, find_allm, find_allp, find_gc_controller, find_memstats, find_mheap, find_sched,
     },
@@ -556,30 +557,11 @@ impl RuntimeStats {
     /// [`RuntimeStats::new`] for the executable of process `pid`: reads
     /// the binary (`/proc/PID/exe`) and its load bias from the mappings.
     pub fn for_process(pid: u32) -> Result<RuntimeStats, RuntimeStatsError> {
-        let process = |source| RuntimeStatsError::Process { pid, source };
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map_err(process)?;
-        let binary = match GoBinary::read(&format!("/proc/{pid}/exe")) {
-            Ok(Some(binary)) => binary,
-            Ok(None) => {
-                return Err(RuntimeStatsError::Unsupported(format!(
-                    "{} is not a Go program",
-                    exe.display()
-                )));
-            }
-            Err(err) => return Err(RuntimeStatsError::Unsupported(err.to_string())),
-        };
-        let exe = exe.to_string_lossy().into_owned();
-        let Some(start) = procfs::read_mappings(pid)
-            .into_iter()
-            .find(|m| m.offset == 0 && m.path.as_deref() == Some(exe.as_str()))
-            .map(|m| m.start)
-        else {
-            return Err(process(io::Error::other(format!(
-                "{exe} is not mapped in the process"
-            ))));
-        };
-        let bias = start.wrapping_sub(binary.first_load);
-        RuntimeStats::new(pid, Rc::new(binary), bias)
+        let (binary, bias) = process_binary(pid).map_err(|err| match err {
+            ProcessBinaryError::Process(source) => RuntimeStatsError::Process { pid, source },
+            ProcessBinaryError::Unsupported(why) => RuntimeStatsError::Unsupported(why),
+        })?;
+        RuntimeStats::new(pid, binary, bias)
     }
 
     /// The process.
