@@ -213,7 +213,8 @@ fn bad_requests_get_4xx_and_one_profile_per_kind_runs_at_a_time() {
         ("/debug/pprof/block?seconds=1.5", 400, "whole number"),
         ("/debug/pprof/mutex?debug=1", 400, "binary pprof"),
         ("/nope", 404, "/metrics"),
-        ("/debug/pprof/heap", 404, "/debug/pprof/profile"),
+        ("/debug/pprof/heap", 404, "not a Go program"),
+        ("/debug/pprof/allocs", 404, "/debug/pprof/profile"),
     ] {
         let answer = server.get(path);
         assert_eq!(answer.status, status, "{path}: {}", answer.body);
