@@ -5,7 +5,7 @@
 //! over HTTP. The program's own checksum lines (an LCG it steps between
 //! reads of the clock) must stay exactly right. Beside it, a program that
 //! waits on a contended `sync.Mutex`, channels, a `WaitGroup` and sleeps
-//! (`go_waits.go`) runs a 50 s phase under a second `serve --go-block`
+//! (`go_waits.go`) runs a 50 s phase under a second `serve`
 //! (every Go wait uprobe on, firing thousands of times a second) and must
 //! answer the right checksum.
 
@@ -31,7 +31,7 @@ fn a_go_program_runs_correctly_under_every_reader_for_a_minute() {
     let waits_binary = build_go_workload("go_waits", &toolchain, true);
     let waits = GoWorkload::start(&waits_binary, &["0"]);
     let waits_dir = scratch_dir("go-soak-waits");
-    let waits_server = Server::on_loopback_with(waits.pid(), &waits_dir, &["--go-block"]);
+    let waits_server = Server::on_loopback(waits.pid(), &waits_dir);
     let waits_phase = std::thread::spawn({
         let url = waits.url("/run?ms=50000");
         move || http_get(&url)

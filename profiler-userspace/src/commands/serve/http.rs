@@ -151,7 +151,7 @@ async fn index() -> Response {
          mutex    lock contention: since the server started, or over ?seconds=N; for a Go program Go's own \
          (sync.Mutex and RWMutex, delay charged to the unlocking stack), else futex waits by lock\n\
          block    blocking: since the server started, or over ?seconds=N; for a Go program Go's own \
-         (goroutine waits by wait reason; serve --go-block), else off-CPU time (blocked and preempted)\n\
+         (goroutine waits by wait reason; not with --no-go-block), else off-CPU time (blocked and preempted)\n\
          futex    futex waits by lock, for any program: since the server started, or over ?seconds=N\n\
          offcpu   off-CPU time (blocked and preempted), for any program: since the server started, or over ?seconds=N\n\
          goroutine  a Go program's goroutines now: pprof, or Go's texts with ?debug=1 (stacks counted) or ?debug=2 (every goroutine)\n\
@@ -218,7 +218,7 @@ async fn block_profile(State(state): State<AppState>, Query(params): Params) -> 
         (true, false) => {
             return text(
                 StatusCode::NOT_FOUND,
-                "goroutine blocking is not recorded: start serve with --go-block (it probes every goroutine park, which costs a program that parks often much of its throughput); /debug/pprof/offcpu has the threads' off-CPU time",
+                "goroutine blocking is not recorded: serve was started with --no-go-block; /debug/pprof/offcpu has the threads' off-CPU time",
             );
         }
     };

@@ -52,7 +52,8 @@ pub struct ServeConfig {
     pub max_depth: usize,
     /// How many locks get their own `lock` label in the metrics.
     pub top_locks: usize,
-    /// For a Go target, also goblock (every goroutine park probed).
+    /// For a Go target, also goblock (every goroutine park probed); off
+    /// with `--no-go-block`.
     pub go_block: bool,
 }
 
@@ -104,19 +105,12 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let _runtime_context = runtime.enter();
     let target = Target::open(&TargetSpec::Pid(config.pid))?;
-    // A Go program also gets Go's lock contention (gomutex: only contended
-    // locks are probed), and its every park timed (goblock) when asked.
+    // A Go program also gets Go's lock contention (gomutex) and its every
+    // park timed (goblock), unless --no-go-block.
     let is_go = target
         .executable
         .as_deref()
         .is_some_and(|exe| crate::go::is_go_executable(std::path::Path::new(exe)));
-    if config.go_block && !is_go {
-        anyhow::bail!(
-            "--go-block: PID {} ({}) is not a Go program; leave the flag out (/debug/pprof/block serves its off-CPU time)",
-            target.pid,
-            target.name
-        );
-    }
     let mut kinds = ProfileKind::ALL.to_vec();
     if is_go {
         kinds.push(ProfileKind::GoMutex);
