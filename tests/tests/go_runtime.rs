@@ -33,8 +33,11 @@ fn go_runtime_idle_parking_is_labelled_not_reported_as_contention() {
                 .cloned()
                 .collect::<Vec<_>>()
         };
+        // Which of m0's notes get waited on in a run varies (timing): the
+        // two builds must name at least one alike.
+        let (normal, stripped) = (m0(&named[0]), m0(&named[1]));
         assert!(
-            !m0(&named[0]).is_empty() && m0(&named[0]) == m0(&named[1]),
+            !stripped.is_empty() && stripped.iter().any(|n| normal.contains(n)),
             "Go {}: runtime.m0's note named alike, normal and stripped: {named:?}",
             toolchain.version
         );
