@@ -258,6 +258,7 @@ impl<'s> Snapshot<'s> {
             duration,
             samples,
             executable: self.target.executable.as_deref().map(Into::into),
+            mappings: self.collected.symbols.code_mappings(),
         }
     }
 

@@ -187,3 +187,101 @@ fn top_sizes_the_report() {
     assert_eq!(listed.len(), 1, "--top 1 lists one function: {report}");
     assert!(listed[0].contains("hot_three"), "{report}");
 }
+
+/// A stripped binary's frames cannot be named: each shows its file and
+/// file offset (`[unknown] cpu_split-...+0x12c2`), and the offsets are the
+/// functions' own in the file (checked against the unstripped twin's symbol
+/// table); pprof's mappings carry the real address range and file offset,
+/// and its unnamed locations are addresses for a later symbolizer.
+#[test]
+fn unnamed_frames_say_where_they_are() {
+    require!(bpf(), go());
+    let named = build_workload("cpu_split", &["-O2", "-fno-omit-frame-pointer"]);
+    let stripped = build_workload("cpu_split", &["-O2", "-fno-omit-frame-pointer", "-s"]);
+    let dir = scratch_dir("unnamed");
+    let folded = dir.join("s.folded");
+    let pprof = dir.join("s.pb.gz");
+    record_command(
+        &[
+            "--duration",
+            "2s",
+            "-o",
+            folded.to_str().expect("UTF-8"),
+            "-o",
+            pprof.to_str().expect("UTF-8"),
+        ],
+        &stripped,
+        &["2"],
+    );
+    assert_nothing_left_loaded();
+    let file = stripped
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("a file name");
+    let stacks = parse_folded(&std::fs::read_to_string(&folded).expect("folded"));
+    // The leaf offsets, by the unstripped twin's functions (same code).
+    let nm = Command::new("nm").arg(&named).output().expect("run nm");
+    let symbols: Vec<(u64, String)> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = u64::from_str_radix(f.next()?, 16).ok()?;
+            let kind = f.next()?;
+            let name = f.next()?;
+            (kind == "t" || kind == "T").then(|| (addr, name.to_owned()))
+        })
+        .collect();
+    let function_at = |offset: u64| {
+        symbols
+            .iter()
+            .filter(|(a, _)| *a <= offset)
+            .max_by_key(|(a, _)| *a)
+            .map(|(_, n)| n.clone())
+    };
+    let prefix = format!("[unknown] {file}+0x");
+    let mut by_function: std::collections::BTreeMap<String, u64> = Default::default();
+    for stack in &stacks {
+        // The deepest user frame (kernel frames end in _[k]).
+        let leaf = stack
+            .frames
+            .iter()
+            .rev()
+            .find(|f| !f.ends_with("_[k]"))
+            .map(String::as_str)
+            .unwrap_or_default();
+        // A PIE's file offsets of .text equal its addresses in the file.
+        let function = leaf
+            .strip_prefix(&prefix)
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .and_then(function_at)
+            .unwrap_or_else(|| format!("other: {leaf}"));
+        *by_function.entry(function).or_default() += stack.value;
+    }
+    eprintln!("leaf offsets by the unstripped twin's functions: {by_function:?}");
+    let total: u64 = by_function.values().sum();
+    let three = by_function.get("hot_three").copied().unwrap_or(0);
+    let one = by_function.get("hot_one").copied().unwrap_or(0);
+    assert!(
+        (three + one) * 100 >= total * 90 && three > 2 * one,
+        "the offsets name hot_three (3/4 of the CPU) and hot_one: {by_function:?}"
+    );
+    let raw = go_pprof(&["-raw"], &pprof);
+    let mapping = raw
+        .lines()
+        .skip_while(|l| !l.starts_with("Mappings"))
+        .find(|l| l.contains(&file))
+        .unwrap_or_else(|| panic!("no mapping of {file}:\n{raw}"));
+    let range = mapping.split_whitespace().nth(1).unwrap_or_default();
+    let fields: Vec<u64> = range
+        .split('/')
+        .filter_map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+        .collect();
+    assert!(
+        matches!(fields.as_slice(), [start, limit, _] if *start > 0 && limit > start),
+        "the mapping has its address range: {mapping}"
+    );
+    assert!(
+        !mapping.contains("[FN]"),
+        "a mapping with unnamed locations is not marked symbolized: {mapping}"
+    );
+}

@@ -249,6 +249,7 @@ fn fixture(kind: ProfileKind) -> Profile {
         duration: Duration::from_secs(2),
         samples,
         executable: Some("/opt/fixture/app".into()),
+        mappings: Vec::new(),
     }
 }
 

@@ -83,6 +83,7 @@ pub fn run(config: DumpConfig) -> anyhow::Result<()> {
         executable: std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .map(|p| Rc::from(p.to_string_lossy().as_ref())),
+        mappings: symbols.code_mappings(),
     };
     print!("{}", render(pid, &name, &profile));
     let (profile, per_thread) = match goroutines(pid, &name, profile.executable.as_deref()) {

@@ -98,6 +98,7 @@ mod tests {
             frequency: 99,
             duration: Duration::from_secs(1),
             executable: None,
+            mappings: Vec::new(),
             samples: vec![
                 sample(
                     10,

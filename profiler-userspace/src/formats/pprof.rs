@@ -156,6 +156,10 @@ struct Builder {
     mapping_ids: HashMap<Rc<str>, u64>,
     locations: Vec<proto::Location>,
     location_ids: HashMap<(u64, Rc<str>, FrameKind), u64>,
+    /// Where each code file was mapped: (start, limit, file offset).
+    code: HashMap<Rc<str>, (u64, u64, u64)>,
+    /// Mappings with unnamed locations, left for a later symbolizer.
+    unnamed: std::collections::HashSet<u64>,
 }
 
 impl Builder {
@@ -196,15 +200,19 @@ impl Builder {
                     .collect::<String>()
             })
             .unwrap_or_default();
+        let (memory_start, memory_limit, file_offset) =
+            self.code.get(path).copied().unwrap_or_default();
         let mapping = proto::Mapping {
             id,
+            memory_start,
+            memory_limit,
+            file_offset,
             filename: self.string(path),
             build_id: self.string(&build_id),
             has_functions: true,
             has_filenames: true,
             has_line_numbers: true,
             has_inline_frames: true,
-            ..Default::default()
         };
         self.mappings.push(mapping);
         self.mapping_ids.insert(path.clone(), id);
@@ -245,15 +253,22 @@ impl Builder {
         }
         let id = self.locations.len() as u64 + 1;
         let mapping_id = first.module.as_ref().map_or(0, |m| self.mapping(m));
-        // pprof lists a location's lines innermost first.
-        let line = group
-            .iter()
-            .rev()
-            .map(|f| proto::Line {
-                function_id: self.function(f),
-                line: f.line.map_or(0, i64::from),
-            })
-            .collect();
+        // An unnamed frame in a known file is an address only, for a later
+        // symbolizer (`go tool pprof` names it from the file, by build ID).
+        let line = if first.kind == FrameKind::Unknown && mapping_id != 0 {
+            self.unnamed.insert(mapping_id);
+            Vec::new()
+        } else {
+            // pprof lists a location's lines innermost first.
+            group
+                .iter()
+                .rev()
+                .map(|f| proto::Line {
+                    function_id: self.function(f),
+                    line: f.line.map_or(0, i64::from),
+                })
+                .collect()
+        };
         self.locations.push(proto::Location {
             id,
             mapping_id,
@@ -343,6 +358,10 @@ fn cpu_period_ns(profile: &Profile) -> i64 {
 /// The profile as a profile.proto message.
 pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
     let mut b = Builder::new();
+    // The first executable mapping of each file.
+    for m in profile.mappings.iter().rev() {
+        b.code.insert(m.path.clone(), (m.start, m.limit, m.offset));
+    }
     // pprof takes the first mapping for the main binary.
     if let Some(exe) = &profile.executable {
         b.mapping(exe);
@@ -408,6 +427,15 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
         profile.pid,
         profile.process_name
     ));
+    // A mapping with unnamed locations is not fully symbolized.
+    for mapping in &mut b.mappings {
+        if b.unnamed.contains(&mapping.id) {
+            mapping.has_functions = false;
+            mapping.has_filenames = false;
+            mapping.has_line_numbers = false;
+            mapping.has_inline_frames = false;
+        }
+    }
     proto::Profile {
         sample_type,
         sample: samples,
@@ -460,6 +488,7 @@ mod tests {
             frequency: 99,
             duration: Duration::from_secs(2),
             executable: None,
+            mappings: Vec::new(),
             samples: vec![Sample {
                 tid: 43,
                 thread_name: "worker".into(),
@@ -534,6 +563,7 @@ mod tests {
             frequency: 100,
             duration: Duration::from_secs(1),
             executable: None,
+            mappings: Vec::new(),
             samples: vec![Sample {
                 tid: 1,
                 thread_name: "p".into(),

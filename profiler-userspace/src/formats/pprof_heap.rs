@@ -72,6 +72,7 @@ impl HeapPprof<'_> {
                 })
                 .collect(),
             executable: self.executable.clone(),
+            mappings: Vec::new(),
         }
     }
 

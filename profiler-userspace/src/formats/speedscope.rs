@@ -119,6 +119,7 @@ mod tests {
             frequency: 100,
             duration: Duration::from_secs(1),
             executable: None,
+            mappings: Vec::new(),
             samples: vec![
                 Sample {
                     tid: 7,

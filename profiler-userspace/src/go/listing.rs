@@ -214,6 +214,7 @@ pub fn profile(
         duration: Duration::ZERO,
         samples,
         executable: module,
+        mappings: Vec::new(),
     }
 }
 

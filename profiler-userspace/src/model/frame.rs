@@ -68,6 +68,21 @@ impl Frame {
         }
     }
 
+    /// A frame of code that could not be named, in a known file: shown as
+    /// `[unknown] libfoo.so+0x1a2b` (the file's name and the file offset),
+    /// so it can be named later (debug info installed, another symbolizer).
+    pub fn unknown_in(addr: u64, path: &str, file_offset: u64) -> Frame {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        Frame {
+            name: format!("[unknown] {file}+{file_offset:#x}").into(),
+            addr,
+            kind: FrameKind::Unknown,
+            module: Some(path.into()),
+            file: None,
+            line: None,
+        }
+    }
+
     /// Whether the frame is the program's own code (a user function or one
     /// inlined into it).
     pub fn is_user_code(&self) -> bool {

@@ -98,6 +98,20 @@ pub struct Profile {
     pub samples: Vec<Sample>,
     /// The target's executable, listed first among pprof's mappings.
     pub executable: Option<Rc<str>>,
+    /// Where the target's code files were mapped (their executable
+    /// mappings), for pprof's mapping table: a later symbolizer turns an
+    /// address into a file offset with them.
+    pub mappings: Vec<CodeMapping>,
+}
+
+/// One executable mapping of a file in the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeMapping {
+    pub path: Rc<str>,
+    pub start: u64,
+    pub limit: u64,
+    /// The file offset of `start`.
+    pub offset: u64,
 }
 
 impl Profile {
@@ -229,6 +243,7 @@ mod tests {
             frequency: 99,
             duration: Duration::from_secs(1),
             executable: None,
+            mappings: Vec::new(),
             samples,
         }
     }

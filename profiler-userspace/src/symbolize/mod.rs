@@ -20,7 +20,7 @@ use tracing::debug;
 
 use self::{data::DataSymbols, go::GoModules};
 use crate::{
-    model::{AddrFrames, Frame, FrameKind, Stack},
+    model::{AddrFrames, CodeMapping, Frame, FrameKind, Stack},
     procfs::Mapping,
 };
 
@@ -139,6 +139,9 @@ impl Symbols {
                 }
             }
         }
+        for addr in &user {
+            self.place_unknown(*addr);
+        }
         if !kernel.is_empty() {
             let source = Source::Kernel(Kernel::default());
             let frames = self.batch(&source, &kernel, FrameKind::Kernel, true);
@@ -147,6 +150,26 @@ impl Symbols {
                     self.kernel.insert(*addr, frames);
                 }
             }
+        }
+    }
+
+    /// An unnamed user address in a file mapping gets the file and its
+    /// offset there (`[unknown] libfoo.so+0x1a2b`).
+    fn place_unknown(&mut self, addr: u64) {
+        let unnamed = self.user.get(&addr).is_some_and(|f| {
+            f.len() == 1 && f[0].kind == FrameKind::Unknown && f[0].module.is_none()
+        });
+        if !unnamed {
+            return;
+        }
+        if let Some(m) = self
+            .mappings
+            .iter()
+            .find(|m| m.start <= addr && addr < m.end && m.path.is_some())
+            && let Some(path) = &m.path
+        {
+            let frame = Frame::unknown_in(addr, path, addr - m.start + m.offset);
+            self.user.insert(addr, Rc::from(vec![frame]));
         }
     }
 
@@ -373,6 +396,23 @@ impl Symbols {
             }
         }
         None
+    }
+
+    /// The executable file mappings of the target as last read, for
+    /// pprof's mapping table.
+    pub fn code_mappings(&self) -> Vec<CodeMapping> {
+        self.mappings
+            .iter()
+            .filter(|m| m.executable)
+            .filter_map(|m| {
+                Some(CodeMapping {
+                    path: m.path.as_deref()?.into(),
+                    start: m.start,
+                    limit: m.end,
+                    offset: m.offset,
+                })
+            })
+            .collect()
     }
 
     /// The name of a lock word (after [`Symbols::name_locks`]).
