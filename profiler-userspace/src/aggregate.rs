@@ -249,6 +249,7 @@ mod tests {
             kernel: Stack::Empty,
             lock: 0,
             waker: None,
+            in_progress: false,
         }
     }
 
@@ -260,6 +261,7 @@ mod tests {
             kernel: Stack::Empty,
             lock,
             waker: None,
+            in_progress: false,
         }
     }
 

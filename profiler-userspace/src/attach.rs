@@ -334,6 +334,21 @@ impl Attached {
             .ok_or(AttachError::MissingMap(name))
     }
 
+    /// Every entry of a hash map of the object (while loaded; empty once
+    /// detached or when the map cannot be read).
+    pub fn hash_entries<K: aya::Pod, V: aya::Pod>(&self, name: &'static str) -> Vec<(K, V)> {
+        let Some(map) = self.ebpf.as_ref().and_then(|e| e.map(name)) else {
+            return Vec::new();
+        };
+        match aya::maps::HashMap::<_, K, V>::try_from(map) {
+            Ok(hash) => hash.iter().filter_map(Result::ok).collect(),
+            Err(err) => {
+                debug!("cannot read map {name}: {err}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Whether the programs are still loaded and attached.
     pub fn is_attached(&self) -> bool {
         self.ebpf.is_some()

@@ -4,15 +4,23 @@
 //! runs a session to a file and `serve` keeps one open; both read it
 //! through [`Snapshot`]s.
 
-use std::{borrow::Cow, collections::HashMap, path::Path, rc::Rc, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    path::Path,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use profiler_common::{futex::FutexInFlight, maps, offcpu::SwitchedOut};
 
 use tracing::{debug, info, warn};
 
 use crate::{
     aggregate::Aggregate,
     attach::{Attached, GoWaitProbes, LoadConfig},
-    go,
-    model::UnwindMode,
+    go, inspect,
+    model::{Event, OffCpuState, Origin, ProfileKind, Stack, UnwindMode, Value},
     procfs,
     snapshot::{Collected, Programs, Snapshot, TargetState},
     sources::Sources,
@@ -126,6 +134,10 @@ pub struct Session {
     go_reasons: Vec<String>,
     /// Reads of the wait reasons tried so far (they stop after a few).
     go_reason_reads: u32,
+    /// The kinds recorded.
+    kinds: Vec<ProfileKind>,
+    /// When recording began.
+    started: Instant,
 }
 
 /// Where a Go binary's first page is mapped, against where it loads (0 when
@@ -248,6 +260,8 @@ impl Session {
             go_binary,
             go_reasons: Vec::new(),
             go_reason_reads: 0,
+            kinds: load.kinds.clone(),
+            started: Instant::now(),
         };
         if !session.target.is_spawned() {
             session.read_go_reasons();
@@ -331,6 +345,83 @@ impl Session {
         self.read_go_reasons();
         debug!(events = self.aggregate.len(), "drained");
         Ok(())
+    }
+
+    /// Waits still under way now, counted with the time waited so far and
+    /// marked (`[still blocked]`): futex waits (futex kind) and blocks off
+    /// the CPU (offcpu kind) of threads that have not come back. Each
+    /// thread's stack is read from outside (as `dump` reads it); its wait
+    /// counts from its start when the kernel saw it begin, else from the
+    /// recording's start (it was blocked before). Call while the programs
+    /// are attached and the target runs; returns how many were noted.
+    pub fn note_waits_in_progress(&mut self) -> usize {
+        let futex = self.kinds.contains(&ProfileKind::Futex);
+        let offcpu = self.kinds.contains(&ProfileKind::OffCpu);
+        if !(futex || offcpu) || !self.target.is_alive() {
+            return 0;
+        }
+        let now = monotonic_ns();
+        let since_start = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let in_flight: HashMap<u32, FutexInFlight> = self
+            .attached
+            .hash_entries(maps::MAP_FUTEX_INFLIGHT)
+            .into_iter()
+            .collect();
+        let switched_out: HashMap<u32, SwitchedOut> = self
+            .attached
+            .hash_entries(maps::MAP_SWITCHED_OUT)
+            .into_iter()
+            .collect();
+        let threads = match inspect::read_threads(self.target.pid, &mut self.unwinder) {
+            Ok(threads) => threads,
+            Err(err) => {
+                debug!("cannot read the threads for their waits under way: {err}");
+                return 0;
+            }
+        };
+        let mut noted = 0;
+        for thread in threads {
+            let waited = |start: Option<u64>| match start {
+                Some(start) if start <= now => now - start,
+                _ => since_start,
+            };
+            let futex_lock = match thread.activity {
+                inspect::Activity::Syscall {
+                    lock: Some(lock), ..
+                } => Some(lock),
+                _ => None,
+            };
+            let mut waits = Vec::new();
+            if let Some(lock) = futex_lock.filter(|_| futex) {
+                let start = in_flight
+                    .get(&thread.tid)
+                    .filter(|w| w.lock == lock)
+                    .map(|w| w.start_ns);
+                waits.push((Origin::FutexWait, lock, waited(start)));
+            }
+            if offcpu && matches!(thread.state, 'S' | 'D') {
+                let start = switched_out
+                    .get(&thread.tid)
+                    .filter(|s| s.woken_ns == 0 && s.state == OffCpuState::Blocked as u32)
+                    .map(|s| s.switched_out_ns);
+                waits.push((Origin::OffCpu(OffCpuState::Blocked), 0, waited(start)));
+            }
+            for (origin, lock, ns) in waits {
+                let event = Event {
+                    origin,
+                    tid: thread.tid,
+                    user: thread.user.clone(),
+                    kernel: Stack::Empty,
+                    lock,
+                    waker: None,
+                    in_progress: true,
+                };
+                self.aggregate.add(event, Value::one(ns));
+                noted += 1;
+            }
+        }
+        self.name_fresh(true);
+        noted
     }
 
     /// Detaches every program and drains what is left; the data stays
@@ -473,4 +564,16 @@ impl Session {
             self.threads.note_process(tgid);
         }
     }
+}
+
+/// CLOCK_MONOTONIC now in nanoseconds: the kernel programs' clock
+/// (`bpf_ktime_get_ns`).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }

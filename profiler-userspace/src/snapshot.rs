@@ -13,8 +13,8 @@ use crate::{
     attach::ProgramCost,
     go,
     model::{
-        Event, FOLDED_THREADS, Frame, OffCpuState, Origin, Profile, ProfileKind, Sample, Stack,
-        Value, Waker, WokenBy, thread_label,
+        Event, FOLDED_THREADS, Frame, FrameKind, OffCpuState, Origin, Profile, ProfileKind,
+        STILL_BLOCKED, Sample, Stack, Value, Waker, WokenBy, thread_label,
     },
     symbolize::{SymbolizeStats, Symbols},
     threads::Threads,
@@ -235,6 +235,19 @@ impl<'s> Snapshot<'s> {
                 }
                 _ => continue,
             };
+            let mut sample = sample;
+            if event.in_progress {
+                // After the lock or the state: `[blocked];[still blocked];...`
+                let at = sample
+                    .frames
+                    .iter()
+                    .take_while(|f| f.kind == FrameKind::Marker)
+                    .count();
+                sample
+                    .frames
+                    .insert(at, Frame::marker(STILL_BLOCKED.to_owned()));
+                sample.in_progress = true;
+            }
             samples.push(Sample {
                 tid: event.tid,
                 thread_name: thread_name(event.tid),

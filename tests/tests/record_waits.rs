@@ -285,3 +285,63 @@ fn every_kind_is_written_when_the_target_exits_or_on_ctrl_c() {
     assert!(g_lock > 0, "the futex profile has the lock");
     assert_nothing_left_loaded();
 }
+
+/// Threads blocked for good before the recording began (two deadlocked on
+/// two mutexes, one in pthread_cond_wait): recorded for 3 s, each wait is
+/// counted with the time waited so far (at least the recording's length),
+/// marked `[still blocked]`, under its lock and with its waiting stack, in
+/// the futex and the off-CPU profiles; the report lists them.
+#[test]
+fn waits_still_under_way_are_counted_and_marked() {
+    require!(bpf());
+    let binary = build_workload("deadlock", FRAME_POINTER_FLAGS);
+    let workload = start_workload(&binary, &["60"]);
+    // The three threads block within 0.3 s.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let dir = scratch_dir("still-blocked");
+    let out = dir.join("d.folded");
+    let recorded = profiler(&[
+        "record",
+        "--pid",
+        &workload.0.id().to_string(),
+        "--duration",
+        "3s",
+        "--profile",
+        "offcpu,futex",
+        "-o",
+        out.to_str().expect("UTF-8"),
+    ]);
+    let report = String::from_utf8_lossy(&recorded.stderr);
+    assert!(recorded.status.success(), "{report}");
+    assert_nothing_left_loaded();
+    assert!(
+        report.contains("still blocked when the recording ended"),
+        "{report}"
+    );
+    let futex = folded(&dir.join("d.futex.folded"));
+    let offcpu = folded(&dir.join("d.offcpu.folded"));
+    let still = |stacks: &[FoldedStack], first: &str, function: &str| {
+        total_where(stacks, |s| {
+            s.frames.get(1).is_some_and(|f| f.starts_with(first))
+                && s.has("[still blocked]")
+                && s.has(function)
+        })
+    };
+    for (lock, function) in [
+        ("lock_a", "take_b_then_a"),
+        ("lock_b", "take_a_then_b"),
+        ("never", "wait_forever"),
+    ] {
+        let ns = still(&futex, lock, function);
+        eprintln!("futex: {lock} waited by {function}: {ns} ns still blocked");
+        assert!(
+            ns >= 2_900_000_000,
+            "{lock} in {function}: {ns} ns\n{report}"
+        );
+        let off = still(&offcpu, "[blocked]", function);
+        assert!(
+            off >= 2_900_000_000,
+            "off-CPU in {function}: {off} ns\n{report}"
+        );
+    }
+}

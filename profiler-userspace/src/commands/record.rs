@@ -162,8 +162,10 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         go_heap::restore_rates(rates);
     }
 
-    // Stop sampling first, then read everything left in both generations.
+    // Waits still under way count with the time waited so far; then stop
+    // sampling, and read everything left in both generations.
     if ending != Ending::TargetExited {
+        session.note_waits_in_progress();
         session.read_cpu_time();
     }
     session.detach_and_drain()?;

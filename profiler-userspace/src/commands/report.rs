@@ -120,6 +120,7 @@ impl Report<'_> {
                 ProfileKind::GoMutex | ProfileKind::GoBlock => self.go_waits(&mut out, profile),
                 ProfileKind::Threads | ProfileKind::Goroutines => {}
             }
+            self.still_blocked(&mut out, profile);
             self.top_functions(&mut out, profile);
             let _ = writeln!(out, "  wrote {written}");
         }
@@ -261,6 +262,36 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(out);
+    }
+
+    /// Waits still under way when the recording ended, longest first.
+    fn still_blocked(&self, out: &mut String, p: &Profile) {
+        let mut still: Vec<&crate::model::Sample> =
+            p.samples.iter().filter(|s| s.in_progress).collect();
+        if still.is_empty() {
+            return;
+        }
+        still.sort_by_key(|s| std::cmp::Reverse(s.value));
+        let _ = writeln!(
+            out,
+            "  still blocked when the recording ended ({} threads; counted so far, from the wait's start or, for a wait begun before the recording, from the recording's):",
+            still.len()
+        );
+        for s in still.iter().take(self.top.max(5)) {
+            let on = s
+                .lock
+                .as_deref()
+                .map(|l| format!("on {l}"))
+                .unwrap_or_else(|| "off the CPU".to_owned());
+            let _ = writeln!(
+                out,
+                "    {} {}, {}: {}",
+                crate::model::thread_label(&s.thread_name, s.tid),
+                on,
+                human_ns(s.value),
+                crate::model::short_stack(&s.frames, 6).unwrap_or_default()
+            );
+        }
     }
 
     fn futex(&self, out: &mut String, p: &Profile) {

@@ -393,6 +393,9 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
         if sample.tid != 0 {
             label.push(b.label_str("thread_name", &sample.thread_name));
         }
+        if sample.in_progress {
+            label.push(b.label_str("still_blocked", "true"));
+        }
         if let Some(reason) = &sample.reason {
             label.push(b.label_str("wait_reason", reason));
         }

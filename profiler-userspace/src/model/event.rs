@@ -54,6 +54,9 @@ pub struct Event {
     /// Who woke the thread, when a wake-up was seen (off-CPU blocks, futex
     /// waits, Go waits).
     pub waker: Option<Waker>,
+    /// A wait still under way when the recording ended (its value is the
+    /// time waited so far, from its start or from the recording's).
+    pub in_progress: bool,
 }
 
 /// Count, total and largest of a set of events: samples for on-CPU

@@ -13,7 +13,8 @@ pub use event::{Event, OffCpuState, Origin, Value, Waker};
 pub use frame::{AddrFrames, Frame, FrameKind};
 pub use kind::ProfileKind;
 pub use profile::{
-    CodeMapping, FOLDED_THREADS, FunctionShare, Profile, Sample, WokenBy, short_stack, thread_label,
+    CodeMapping, FOLDED_THREADS, FunctionShare, Profile, STILL_BLOCKED, Sample, WokenBy,
+    short_stack, thread_label,
 };
 /// How user stacks are taken: the kernel side's own enum (the programs read
 /// it as a global).

@@ -83,7 +83,12 @@ pub struct Sample {
     /// For Go lock contention (charged to the unlocking stack, the
     /// sample's own), the stack that waited, root first.
     pub waiting: Option<Vec<Frame>>,
+    /// A wait still under way when the recording ended (`[still blocked]`).
+    pub in_progress: bool,
 }
+
+/// The marker of a wait still under way when the recording ended.
+pub const STILL_BLOCKED: &str = "[still blocked]";
 
 /// A recorded profile of one process.
 #[derive(Debug, Clone)]

@@ -32,6 +32,7 @@ pub fn event_of(key: &EventKey, user: Stack, kernel: Stack, waker: Option<Waker>
         kernel,
         lock: key.lock,
         waker,
+        in_progress: false,
     })
 }
 
