@@ -25,7 +25,7 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     note_thread(tid);
     bump(Counter::CpuSamples);
     let mut key = EventKey::new(Origin::Cpu, tgid, tid);
-    if copy_stack() {
+    if copy_stack(Counter::CpuStackFallback) {
         send_copy(&ctx, &key, 1, true);
         return 0;
     }

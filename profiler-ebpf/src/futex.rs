@@ -66,7 +66,7 @@ pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
             lock: uaddr,
             ..EventKey::new(Origin::FutexWake, tgid, tid)
         };
-        if copy_stack() {
+        if copy_stack(Counter::FutexStackFallback) {
             // The copy is this wake call's event, and the stack the waiters
             // it wakes name as their waker's (see prf_waking).
             let now = now_ns();
@@ -142,7 +142,7 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
         waker: wait.waker,
         ..EventKey::new(Origin::FutexWait, tgid, tid)
     };
-    if copy_stack() {
+    if copy_stack(Counter::FutexStackFallback) {
         send_copy(&ctx, &key, ns, false);
         return 0;
     }

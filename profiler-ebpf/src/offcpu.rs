@@ -61,7 +61,7 @@ fn switch_out(ctx: &TracePointContext, tgid: u32, tid: u32, now: u64) {
     } else {
         OffCpuState::Preempted
     } as u32;
-    let copied = copy_stack();
+    let copied = copy_stack(Counter::OffCpuStackFallback);
     if copied {
         // The user stack goes to userspace now; the interval that ends this
         // switch-out names it by this thread and time.

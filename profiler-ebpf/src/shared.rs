@@ -138,12 +138,18 @@ pub fn copies_enabled() -> bool {
 
 /// Whether this event should copy its user stack for userspace unwinding:
 /// always, never, or while the ring buffer is less than half full (the rest
-/// take frame-pointer stacks in the kernel).
+/// take frame-pointer stacks in the kernel, counted under `fallback`).
 #[inline(always)]
-pub fn copy_stack() -> bool {
+pub fn copy_stack(fallback: Counter) -> bool {
     match global(&UNWIND_MODE) {
         COPY => true,
-        AUTO => COPIES.query(BPF_RB_AVAIL_DATA as u64) < u64::from(COPIES_RING_BYTES / 2),
+        AUTO => {
+            let room = COPIES.query(BPF_RB_AVAIL_DATA as u64) < u64::from(COPIES_RING_BYTES / 2);
+            if !room {
+                bump(fallback);
+            }
+            room
+        }
         _ => false,
     }
 }

@@ -251,3 +251,32 @@ fn stacks_inside_the_vdso_unwind_to_main() {
         "samples in the vDSO's clock_gettime unwind to main: {whole} of {total}\n{report}"
     );
 }
+
+/// `--unwind auto` at a rate the copy ring cannot keep up with (a futex
+/// storm): the events whose stacks fell back to frame pointers are counted
+/// by kind, and the report says how many.
+#[test]
+fn auto_fallbacks_to_frame_pointers_are_counted() {
+    require!(bpf());
+    let binary = build_workload("futex_storm", &["-O2", "-fno-omit-frame-pointer"]);
+    let dir = scratch_dir("fallbacks");
+    let out = dir.join("storm.folded");
+    let (report, _) = record_command(
+        &["--profile", "futex", "-o", out.to_str().expect("UTF-8")],
+        &binary,
+        &["2", "2"],
+    );
+    assert_nothing_left_loaded();
+    let line = report
+        .lines()
+        .find(|l| l.contains("stacks walked by frame pointers instead of copied"))
+        .unwrap_or_else(|| panic!("no fallback line:\n{report}"));
+    eprintln!("{line}");
+    let futex: u64 = line
+        .split("futex ")
+        .nth(1)
+        .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(futex > 1000, "{line}");
+}

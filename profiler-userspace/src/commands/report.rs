@@ -153,6 +153,19 @@ impl Report<'_> {
                 );
             }
         }
+        let fallbacks: Vec<String> = Counter::FALLBACKS
+            .iter()
+            .map(|c| (c.label(), s.counter(*c)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        if !fallbacks.is_empty() {
+            let _ = writeln!(
+                out,
+                "  stacks walked by frame pointers instead of copied (--unwind auto: the copy ring was half full; wrong where code has no frame pointers): {}",
+                fallbacks.join(", ")
+            );
+        }
         let unknown = |counts: &HashMap<&'static str, u64>| {
             let mut v: Vec<_> = counts.iter().map(|(k, n)| (*k, *n)).collect();
             v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use profiler_common::counters::Counter;
 use serde_json::json;
 
 use crate::snapshot::Snapshot;
@@ -58,6 +59,12 @@ impl Health {
                 .collect::<Vec<_>>(),
             "events_dropped": total,
             "dropped_by_reason": dropped,
+            // Events whose user stack was walked by frame pointers, not
+            // copied (--unwind auto with the copy ring half full), by kind.
+            "stack_fallbacks": Counter::FALLBACKS
+                .iter()
+                .map(|c| (c.label().to_owned(), json!(snapshot.counter(*c))))
+                .collect::<serde_json::Map<_, _>>(),
             "uptime_seconds": started.elapsed().as_secs(),
         });
         Health {

@@ -136,6 +136,12 @@ fn families(top_locks: usize) -> Vec<Family> {
             &["reason"],
         ),
         family(
+            "profiler_stack_fallbacks_total",
+            "Events whose user stack was walked by frame pointers instead of copied and unwound from .eh_frame (--unwind auto, with the copy ring half full), by kind.",
+            MetricType::COUNTER,
+            &["kind"],
+        ),
+        family(
             "profiler_truncated_stacks_total",
             "User stacks unwound from a copy that stopped before their root, by reason.",
             MetricType::COUNTER,
@@ -496,6 +502,12 @@ impl Metrics {
                 .collect(),
         );
 
+        metrics.push(
+            Counter::FALLBACKS
+                .iter()
+                .map(|c| counter(&[("kind", c.label())], snapshot.counter(*c) as f64))
+                .collect(),
+        );
         metrics.push(
             Truncation::ALL
                 .iter()
