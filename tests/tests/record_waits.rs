@@ -294,7 +294,7 @@ fn every_kind_is_written_when_the_target_exits_or_on_ctrl_c() {
 #[test]
 fn waits_still_under_way_are_counted_and_marked() {
     require!(bpf());
-    let binary = build_workload("deadlock", FRAME_POINTER_FLAGS);
+    let binary = build_workload("blocked_for_good", FRAME_POINTER_FLAGS);
     let workload = start_workload(&binary, &["60"]);
     // The three threads block within 0.3 s.
     std::thread::sleep(std::time::Duration::from_millis(800));

@@ -1,54 +1,47 @@
-/* Threads blocked for good, for recordings of waits still under way: two
- * threads deadlocked on two mutexes (ab takes lock_a then lock_b, ba takes
- * lock_b then lock_a, each pausing between), and one thread parked in
- * pthread_cond_wait on a condition never signalled. Prints "ready" once all
- * three are blocked, then sleeps in main for SECONDS.
- *
- * Usage: deadlock SECONDS
- */
+/* Two threads deadlocked on two global mutexes: "alpha" takes lock_a then
+ * lock_b, "beta" takes lock_b then lock_a, and a barrier makes sure each
+ * holds its first lock before it asks for the second. The main thread waits
+ * in pthread_join forever. Prints "deadlocked" once both are about to
+ * block. Usage: deadlock */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t lock_b = PTHREAD_MUTEX_INITIALIZER;
-pthread_mutex_t cond_lock = PTHREAD_MUTEX_INITIALIZER;
-pthread_cond_t never = PTHREAD_COND_INITIALIZER;
+static pthread_barrier_t both_hold_one;
 
-__attribute__((noinline)) void *take_a_then_b(void *arg) {
+__attribute__((noinline)) static void take_second(pthread_mutex_t *second) {
+    pthread_mutex_lock(second);
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void *alpha(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "alpha");
     pthread_mutex_lock(&lock_a);
-    usleep(100000);
-    pthread_mutex_lock(&lock_b);
+    pthread_barrier_wait(&both_hold_one);
+    take_second(&lock_b);
     return NULL;
 }
 
-__attribute__((noinline)) void *take_b_then_a(void *arg) {
+__attribute__((noinline)) static void *beta(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "beta");
     pthread_mutex_lock(&lock_b);
-    usleep(100000);
-    pthread_mutex_lock(&lock_a);
+    pthread_barrier_wait(&both_hold_one);
+    take_second(&lock_a);
     return NULL;
 }
 
-__attribute__((noinline)) void *wait_forever(void *arg) {
-    (void)arg;
-    pthread_mutex_lock(&cond_lock);
-    for (;;)
-        pthread_cond_wait(&never, &cond_lock);
-    return NULL;
-}
-
-int main(int argc, char **argv) {
-    unsigned seconds = argc > 1 ? (unsigned)atoi(argv[1]) : 60;
-    pthread_t t[3];
-    pthread_create(&t[0], NULL, take_a_then_b, NULL);
-    pthread_create(&t[1], NULL, take_b_then_a, NULL);
-    pthread_create(&t[2], NULL, wait_forever, NULL);
-    usleep(300000);
-    printf("ready\n");
+int main(void) {
+    pthread_t a, b;
+    pthread_barrier_init(&both_hold_one, NULL, 2);
+    pthread_create(&a, NULL, alpha, NULL);
+    pthread_create(&b, NULL, beta, NULL);
+    printf("deadlocked\n");
     fflush(stdout);
-    sleep(seconds);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
     return 0;
 }
