@@ -174,8 +174,6 @@ mod pod {
     unsafe impl aya::Pod for super::EventKey {}
     unsafe impl aya::Pod for super::Value {}
     unsafe impl aya::Pod for super::EventRecord {}
-    unsafe impl aya::Pod for crate::futex::FutexInFlight {}
-    unsafe impl aya::Pod for crate::offcpu::SwitchedOut {}
 }
 
 #[cfg(test)]

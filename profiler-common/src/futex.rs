@@ -47,6 +47,11 @@ pub mod futex_op {
     }
 }
 
+// SAFETY: `repr(C)`, no padding, every bit pattern valid (read from the
+// kernel's map by userspace).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FutexInFlight {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

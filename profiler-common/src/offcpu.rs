@@ -42,6 +42,11 @@ pub struct SwitchedOut {
     pub waker: WakerKey,
 }
 
+// SAFETY: `repr(C)`, no padding, every bit pattern valid (read from the
+// kernel's map by userspace).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SwitchedOut {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
