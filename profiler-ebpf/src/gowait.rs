@@ -101,13 +101,12 @@ pub fn prf_go_sema_ready(ctx: ProbeContext) -> u32 {
     // memory (a failed read is no goroutine).
     let sudog = unsafe { (*ctx.regs).rax };
     let gp = unsafe { bpf_probe_read_user(sudog as *const u64) }.unwrap_or(0);
-    // SAFETY: only a lookup.
-    if gp == 0 || unsafe { GO_PARKED.get(gp) }.is_none() {
+    let Some(parked) = take_parked(gp) else {
         bump(Counter::GoWakeParkUnseen);
         return 0;
-    }
+    };
     bump(Counter::GoParks);
-    wait_ends(tgid, gp, goroutine_waker(&ctx, tgid));
+    wait_ends(tgid, parked, goroutine_waker(&ctx, tgid));
     0
 }
 
@@ -156,12 +155,11 @@ pub fn prf_go_ready(ctx: ProbeContext) -> u32 {
     let gp = unsafe { (*ctx.regs).rax };
     // The waking stack is walked only for a park that was seen (walks are
     // the costly part of this probe).
-    // SAFETY: only a lookup.
-    if unsafe { GO_PARKED.get(gp) }.is_none() {
+    let Some(parked) = take_parked(gp) else {
         bump(Counter::GoWakeParkUnseen);
         return 0;
-    }
-    wait_ends(tgid, gp, goroutine_waker(&ctx, tgid));
+    };
+    wait_ends(tgid, parked, goroutine_waker(&ctx, tgid));
     0
 }
 
@@ -174,9 +172,9 @@ pub fn prf_go_execute(ctx: ProbeContext) -> u32 {
     };
     // SAFETY: the probe's own register frame.
     let gp = unsafe { (*ctx.regs).rax };
-    // SAFETY: only a lookup; most goroutines run again after `ready`.
-    if unsafe { GO_PARKED.get(gp) }.is_some() {
-        wait_ends(tgid, gp, WakerKey::NOT_WOKEN);
+    // Most goroutines run again after `ready`, which took their park.
+    if let Some(parked) = take_parked(gp) {
+        wait_ends(tgid, parked, WakerKey::NOT_WOKEN);
     }
     0
 }
@@ -196,14 +194,23 @@ fn goroutine_waker(ctx: &ProbeContext, tgid: u32) -> WakerKey {
     }
 }
 
+/// The park remembered for goroutine `gp`, taken out of the map (one
+/// lookup: the probes that end waits are on the runtime's hot paths).
 #[inline(always)]
-fn wait_ends(tgid: u32, gp: u64, waker: WakerKey) {
+fn take_parked(gp: u64) -> Option<GoParked> {
+    if gp == 0 {
+        return None;
+    }
     // SAFETY: a copy of the entry is taken before it is removed.
-    let Some(parked) = (unsafe { GO_PARKED.get(gp) }).copied() else {
-        bump(Counter::GoWakeParkUnseen);
-        return;
-    };
+    let parked = unsafe { GO_PARKED.get(gp) }.copied()?;
     let _ = GO_PARKED.remove(gp);
+    Some(parked)
+}
+
+/// A goroutine's wait ends now: counted under its parked stack, reason and
+/// lock, and the waker.
+#[inline(always)]
+fn wait_ends(tgid: u32, parked: GoParked, waker: WakerKey) {
     let ns = now_ns().saturating_sub(parked.parked_ns);
     bump(Counter::GoWaits);
     bump_by(Counter::GoWaitNs, ns);

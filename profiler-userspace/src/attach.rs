@@ -19,7 +19,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::{
-    go::{self, probes::GoProbe},
+    go::probes::GoProbe,
     model::{ProfileKind, UnwindMode},
 };
 
@@ -132,8 +132,8 @@ pub struct GoWaitProbes {
     pub path: String,
     pub probes: Vec<GoProbe>,
     /// Only lock contention (gomutex without goblock): semaphore waits are
-    /// timed from `semacquire1` to `readyWithTime`, and the probes that
-    /// fire on every park are left out.
+    /// timed from `semacquire1` to `readyWithTime` (`probes` are those),
+    /// and the probes that fire on every park are left out.
     pub sema_only: bool,
 }
 
@@ -299,11 +299,7 @@ impl Attached {
             }
         }
         if let Some(go) = &config.go_waits {
-            for probe in go.probes.iter().filter(|p| {
-                let parks = go::probes::PARK_PROGRAMS.contains(&p.program);
-                let sema_ready = p.program == go::probes::SEMA_READY_PROGRAM;
-                if go.sema_only { !parks } else { !sema_ready }
-            }) {
+            for probe in &go.probes {
                 attachments.push(attach_uprobe(&mut ebpf, probe, &go.path, config.tgid)?);
             }
         }

@@ -193,7 +193,8 @@ impl Session {
                         target.pid
                     );
                 };
-                let probes = go::probes::wait_probes(binary).map_err(|why| {
+                let sema_only = !load.kinds.contains(&ProfileKind::GoBlock);
+                let probes = go::probes::wait_probes(binary, sema_only).map_err(|why| {
                     anyhow::anyhow!(
                         "cannot probe the Go runtime of {exe} for --profile {}: {why}",
                         kind.name()
@@ -205,7 +206,6 @@ impl Session {
                 } else {
                     format!("/proc/{}/exe", target.pid)
                 };
-                let sema_only = !load.kinds.contains(&crate::model::ProfileKind::GoBlock);
                 Some(GoWaitProbes {
                     path,
                     probes,

@@ -247,35 +247,6 @@ fn fail_on_growth_fails_the_command_for_ci() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
-/// Runs `promtool check metrics` on exposition text; its complaints if any.
-fn promtool_check(text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|err| format!("run promtool: {err}"))?;
-    if let Some(mut stdin) = promtool.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|err| format!("feed promtool: {err}"))?;
-    }
-    let out = promtool
-        .wait_with_output()
-        .map_err(|err| format!("wait for promtool: {err}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 #[test]
 fn serve_answers_go_goroutine_profiles_and_metrics() {
     require!(
@@ -313,7 +284,7 @@ fn serve_answers_go_goroutine_profiles_and_metrics() {
         // The metrics: after a drain the goroutines are counted.
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let metrics = server.get("/metrics").body;
-        promtool_check(&metrics).unwrap_or_else(|err| panic!("{what}: {err}\n{metrics}"));
+        promtool_check_metrics(&metrics).unwrap_or_else(|err| panic!("{what}: {err}\n{metrics}"));
         let total = metrics
             .lines()
             .find_map(|l| l.strip_prefix("go_goroutines "))

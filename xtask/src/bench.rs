@@ -221,10 +221,9 @@ fn metric_of(cmd: &mut Command, key: &str) -> anyhow::Result<f64> {
         .stderr(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {cmd:?}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
+    values_of(&String::from_utf8_lossy(&output.stdout))
+        .get(key)
+        .copied()
         .with_context(|| format!("{cmd:?} printed no {key} ({})", output.status))
 }
 

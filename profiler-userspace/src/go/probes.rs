@@ -18,26 +18,32 @@ pub struct GoProbe {
     pub offset: u64,
 }
 
-/// The programs for every park (goblock, and gomutex with it).
-pub const PARK_PROGRAMS: [&str; 3] = ["prf_go_park", "prf_go_ready", "prf_go_execute"];
-/// The program that ends semaphore waits when only those are timed
-/// (gomutex alone).
-pub const SEMA_READY_PROGRAM: &str = "prf_go_sema_ready";
-
 /// Each program and the runtime function it probes (see
-/// `profiler-ebpf/src/gowait.rs`).
-pub const WAIT_PROBES: [(&str, &str); 5] = [
+/// `profiler-ebpf/src/gowait.rs`) when every park is timed (goblock, and
+/// gomutex with it).
+pub const PARK_PROBES: [(&str, &str); 4] = [
     ("prf_go_sema", "runtime.semacquire1"),
     ("prf_go_park", "runtime.gopark"),
     ("prf_go_ready", "runtime.ready"),
     ("prf_go_execute", "runtime.execute"),
-    (SEMA_READY_PROGRAM, "runtime.readyWithTime"),
 ];
 
-/// The probes for goroutine waits in `binary`, or a sentence saying which
-/// function is missing.
-pub fn wait_probes(binary: &GoBinary) -> Result<Vec<GoProbe>, String> {
-    WAIT_PROBES
+/// The same when only semaphore waits are timed (gomutex alone): from
+/// `semacquire1` to the unlock's `readyWithTime`.
+pub const SEMA_PROBES: [(&str, &str); 2] = [
+    ("prf_go_sema", "runtime.semacquire1"),
+    ("prf_go_sema_ready", "runtime.readyWithTime"),
+];
+
+/// The probes for goroutine waits in `binary` (only the semaphore ones
+/// with `sema_only`), or a sentence saying which function is missing.
+pub fn wait_probes(binary: &GoBinary, sema_only: bool) -> Result<Vec<GoProbe>, String> {
+    let probes: &[(&'static str, &'static str)] = if sema_only {
+        &SEMA_PROBES
+    } else {
+        &PARK_PROBES
+    };
+    probes
         .iter()
         .map(|&(program, function)| {
             let entry = binary
