@@ -4,7 +4,8 @@
 //! whole Go stacks reach the goroutine's own frames even for samples taken
 //! in the vDSO (Go is walked by frame pointers), and the hot function's
 //! share agrees with the program's own CPU profile (`/debug/pprof/profile`,
-//! taken over the same seconds) within 5 points.
+//! taken over the same seconds) within four standard deviations of the
+//! sampling noise (at least 5 points; about 8 at 400 samples).
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -143,9 +144,16 @@ fn go_cpu_profiles_name_stripped_builds_and_agree_with_go_own_profile() {
                 "Go {}: whole Go stacks reach the goroutine's loop for {loop_share:.1}% of samples (Go's own profile {go_loop:.1}%)",
                 toolchain.version
             );
+            // Both shares are estimates from about 400 samples each (99 and
+            // 100 Hz over 4 s): their difference has a standard deviation of
+            // sqrt(2 p (1 - p) / n), about 2 points at p = 0.9. Four of them
+            // (at least 5 points) keep a real disagreement out and sampling
+            // noise in; a fixed 5 points failed about one run in ten.
+            let p = (go_hot_share / 100.0).clamp(0.0, 1.0);
+            let allowed = (400.0 * (2.0 * p * (1.0 - p) / in_loop.max(1) as f64).sqrt()).max(5.0);
             assert!(
-                (hot_share - go_hot_share).abs() <= 5.0,
-                "Go {}: main.hotClock has {hot_share:.1}% of the loop here, {go_hot_share:.1}% in Go's own profile",
+                (hot_share - go_hot_share).abs() <= allowed,
+                "Go {}: main.hotClock has {hot_share:.1}% of the loop here, {go_hot_share:.1}% in Go's own profile (allowed {allowed:.1} points)",
                 toolchain.version
             );
             named.push(go_functions(&stacks));
