@@ -1,5 +1,9 @@
 /* CPU workload with a known split: hot_three does three times the work of
- * hot_one, every round, so on-CPU time splits 75/25 between them.
+ * hot_one, every round, so on-CPU time splits 75/25 between them. The size
+ * of a round varies (a fixed pseudo-random sequence, 1 to 8 units): with a
+ * fixed size the round could last a whole number of sampling periods on
+ * some machine (2.02 ms at -O0 is five rounds per 99 Hz period) and the
+ * samples would lock onto one phase of it.
  * Usage: cpu_split SECONDS. Prints its own CPU time and rounds at exit:
  *   cpu_seconds=<s> rounds=<n> rounds_per_second=<r>
  * Built -O0 with frame pointers so every function keeps its frame. */
@@ -7,16 +11,16 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define UNIT 200000UL
+#define UNIT 50000UL
 
 static volatile unsigned long sink;
 
-__attribute__((noinline)) void hot_three(void) {
-    for (unsigned long i = 0; i < 3 * UNIT; i++) sink += i;
+__attribute__((noinline)) void hot_three(unsigned long units) {
+    for (unsigned long i = 0; i < 3 * units * UNIT; i++) sink += i;
 }
 
-__attribute__((noinline)) void hot_one(void) {
-    for (unsigned long i = 0; i < UNIT; i++) sink += i;
+__attribute__((noinline)) void hot_one(unsigned long units) {
+    for (unsigned long i = 0; i < units * UNIT; i++) sink += i;
 }
 
 static double seconds(clockid_t clock) {
@@ -28,10 +32,12 @@ static double seconds(clockid_t clock) {
 int main(int argc, char **argv) {
     double duration = argc > 1 ? atof(argv[1]) : 5.0;
     double start = seconds(CLOCK_MONOTONIC), now;
-    unsigned long rounds = 0;
+    unsigned long rounds = 0, state = 12345;
     do {
-        hot_three();
-        hot_one();
+        state = state * 6364136223846793005UL + 1442695040888963407UL;
+        unsigned long units = 1 + (state >> 61);
+        hot_three(units);
+        hot_one(units);
         rounds++;
         now = seconds(CLOCK_MONOTONIC);
     } while (now - start < duration);
