@@ -12,6 +12,9 @@
 pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
 /// How user stacks are taken, a `stacks::UnwindMode`.
 pub const GLOBAL_UNWIND_MODE: &str = "UNWIND_MODE";
+/// The deepest user stack the DWARF walker takes (`--max-depth`, at most
+/// `unwind::UNWIND_MAX_DEPTH`).
+pub const GLOBAL_UNWIND_MAX_FRAMES: &str = "UNWIND_MAX_FRAMES";
 /// Blocks shorter than this (ns) are dropped in the kernel, and counted.
 pub const GLOBAL_MIN_BLOCK_NS: &str = "MIN_BLOCK_NS";
 /// 1 when only Go lock contention is recorded (gomutex without goblock):
@@ -74,7 +77,21 @@ pub const MAP_LONG_STACKS: &str = "LONG_STACKS";
 /// Capacity of the long-lived stack map.
 pub const LONG_STACK_MAP_ENTRIES: u32 = 16_384;
 
-// Ring buffers (`--unwind dwarf|auto`).
+// In-kernel DWARF unwinding (`--unwind dwarf`, see `unwind`).
+
+/// Array of `unwind::UnwindRow`: every binary's table, one after another.
+pub const MAP_UNWIND_ROWS: &str = "UNWIND_ROWS";
+/// Array of `unwind::UnwindMapping`: the target's executable mappings,
+/// sorted by start (`control::Control::UnwindMappings` of them valid).
+pub const MAP_UNWIND_MAPPINGS: &str = "UNWIND_MAPPINGS";
+/// Hash of `unwind::UserStack` by stack id: the stacks the walker took.
+/// Never cleared during a recording (like [`MAP_LONG_STACKS`]).
+pub const MAP_DWARF_STACKS: &str = "DWARF_STACKS";
+/// Per-CPU array of `u64`: how each walk ended, per kind of event
+/// (`unwind::quality_slot`).
+pub const MAP_STACK_QUALITY: &str = "STACK_QUALITY";
+
+// Ring buffers (`--unwind copy`).
 
 /// Ring of `event::CopiedEvent`s: events that carry a copy of the user
 /// stack for userspace to unwind.

@@ -9,13 +9,17 @@ pub enum UnwindMode {
     /// Frame-pointer stacks walked and counted in the kernel (`--unwind fp`).
     FramePointers = 0,
     /// Every event copies the stack for userspace unwinding (`--unwind
-    /// dwarf`); an event that finds the ring buffer full is dropped and
+    /// copy`); an event that finds the ring buffer full is dropped and
     /// counted.
     Copy = 1,
     /// Copy while the ring buffer is less than half full, else take a
     /// frame-pointer stack in the kernel (`--unwind auto`): whole stacks at
     /// moderate rates, every event counted at any rate.
     Auto = 2,
+    /// Stacks walked in the kernel with tables userspace derives from each
+    /// binary's `.eh_frame` (`--unwind dwarf`, the default): whole stacks
+    /// without frame pointers, at any event rate, aggregated in the kernel.
+    Dwarf = 3,
 }
 
 impl UnwindMode {
@@ -23,8 +27,9 @@ impl UnwindMode {
     pub const fn name(self) -> &'static str {
         match self {
             UnwindMode::FramePointers => "fp",
-            UnwindMode::Copy => "dwarf",
+            UnwindMode::Copy => "copy",
             UnwindMode::Auto => "auto",
+            UnwindMode::Dwarf => "dwarf",
         }
     }
 
@@ -32,8 +37,9 @@ impl UnwindMode {
     pub fn from_name(name: &str) -> Option<UnwindMode> {
         match name {
             "fp" => Some(UnwindMode::FramePointers),
-            "dwarf" => Some(UnwindMode::Copy),
+            "copy" => Some(UnwindMode::Copy),
             "auto" => Some(UnwindMode::Auto),
+            "dwarf" => Some(UnwindMode::Dwarf),
             _ => None,
         }
     }
@@ -69,6 +75,7 @@ mod tests {
             UnwindMode::FramePointers,
             UnwindMode::Copy,
             UnwindMode::Auto,
+            UnwindMode::Dwarf,
         ] {
             assert_eq!(UnwindMode::from_name(mode.name()), Some(mode));
         }

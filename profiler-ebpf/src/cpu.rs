@@ -5,11 +5,12 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::perf_event, programs::
 use profiler_common::{
     counters::Counter,
     event::{EventKey, Origin},
+    unwind::StackKind,
 };
 
 use crate::{
     maps::{CPU_EVENTS_0, CPU_EVENTS_1, STACKS_0, STACKS_1},
-    shared::{add_event, bump, copy_stack, generation, send_copy, stack_id},
+    shared::{add_event, bump, copy_stack, generation, send_copy, stack_id, user_stack_id},
     target::{is_target, note_thread},
 };
 
@@ -34,7 +35,7 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     } else {
         (&STACKS_1, &CPU_EVENTS_1)
     };
-    key.user_stack_id = stack_id(&ctx, stacks, true);
+    key.user_stack_id = user_stack_id(&ctx, stacks, StackKind::Cpu);
     key.kernel_stack_id = stack_id(&ctx, stacks, false);
     add_event(events, &key, 1, Counter::CountsMapFull);
     0

@@ -14,6 +14,7 @@ use profiler_common::{
     counters::Counter,
     event::{EventKey, Origin, Value, WakerKey},
     futex::{FutexInFlight, futex_op},
+    unwind::StackKind,
 };
 
 use crate::{
@@ -23,7 +24,7 @@ use crate::{
     },
     shared::{
         add_event, bump, bump_by, copies_enabled, copy_stack, generation, histogram, now_ns,
-        send_copy, stack_id,
+        send_copy, user_stack_id,
     },
     target::is_target,
 };
@@ -76,7 +77,7 @@ pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
             }
             return 0;
         }
-        key.user_stack_id = stack_id(&ctx, &LONG_STACKS, true);
+        key.user_stack_id = user_stack_id(&ctx, &LONG_STACKS, StackKind::FutexWake);
         add_event(futex_events(), &key, 1, Counter::FutexMapFull);
     }
     0
@@ -148,7 +149,7 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
     }
     // Map keys hold stack ids only (a copy time would make every key unique).
     key.waker.user_copy_ns = 0;
-    key.user_stack_id = stack_id(&ctx, &LONG_STACKS, true);
+    key.user_stack_id = user_stack_id(&ctx, &LONG_STACKS, StackKind::FutexWait);
     add_event(futex_events(), &key, ns, Counter::FutexMapFull);
     0
 }

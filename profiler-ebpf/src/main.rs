@@ -27,6 +27,7 @@ mod maps;
 mod offcpu;
 mod shared;
 mod target;
+mod unwind;
 
 #[cfg(not(test))]
 #[panic_handler]

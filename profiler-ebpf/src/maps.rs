@@ -17,7 +17,13 @@ use profiler_common::{
         INTERVALS_RING_BYTES, LONG_STACK_MAP_ENTRIES, STACK_MAP_ENTRIES, WAIT_EVENT_ENTRIES,
     },
     offcpu::SwitchedOut,
+    unwind::{
+        DWARF_STACK_ENTRIES, QUALITY_SLOTS, UNWIND_MAPPING_ENTRIES, UNWIND_ROW_ENTRIES,
+        UnwindMapping, UnwindRow, UserStack,
+    },
 };
+
+use crate::unwind::Walk;
 
 // Globals userspace sets at load time (read with `global`).
 
@@ -27,6 +33,9 @@ pub static TARGET_TGID: u32 = 0;
 /// How user stacks are taken, a `profiler_common::stacks::UnwindMode`.
 #[unsafe(no_mangle)]
 pub static UNWIND_MODE: u32 = 0;
+/// The deepest user stack the DWARF walker takes.
+#[unsafe(no_mangle)]
+pub static UNWIND_MAX_FRAMES: u32 = 127;
 /// Blocks shorter than this are dropped (and counted).
 #[unsafe(no_mangle)]
 pub static MIN_BLOCK_NS: u64 = 0;
@@ -111,7 +120,27 @@ pub static STACKS_1: StackTrace = StackTrace::with_max_entries(STACK_MAP_ENTRIES
 #[map]
 pub static LONG_STACKS: StackTrace = StackTrace::with_max_entries(LONG_STACK_MAP_ENTRIES, 0);
 
-// Ring buffers (`--unwind dwarf|auto`).
+// In-kernel DWARF unwinding (`--unwind dwarf`).
+
+/// Every binary's unwind table, one after another (written by userspace).
+#[map]
+pub static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(UNWIND_ROW_ENTRIES, 0);
+/// The target's executable mappings, sorted by start.
+#[map]
+pub static UNWIND_MAPPINGS: Array<UnwindMapping> =
+    Array::with_max_entries(UNWIND_MAPPING_ENTRIES, 0);
+/// The stacks the walker took, by stack id.
+#[map]
+pub static DWARF_STACKS: HashMap<i32, UserStack> =
+    HashMap::with_max_entries(DWARF_STACK_ENTRIES, BPF_F_NO_PREALLOC);
+/// How each walk ended, per kind of event.
+#[map]
+pub static STACK_QUALITY: PerCpuArray<u64> = PerCpuArray::with_max_entries(QUALITY_SLOTS, 0);
+/// The walk under way on each CPU.
+#[map]
+pub static UNWIND_WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+
+// Ring buffers (`--unwind copy|auto`).
 
 /// Events with a copy of the user stack, for unwinding in userspace.
 #[map]

@@ -13,6 +13,7 @@ use profiler_common::{
     event::{EventKey, EventRecord, Origin, WakerKey},
     offcpu::{OffCpuState, SwitchedOut},
     stacks::stack_error,
+    unwind::StackKind,
 };
 
 use crate::{
@@ -23,7 +24,7 @@ use crate::{
     },
     shared::{
         add_event, bump, bump_by, copy_stack, generation, histogram, now_ns, send_copy, stack_id,
-        waker_stack_id,
+        user_stack_id, waker_stack_id, waker_user_stack_id,
     },
     target::{is_target, note_thread, target_tgid},
 };
@@ -78,7 +79,7 @@ fn switch_out(ctx: &TracePointContext, tgid: u32, tid: u32, now: u64) {
         user_stack_id: if copied {
             -stack_error::EFAULT
         } else {
-            stack_id(ctx, &LONG_STACKS, true)
+            user_stack_id(ctx, &LONG_STACKS, StackKind::OffCpu)
         },
         kernel_stack_id: stack_id(ctx, &LONG_STACKS, false),
         state,
@@ -189,7 +190,7 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
         if out.state == BLOCKED && out.woken_ns == 0 {
             let now = now_ns();
             let id = if own {
-                waker_stack_id(&ctx, &LONG_STACKS, true)
+                waker_user_stack_id(&ctx, &LONG_STACKS)
             } else {
                 -stack_error::EFAULT
             };
@@ -223,7 +224,7 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
                 tid,
                 user_stack_id: match user {
                     Some(id) => id,
-                    None if own => waker_stack_id(&ctx, &LONG_STACKS, true),
+                    None if own => waker_user_stack_id(&ctx, &LONG_STACKS),
                     None => -stack_error::EFAULT,
                 },
                 kernel_stack_id: -stack_error::EFAULT,

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA},
-    helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user_buf},
+    helpers::bpf_probe_read_user_buf,
     maps::{PerCpuArray, PerCpuHashMap, StackTrace},
     programs::tracing::StackIdContext,
 };
@@ -14,9 +14,13 @@ use profiler_common::{
     event::{CopiedEvent, EventKey, Value},
     maps::COPIES_RING_BYTES,
     stacks::{STACK_CHUNK, STACK_COPY_BYTES, UnwindMode, stack_error},
+    unwind::StackKind,
 };
 
-use crate::maps::{CONTROL, COPIES, COUNTERS, LONG_STACKS, UNWIND_MODE, global};
+use crate::{
+    maps::{CONTROL, COPIES, COUNTERS, LONG_STACKS, UNWIND_MODE, global},
+    unwind::{dwarf_stack, user_registers},
+};
 
 /// Monotonic nanoseconds (`bpf_ktime_get_ns`).
 #[inline(always)]
@@ -128,12 +132,31 @@ pub fn histogram(hist: &PerCpuArray<u64>, ns: u64) {
 
 const COPY: u32 = UnwindMode::Copy as u32;
 const AUTO: u32 = UnwindMode::Auto as u32;
-const FRAME_POINTERS: u32 = UnwindMode::FramePointers as u32;
+const DWARF: u32 = UnwindMode::Dwarf as u32;
 
-/// Whether user stacks may be copied at all (`--unwind dwarf|auto`).
+/// Whether user stacks may be copied at all (`--unwind copy|auto`).
 #[inline(always)]
 pub fn copies_enabled() -> bool {
-    global(&UNWIND_MODE) != FRAME_POINTERS
+    matches!(global(&UNWIND_MODE), COPY | AUTO)
+}
+
+/// The current thread's user stack id for an event of `kind`: walked by
+/// the DWARF walker (`--unwind dwarf`) or by frame pointers into `stacks`.
+#[inline(always)]
+pub fn user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, kind: StackKind) -> i32 {
+    if global(&UNWIND_MODE) == DWARF {
+        return dwarf_stack(kind);
+    }
+    stack_id(ctx, stacks, true)
+}
+
+/// A waker's user stack id (see [`waker_stack_id`]).
+#[inline(always)]
+pub fn waker_user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace) -> i32 {
+    if global(&UNWIND_MODE) == DWARF {
+        return dwarf_stack(StackKind::Waker);
+    }
+    waker_stack_id(ctx, stacks, true)
 }
 
 /// Whether this event should copy its user stack for userspace unwinding:
@@ -154,12 +177,6 @@ pub fn copy_stack(fallback: Counter) -> bool {
     }
 }
 
-/// Offsets of `ip`, `sp` and `bp` in x86_64's `struct pt_regs` (a stable
-/// layout: it is the user-kernel register frame).
-const PT_REGS_IP: usize = 16 * 8;
-const PT_REGS_SP: usize = 19 * 8;
-const PT_REGS_BP: usize = 4 * 8;
-
 /// Sends `key` and `value` with the thread's user registers and a copy of
 /// its user stack to userspace; with `kernel`, the kernel stack is taken
 /// into `LONG_STACKS` and named in the record. `task_pt_regs` holds the
@@ -168,25 +185,10 @@ const PT_REGS_BP: usize = 4 * 8;
 /// (a loss is counted).
 #[inline(always)]
 pub fn send_copy<C: StackIdContext>(ctx: &C, key: &EventKey, value: u64, kernel: bool) -> bool {
-    // SAFETY: the helpers return the current task and its register frame.
-    let regs = unsafe { aya_ebpf::helpers::bpf_task_pt_regs(bpf_get_current_task_btf()) };
-    if regs == 0 {
+    let Some((ip, sp, bp)) = user_registers() else {
         bump(Counter::UserRegsMissing);
         return false;
-    }
-    let regs = regs as usize;
-    // SAFETY: checked reads of kernel memory at fixed offsets of pt_regs.
-    let (ip, sp, bp) = unsafe {
-        (
-            bpf_probe_read_kernel((regs + PT_REGS_IP) as *const u64).unwrap_or(0),
-            bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64).unwrap_or(0),
-            bpf_probe_read_kernel((regs + PT_REGS_BP) as *const u64).unwrap_or(0),
-        )
     };
-    if ip == 0 || sp == 0 {
-        bump(Counter::UserRegsMissing);
-        return false;
-    }
     let Some(mut entry) = COPIES.reserve::<CopiedEvent>(0) else {
         bump(Counter::UserStackRingFull);
         return false;

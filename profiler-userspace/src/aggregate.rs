@@ -7,7 +7,7 @@ use std::{
     hash::Hash,
 };
 
-use profiler_common::{counters::Counter, maps::HIST_BUCKETS};
+use profiler_common::{counters::Counter, maps::HIST_BUCKETS, unwind::QUALITY_SLOTS};
 
 use crate::{
     go,
@@ -26,6 +26,11 @@ pub struct Totals {
     pub futex_hist: Vec<u64>,
     /// Stack ids referenced by an event but gone from their map.
     pub vanished_stacks: u64,
+    /// How the in-kernel DWARF walks ended, by
+    /// `profiler_common::unwind::quality_slot`.
+    pub stack_quality: Vec<u64>,
+    /// What the DWARF walker's tables held.
+    pub unwind_tables: crate::unwind::kernel::TableStats,
 }
 
 impl Default for Totals {
@@ -35,6 +40,8 @@ impl Default for Totals {
             runq_hist: vec![0; HIST_BUCKETS as usize],
             futex_hist: vec![0; HIST_BUCKETS as usize],
             vanished_stacks: 0,
+            stack_quality: vec![0; QUALITY_SLOTS as usize],
+            unwind_tables: Default::default(),
         }
     }
 }
@@ -72,6 +79,8 @@ impl Totals {
             runq_hist: minus(&self.runq_hist, &before.runq_hist),
             futex_hist: minus(&self.futex_hist, &before.futex_hist),
             vanished_stacks: self.vanished_stacks.saturating_sub(before.vanished_stacks),
+            stack_quality: minus(&self.stack_quality, &before.stack_quality),
+            unwind_tables: self.unwind_tables.clone(),
         }
     }
 }

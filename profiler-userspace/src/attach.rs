@@ -117,6 +117,8 @@ pub struct LoadConfig {
     pub arm_on_exec: bool,
     /// How user stacks are taken.
     pub unwind: UnwindMode,
+    /// The deepest user stack taken (`--max-depth`).
+    pub max_depth: usize,
     pub kinds: Vec<ProfileKind>,
     pub frequency: u64,
     pub min_block: Duration,
@@ -212,6 +214,9 @@ impl Attached {
         };
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
         let unwind = config.unwind as u32;
+        let max_frames = u32::try_from(config.max_depth)
+            .unwrap_or(u32::MAX)
+            .min(profiler_common::unwind::UNWIND_MAX_DEPTH as u32);
         let go_sema_only = u32::from(config.go_waits.as_ref().is_some_and(|g| g.sema_only));
         let mut loader = EbpfLoader::new();
         {
@@ -220,6 +225,7 @@ impl Attached {
                 .override_global(m::GLOBAL_TARGET_TGID, &config.tgid, true)
                 .override_global(m::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true)
                 .override_global(m::GLOBAL_UNWIND_MODE, &unwind, true)
+                .override_global(m::GLOBAL_UNWIND_MAX_FRAMES, &max_frames, true)
                 .override_global(m::GLOBAL_GO_SEMA_ONLY, &go_sema_only, true);
             if let Some(o) = &offsets {
                 loader

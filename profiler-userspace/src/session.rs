@@ -225,6 +225,10 @@ impl Session {
         } else {
             procfs::cpu_time(target.pid)
         };
+        if unwind == UnwindMode::Dwarf && !target.is_spawned() {
+            // The walker's tables are in place before the first event.
+            sources.refresh_unwind_tables(target.pid, &procfs::read_mappings(target.pid));
+        }
         if !target.is_spawned() {
             sources.arm()?;
         }
@@ -313,7 +317,17 @@ impl Session {
     /// Does what a tick asks.
     pub fn on_tick(&mut self, tick: Tick) -> anyhow::Result<()> {
         match tick {
-            Tick::Rings => self.read_rings(),
+            Tick::Rings => {
+                // Walks met code mapped since the tables were written (a
+                // started command's exec, a library loaded): rewrite them
+                // now rather than at the next mappings tick.
+                if self.unwind_mode == UnwindMode::Dwarf && self.sources.walks_missed_mappings() {
+                    let mappings = procfs::read_mappings(self.target.pid);
+                    self.sources
+                        .refresh_unwind_tables(self.target.pid, &mappings);
+                }
+                self.read_rings()
+            }
             Tick::Mappings => self.refresh_mappings(),
             Tick::Drain => self.drain()?,
         }
@@ -325,8 +339,12 @@ impl Session {
     /// copied stacks unwound while their binaries are still mapped.
     fn refresh_mappings(&mut self) {
         let mappings = procfs::read_mappings(self.target.pid);
-        if self.unwind_mode != UnwindMode::FramePointers {
-            self.unwinder.refresh_modules(&mappings);
+        match self.unwind_mode {
+            UnwindMode::Dwarf => self
+                .sources
+                .refresh_unwind_tables(self.target.pid, &mappings),
+            UnwindMode::Copy | UnwindMode::Auto => self.unwinder.refresh_modules(&mappings),
+            UnwindMode::FramePointers => {}
         }
         self.read_rings();
         self.symbols.cache_mappings(&mappings);

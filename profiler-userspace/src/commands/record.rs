@@ -90,6 +90,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         tgid: target.pid,
         arm_on_exec: target.is_spawned(),
         unwind: config.unwind,
+        max_depth: config.max_depth,
         kinds: config.kinds.clone(),
         frequency: config.frequency,
         min_block: config.min_block,

@@ -5,7 +5,10 @@
 
 use std::{collections::HashMap, fmt::Write as _, time::Duration};
 
-use profiler_common::counters::Counter;
+use profiler_common::{
+    counters::Counter,
+    unwind::{QUALITY_FP_FRAMES, QUALITY_SLOTS_PER_KIND, StackKind, WalkEnd},
+};
 
 use crate::{
     go,
@@ -97,6 +100,7 @@ impl Report<'_> {
                 );
             }
         }
+        self.stack_walks(&mut out);
         let unwind = self.snapshot.unwind;
         if unwind.unwound > 0 {
             let _ = writeln!(
@@ -125,6 +129,70 @@ impl Report<'_> {
             let _ = writeln!(out, "  wrote {written}");
         }
         out
+    }
+
+    /// How the in-kernel DWARF walks ended, per kind of event: whole, or
+    /// cut short and why; and the frames walked by frame pointers for want
+    /// of call-frame information.
+    fn stack_walks(&self, out: &mut String) {
+        let totals = self.snapshot.totals();
+        let quality = &totals.stack_quality;
+        let get = |kind: StackKind, slot: u32| {
+            quality
+                .get((kind as u32 * QUALITY_SLOTS_PER_KIND + slot) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        let mut lines = Vec::new();
+        for kind in StackKind::ALL {
+            let total: u64 = WalkEnd::ALL.iter().map(|e| get(kind, *e as u32)).sum();
+            if total == 0 {
+                continue;
+            }
+            let whole = get(kind, WalkEnd::Whole as u32);
+            let mut cut: Vec<String> = WalkEnd::ALL[1..]
+                .iter()
+                .map(|e| (e.describe(), get(kind, *e as u32)))
+                .filter(|(_, n)| *n > 0)
+                .map(|(what, n)| format!("{n} {what}"))
+                .collect();
+            let fp = get(kind, QUALITY_FP_FRAMES);
+            if fp > 0 {
+                cut.push(format!("{fp} frames walked by frame pointers for want of .eh_frame"));
+            }
+            lines.push(format!(
+                "    {:<11} {total:>9} walked, {:>5.1}% whole{}{}",
+                kind.label(),
+                100.0 * whole as f64 / total as f64,
+                if cut.is_empty() { "" } else { "; " },
+                cut.join(", ")
+            ));
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let t = &totals.unwind_tables;
+        let _ = writeln!(
+            out,
+            "  user stacks walked in the kernel from .eh_frame (--unwind dwarf): {} binaries with tables ({} rows, {:.1} MiB in the kernel), {} walked by frame pointers{}{}",
+            t.binaries,
+            t.rows,
+            f64::from(t.rows) * 12.0 / (1024.0 * 1024.0),
+            t.frame_pointer_binaries,
+            if t.unreadable > 0 {
+                format!(", {} unreadable", t.unreadable)
+            } else {
+                String::new()
+            },
+            if t.rows_full > 0 {
+                format!(", {} left out (tables full)", t.rows_full)
+            } else {
+                String::new()
+            },
+        );
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
     }
 
     fn losses(&self, out: &mut String) {

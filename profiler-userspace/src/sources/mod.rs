@@ -17,13 +17,18 @@ mod stacks;
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, StackTraceMap};
-use profiler_common::{control::Control, counters::Counter, maps as names};
+use profiler_common::{
+    control::Control,
+    counters::Counter,
+    maps as names,
+    unwind::{StackKind, WalkEnd, quality_slot},
+};
 
 use self::{maps::EventMaps, rings::Rings, stacks::KernelStacks};
 use crate::{
     aggregate::{Aggregate, Totals},
     attach::Attached,
-    unwind::Unwinder,
+    unwind::{Unwinder, kernel::KernelTables},
 };
 
 /// How long a drain waits after flipping generations: programs that read the
@@ -39,6 +44,12 @@ pub struct Sources {
     futex_hist: PerCpuArray<MapData, u64>,
     thread_names: BpfHashMap<MapData, u32, [u8; 16]>,
     stacks: KernelStacks,
+    /// The in-kernel DWARF walker's tables.
+    tables: KernelTables,
+    /// How each walk ended (`profiler_common::unwind::quality_slot`).
+    quality: PerCpuArray<MapData, u64>,
+    /// Walks that met an address in no known mapping, when last looked.
+    no_mapping_seen: u64,
     events: EventMaps,
     rings: Rings,
     /// The generation the kernel writes to.
@@ -63,7 +74,14 @@ impl Sources {
             stacks: KernelStacks::new(
                 pair(&mut take, names::MAP_STACKS)?,
                 StackTraceMap::try_from(take(names::MAP_LONG_STACKS)?)?,
+                BpfHashMap::try_from(take(names::MAP_DWARF_STACKS)?)?,
             ),
+            tables: KernelTables::new(
+                Array::try_from(take(names::MAP_UNWIND_ROWS)?)?,
+                Array::try_from(take(names::MAP_UNWIND_MAPPINGS)?)?,
+            ),
+            quality: PerCpuArray::try_from(take(names::MAP_STACK_QUALITY)?)?,
+            no_mapping_seen: 0,
             events: EventMaps::new([
                 pair(&mut take, names::MAP_CPU_EVENTS)?,
                 pair(&mut take, names::MAP_OFFCPU_EVENTS)?,
@@ -83,6 +101,34 @@ impl Sources {
         self.control
             .set(Control::Armed as u32, 1, 0)
             .context("cannot start the kernel side recording")
+    }
+
+    /// Makes the DWARF walker's tables those of `pid`'s `mappings` (just
+    /// read).
+    pub fn refresh_unwind_tables(&mut self, pid: u32, mappings: &[crate::procfs::Mapping]) {
+        if let Err(err) = self.tables.refresh(pid, mappings, &mut self.control) {
+            tracing::warn!("{err:#}");
+        }
+    }
+
+    /// What the DWARF walker's tables hold.
+    pub fn unwind_tables(&self) -> &crate::unwind::kernel::TableStats {
+        self.tables.stats()
+    }
+
+    /// Whether walks met addresses in no known mapping since the last call
+    /// (the target mapped code since the tables were written).
+    pub fn walks_missed_mappings(&mut self) -> bool {
+        let mut missed = 0;
+        for kind in StackKind::ALL {
+            let slot = quality_slot(kind, WalkEnd::NoMapping);
+            if let Ok(per_cpu) = self.quality.get(&slot, 0) {
+                missed += per_cpu.iter().sum::<u64>();
+            }
+        }
+        let moved = missed != self.no_mapping_seen;
+        self.no_mapping_seen = missed;
+        moved
     }
 
     /// Reads the ring buffers: unwinds each copied stack (while its binaries
@@ -146,6 +192,15 @@ impl Sources {
             }
         }
         totals.vanished_stacks = self.stacks.vanished();
+        for (slot, out) in totals.stack_quality.iter_mut().enumerate() {
+            *out = self
+                .quality
+                .get(&(slot as u32), 0)
+                .context("cannot read the stack walks' counts")?
+                .iter()
+                .sum();
+        }
+        totals.unwind_tables = self.tables.stats().clone();
         into.set_totals(totals);
         // Read and removed: the kernel notes a thread again at its next
         // event, so each drain reads the threads active since the last one,

@@ -7,8 +7,11 @@
 use std::{collections::HashMap, rc::Rc};
 
 use anyhow::Context as _;
-use aya::maps::{MapData, StackTraceMap};
-use profiler_common::stacks::stack_error;
+use aya::maps::{HashMap as BpfHashMap, MapData, StackTraceMap};
+use profiler_common::{
+    stacks::stack_error,
+    unwind::{UserStack, is_dwarf_stack_id},
+};
 
 use crate::{
     go::GoBinary,
@@ -23,7 +26,10 @@ pub struct KernelStacks {
     /// On-CPU stacks, one map per generation.
     generations: [StackTraceMap<MapData>; 2],
     long: StackTraceMap<MapData>,
-    /// Resolved long-lived stacks by id.
+    /// Stacks the in-kernel DWARF walker took (never cleared during a
+    /// recording, like `long`).
+    dwarf: BpfHashMap<MapData, i32, UserStack>,
+    /// Resolved long-lived and walked stacks by id.
     long_cache: HashMap<i32, Stack>,
     /// Stack ids referenced by an event but gone from their map.
     vanished: u64,
@@ -31,10 +37,15 @@ pub struct KernelStacks {
 }
 
 impl KernelStacks {
-    pub fn new(generations: [StackTraceMap<MapData>; 2], long: StackTraceMap<MapData>) -> Self {
+    pub fn new(
+        generations: [StackTraceMap<MapData>; 2],
+        long: StackTraceMap<MapData>,
+        dwarf: BpfHashMap<MapData, i32, UserStack>,
+    ) -> Self {
         KernelStacks {
             generations,
             long,
+            dwarf,
             long_cache: HashMap::new(),
             vanished: 0,
             go: None,
@@ -60,7 +71,11 @@ impl KernelStacks {
         if let Some(stack) = self.long_cache.get(&id) {
             return stack.clone();
         }
-        let stack = read(&self.long, id, &mut self.vanished, self.go.as_ref());
+        let stack = if is_dwarf_stack_id(id) {
+            read_dwarf(&self.dwarf, id, &mut self.vanished)
+        } else {
+            read(&self.long, id, &mut self.vanished, self.go.as_ref())
+        };
         self.long_cache.insert(id, stack.clone());
         stack
     }
@@ -70,6 +85,7 @@ impl KernelStacks {
     pub fn generation(&mut self, generation: usize) -> GenerationStacks<'_> {
         GenerationStacks {
             map: &self.generations[generation],
+            dwarf: &self.dwarf,
             cache: HashMap::new(),
             vanished: &mut self.vanished,
             go: self.go.as_ref(),
@@ -93,6 +109,7 @@ impl KernelStacks {
 /// The on-CPU stacks of one generation, while it is drained.
 pub struct GenerationStacks<'a> {
     map: &'a StackTraceMap<MapData>,
+    dwarf: &'a BpfHashMap<MapData, i32, UserStack>,
     cache: HashMap<i32, Stack>,
     vanished: &'a mut u64,
     go: Option<&'a GoTarget>,
@@ -103,10 +120,16 @@ impl GenerationStacks<'_> {
         if id < 0 {
             return lost(id);
         }
-        let (map, vanished, go) = (self.map, &mut *self.vanished, self.go);
+        let (map, dwarf, vanished, go) = (self.map, self.dwarf, &mut *self.vanished, self.go);
         self.cache
             .entry(id)
-            .or_insert_with(|| read(map, id, vanished, go))
+            .or_insert_with(|| {
+                if is_dwarf_stack_id(id) {
+                    read_dwarf(dwarf, id, vanished)
+                } else {
+                    read(map, id, vanished, go)
+                }
+            })
             .clone()
     }
 }
@@ -118,6 +141,23 @@ fn lost(id: i32) -> Stack {
     } else {
         tracing::debug!(errno = -id, "stack not taken");
         Stack::Lost(StackLoss::Errno(-id))
+    }
+}
+
+/// A stack the DWARF walker took: its frames, leaf first.
+fn read_dwarf(map: &BpfHashMap<MapData, i32, UserStack>, id: i32, vanished: &mut u64) -> Stack {
+    match map.get(&id, 0) {
+        Ok(stack) => {
+            let len = (stack.len as usize).min(stack.ips.len());
+            match stack.ips.get(..len) {
+                Some(ips) if !ips.is_empty() => Stack::Frames(ips.into()),
+                _ => Stack::Empty,
+            }
+        }
+        Err(_) => {
+            *vanished += 1;
+            Stack::Lost(StackLoss::Vanished)
+        }
     }
 }
 

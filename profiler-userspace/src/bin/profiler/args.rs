@@ -200,13 +200,17 @@ pub struct StackArgs {
     )]
     pub frequency: String,
 
-    /// How user stacks are walked: fp (frame pointers, in the kernel), dwarf
-    /// (each binary's .eh_frame from a copy of the stack: whole stacks for
-    /// code without frame pointers; at very high event rates copies are
-    /// dropped, and counted), auto (dwarf while the copies keep up, frame
-    /// pointers for the events beyond: whole stacks at moderate rates, every
-    /// event counted at any rate).
-    #[arg(long, value_name = "MODE", default_value = "auto")]
+    /// How user stacks are walked: dwarf (in the kernel, with tables made
+    /// from each binary's .eh_frame: whole stacks for code without frame
+    /// pointers, at any event rate), fp (frame pointers only, in the kernel:
+    /// the cheapest, but stacks through code built without frame pointers —
+    /// most distribution libraries, -O2 C, Rust release builds — are cut
+    /// short or skip callers), copy (a copy of each stack unwound in
+    /// userspace: for comparison; events beyond what the copy ring holds
+    /// lose their stacks, counted), auto (copy while the ring keeps up,
+    /// frame pointers beyond). Go programs are always walked by frame
+    /// pointers.
+    #[arg(long, value_name = "MODE", default_value = "dwarf")]
     pub unwind: String,
 
     /// Deepest user stack kept (frames beyond are cut, and counted).
@@ -269,7 +273,7 @@ pub fn parse_listen(text: &str) -> anyhow::Result<std::net::SocketAddr> {
 /// Parses `--unwind`.
 pub fn parse_unwind(text: &str) -> anyhow::Result<UnwindMode> {
     UnwindMode::from_name(text)
-        .with_context(|| format!("--unwind: unknown mode {text:?}; choose fp, dwarf or auto"))
+        .with_context(|| format!("--unwind: unknown mode {text:?}; choose dwarf, fp, copy or auto"))
 }
 
 #[derive(Debug, Args)]

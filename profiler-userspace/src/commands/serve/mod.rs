@@ -122,6 +122,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         tgid: target.pid,
         arm_on_exec: false,
         unwind: config.unwind,
+        max_depth: config.max_depth,
         kinds,
         frequency: config.frequency,
         min_block: Duration::ZERO,

@@ -6,6 +6,9 @@
 //! whole stacks. Modules come from `/proc/PID/maps` and are re-read when a
 //! frame lands outside every known module (a library loaded since).
 
+pub mod kernel;
+pub mod tables;
+
 use std::{collections::HashMap, ops::Range};
 
 use framehop::{

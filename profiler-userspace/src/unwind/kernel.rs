@@ -1,0 +1,297 @@
+//! The tables the in-kernel DWARF walker reads (`--unwind dwarf`): each
+//! executable file the target maps gets its `.eh_frame` rows (built by
+//! `tables`) written once into `UNWIND_ROWS`; the target's executable
+//! mappings, sorted, go into `UNWIND_MAPPINGS` with where their rows are.
+//! Rewritten whenever the mappings change (a library loaded, an exec).
+//! Nothing of a binary is kept here but where its rows are: the file is
+//! mapped while its table is built, then let go.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use aya::maps::{Array, MapData};
+use object::{Object as _, ObjectSegment as _};
+use profiler_common::{
+    control::Control,
+    unwind::{
+        MappingKind, UNWIND_MAPPING_ENTRIES, UNWIND_ROW_ENTRIES, UnwindMapping, UnwindRow,
+    },
+};
+use tracing::{debug, warn};
+
+use super::tables::{UnwindTable, build_table};
+use crate::procfs::Mapping;
+
+/// What the walker knows of one binary.
+#[derive(Debug, Clone)]
+struct FileTable {
+    kind: MappingKind,
+    rows_start: u32,
+    rows_len: u32,
+    /// The table's base: row pcs are ELF addresses minus this.
+    base: u64,
+    /// `(file offset, ELF address, file size)` of each loadable segment,
+    /// to place a mapping's addresses in the file.
+    segments: Vec<(u64, u64, u64)>,
+}
+
+/// What the tables hold, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Binaries with a table, and those walked by frame pointers (Go, or
+    /// no `.eh_frame`).
+    pub binaries: usize,
+    pub frame_pointer_binaries: usize,
+    /// Rows loaded into the kernel, and their bytes there.
+    pub rows: u32,
+    /// Binaries that could not be read or parsed (walked by frame
+    /// pointers), and those left out because the rows map was full.
+    pub unreadable: usize,
+    pub rows_full: usize,
+    /// Executable mappings the walker knows now.
+    pub mappings: usize,
+}
+
+/// The walker's tables in the kernel, kept current for one process.
+pub struct KernelTables {
+    rows: Array<MapData, UnwindRow>,
+    mappings: Array<MapData, UnwindMapping>,
+    /// By (device, inode) of the mapped file; the vDSO by its name.
+    files: HashMap<(u64, u64), FileTable>,
+    vdso: Option<(u64, FileTable)>,
+    next_row: u32,
+    /// The mappings written last (start, end, offset), to skip rewrites.
+    written: Vec<(u64, u64, u64)>,
+    stats: TableStats,
+}
+
+impl KernelTables {
+    pub fn new(rows: Array<MapData, UnwindRow>, mappings: Array<MapData, UnwindMapping>) -> Self {
+        KernelTables {
+            rows,
+            mappings,
+            files: HashMap::new(),
+            vdso: None,
+            next_row: 0,
+            written: Vec::new(),
+            stats: TableStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    /// Makes the kernel's mappings those of `pid` now (`mappings`, just
+    /// read), loading the rows of binaries not seen yet. `control` is the
+    /// object's control array (its `UnwindMappings` word is the count).
+    pub fn refresh(
+        &mut self,
+        pid: u32,
+        mappings: &[Mapping],
+        control: &mut Array<MapData, u32>,
+    ) -> anyhow::Result<()> {
+        let executable: Vec<&Mapping> = mappings
+            .iter()
+            .filter(|m| m.executable && m.name != "[vsyscall]")
+            .collect();
+        let key: Vec<(u64, u64, u64)> = executable
+            .iter()
+            .map(|m| (m.start, m.end, m.offset))
+            .collect();
+        if key == self.written {
+            return Ok(());
+        }
+        let mut entries = Vec::with_capacity(executable.len());
+        for m in &executable {
+            let Some(entry) = self.entry_for(pid, m) else {
+                continue;
+            };
+            entries.push(entry);
+        }
+        entries.sort_by_key(|e| e.start);
+        entries.truncate(UNWIND_MAPPING_ENTRIES as usize);
+        // Shrink the count first, so the walker never reads an entry while
+        // it is rewritten past the old end.
+        let count = entries.len() as u32;
+        control
+            .set(Control::UnwindMappings as u32, 0, 0)
+            .context("cannot update the unwinder's mapping count")?;
+        for (i, entry) in entries.iter().enumerate() {
+            self.mappings
+                .set(i as u32, entry, 0)
+                .context("cannot write the unwinder's mappings")?;
+        }
+        control
+            .set(Control::UnwindMappings as u32, count, 0)
+            .context("cannot update the unwinder's mapping count")?;
+        self.stats.mappings = entries.len();
+        self.written = key;
+        debug!(mappings = count, rows = self.next_row, "unwind tables written");
+        Ok(())
+    }
+
+    /// The walker's entry for one executable mapping.
+    fn entry_for(&mut self, pid: u32, m: &Mapping) -> Option<UnwindMapping> {
+        let table = if m.name == "[vdso]" {
+            self.vdso_table(pid, m)?
+        } else if let Some(path) = m.path.as_deref() {
+            // The process's own view of the file (a replaced or deleted
+            // binary, a container's), else its path.
+            let own = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
+            let file = if own.exists() {
+                own
+            } else {
+                PathBuf::from(path)
+            };
+            self.file_table(&file, path)?
+        } else {
+            // Executable memory with no file: JIT code.
+            return Some(UnwindMapping {
+                start: m.start,
+                end: m.end,
+                kind: MappingKind::Jit as u32,
+                ..UnwindMapping::default()
+            });
+        };
+        // The ELF address of the mapping's start, from the segment that
+        // holds its file offset.
+        let vaddr = table
+            .segments
+            .iter()
+            .find(|(offset, _, size)| m.offset >= *offset && m.offset < offset + size.max(&1))
+            .map(|(offset, vaddr, _)| vaddr + (m.offset - offset))
+            .unwrap_or(m.offset);
+        Some(UnwindMapping {
+            start: m.start,
+            end: m.end,
+            pc_adjust: m.start.wrapping_sub(vaddr).wrapping_add(table.base),
+            rows_start: table.rows_start,
+            rows_len: table.rows_len,
+            kind: table.kind as u32,
+            reserved: 0,
+        })
+    }
+
+    /// The table of a mapped file, built on first sight.
+    fn file_table(&mut self, file: &Path, shown: &str) -> Option<FileTable> {
+        let meta = std::fs::metadata(file).ok()?;
+        let id = (meta.dev(), meta.ino());
+        if let Some(table) = self.files.get(&id) {
+            return Some(table.clone());
+        }
+        let table = match std::fs::File::open(file) {
+            // SAFETY: a read-only private mapping of a file; a file truncated
+            // under us can fault, as for every ELF reader that maps.
+            Ok(f) => match unsafe { memmap2::Mmap::map(&f) } {
+                Ok(data) => self.load(&data, shown),
+                Err(err) => self.unreadable(shown, &err),
+            },
+            Err(err) => self.unreadable(shown, &err),
+        };
+        self.files.insert(id, table.clone());
+        Some(table)
+    }
+
+    /// The vDSO's table, read from the target's memory (it is in no file).
+    fn vdso_table(&mut self, pid: u32, m: &Mapping) -> Option<FileTable> {
+        if let Some((start, table)) = &self.vdso
+            && *start == m.start
+        {
+            return Some(table.clone());
+        }
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+        let mut image = vec![0u8; usize::try_from(m.end - m.start).ok()?];
+        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut image, m.start).ok()?;
+        let table = self.load(&image, "[vdso]");
+        self.vdso = Some((m.start, table.clone()));
+        Some(table)
+    }
+
+    fn unreadable(&mut self, shown: &str, err: &dyn std::fmt::Display) -> FileTable {
+        warn!("{shown}: cannot read it for unwinding ({err}); its frames are walked by frame pointers");
+        self.stats.unreadable += 1;
+        frame_pointers(Vec::new())
+    }
+
+    /// Builds a binary's table and writes its rows into the kernel.
+    fn load(&mut self, data: &[u8], shown: &str) -> FileTable {
+        let Ok(file) = object::File::parse(data) else {
+            return self.unreadable(shown, &"not an ELF file");
+        };
+        let segments: Vec<(u64, u64, u64)> = file
+            .segments()
+            .map(|s| {
+                let (offset, size) = s.file_range();
+                (offset, s.address(), size)
+            })
+            .collect();
+        // Go code keeps frame pointers and has no .eh_frame for its own
+        // functions: walked by frame pointers.
+        if file.section_by_name(".gopclntab").is_some()
+            || file.section_by_name(".go.buildinfo").is_some()
+        {
+            self.stats.frame_pointer_binaries += 1;
+            return frame_pointers(segments);
+        }
+        let table = match build_table(data) {
+            Ok(Some(table)) => table,
+            Ok(None) => {
+                self.stats.frame_pointer_binaries += 1;
+                return frame_pointers(segments);
+            }
+            Err(err) => return self.unreadable(shown, &err),
+        };
+        match self.write_rows(&table) {
+            Ok(Some(rows_start)) => {
+                self.stats.binaries += 1;
+                FileTable {
+                    kind: MappingKind::Table,
+                    rows_start,
+                    rows_len: table.rows.len() as u32,
+                    base: table.base,
+                    segments,
+                }
+            }
+            Ok(None) => {
+                warn!(
+                    "{shown}: the unwind tables are full ({UNWIND_ROW_ENTRIES} rows); its frames are walked by frame pointers"
+                );
+                self.stats.rows_full += 1;
+                frame_pointers(segments)
+            }
+            Err(err) => self.unreadable(shown, &err),
+        }
+    }
+
+    /// Appends a table's rows; `None` when they do not fit.
+    fn write_rows(&mut self, table: &UnwindTable) -> anyhow::Result<Option<u32>> {
+        let len = u32::try_from(table.rows.len()).unwrap_or(u32::MAX);
+        let start = self.next_row;
+        if start.saturating_add(len) > UNWIND_ROW_ENTRIES {
+            return Ok(None);
+        }
+        for (i, row) in table.rows.iter().enumerate() {
+            self.rows
+                .set(start + i as u32, row, 0)
+                .context("cannot write unwind rows into the kernel")?;
+        }
+        self.next_row = start + len;
+        self.stats.rows = self.next_row;
+        Ok(Some(start))
+    }
+}
+
+fn frame_pointers(segments: Vec<(u64, u64, u64)>) -> FileTable {
+    FileTable {
+        kind: MappingKind::FramePointers,
+        rows_start: 0,
+        rows_len: 0,
+        base: 0,
+        segments,
+    }
+}
