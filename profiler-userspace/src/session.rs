@@ -101,7 +101,7 @@ pub fn unix_ns() -> i64 {
 }
 
 /// A copy of a session's data at one moment, to take differences from.
-pub struct Mark(Aggregate);
+pub struct Mark(Aggregate, u64);
 
 impl Mark {
     /// Folds exited threads as the session did (see
@@ -373,13 +373,63 @@ impl Session {
     /// recording's start (it was blocked before). Call while the programs
     /// are attached and the target runs; returns how many were noted.
     pub fn note_waits_in_progress(&mut self) -> usize {
-        let futex = self.kinds.contains(&ProfileKind::Futex);
-        let offcpu = self.kinds.contains(&ProfileKind::OffCpu);
+        let since = monotonic_ns()
+            .saturating_sub(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let waits = self.waits_in_progress(since, &self.kinds.clone());
+        let noted = waits.len();
+        for (event, value) in waits {
+            self.aggregate.add(event, value);
+        }
+        self.name_fresh(true);
+        noted
+    }
+
+    /// Everything collected since `mark` (or from the start), with the
+    /// waits of `kind` still under way now counted from their start or the
+    /// mark's time, whichever is later, and marked — for a profile served
+    /// now (`serve`), without adding them to what is collected (they are
+    /// counted again, whole, when they end).
+    pub fn snapshot_with_waits(&mut self, mark: Option<&Mark>, kind: ProfileKind) -> Snapshot<'_> {
+        let since = mark.map_or_else(
+            || {
+                monotonic_ns().saturating_sub(
+                    u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                )
+            },
+            |m| m.1,
+        );
+        let waits = if self.attached.is_attached() {
+            self.waits_in_progress(since, &[kind])
+        } else {
+            Vec::new()
+        };
+        let mut aggregate = match mark {
+            Some(mark) => self.aggregate.since(&mark.0),
+            None => self.aggregate.clone(),
+        };
+        if !waits.is_empty() {
+            // What is fresh in the copy was the session's to name.
+            let _ = aggregate.take_fresh();
+            for (event, value) in waits {
+                aggregate.add(event, value);
+            }
+            let fresh = aggregate.take_fresh();
+            self.name_stacks(fresh, true);
+        }
+        self.snapshot_of(Cow::Owned(aggregate))
+    }
+
+    /// The waits of `kinds` (futex, offcpu) under way now, each with the
+    /// time waited since its start or `since` (monotonic ns), whichever is
+    /// later: see [`Session::note_waits_in_progress`].
+    fn waits_in_progress(&mut self, since: u64, kinds: &[ProfileKind]) -> Vec<(Event, Value)> {
+        let futex = kinds.contains(&ProfileKind::Futex) && self.kinds.contains(&ProfileKind::Futex);
+        let offcpu =
+            kinds.contains(&ProfileKind::OffCpu) && self.kinds.contains(&ProfileKind::OffCpu);
         if !(futex || offcpu) || !self.target.is_alive() {
-            return 0;
+            return Vec::new();
         }
         let now = monotonic_ns();
-        let since_start = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let in_flight: HashMap<u32, FutexInFlight> = self
             .attached
             .hash_entries(maps::MAP_FUTEX_INFLIGHT)
@@ -394,15 +444,12 @@ impl Session {
             Ok(threads) => threads,
             Err(err) => {
                 debug!("cannot read the threads for their waits under way: {err}");
-                return 0;
+                return Vec::new();
             }
         };
-        let mut noted = 0;
+        let mut noted = Vec::new();
         for thread in threads {
-            let waited = |start: Option<u64>| match start {
-                Some(start) if start <= now => now - start,
-                _ => since_start,
-            };
+            let waited = |start: Option<u64>| now.saturating_sub(start.unwrap_or(since).max(since));
             let futex_lock = match thread.activity {
                 inspect::Activity::Syscall {
                     lock: Some(lock), ..
@@ -434,11 +481,9 @@ impl Session {
                     waker: None,
                     in_progress: true,
                 };
-                self.aggregate.add(event, Value::one(ns));
-                noted += 1;
+                noted.push((event, Value::one(ns)));
             }
         }
-        self.name_fresh(true);
         noted
     }
 
@@ -499,7 +544,7 @@ impl Session {
 
     /// A copy of the data now, to take a difference from later.
     pub fn mark(&self) -> Mark {
-        Mark(self.aggregate.clone())
+        Mark(self.aggregate.clone(), monotonic_ns())
     }
 
     /// Everything collected so far.
@@ -566,6 +611,11 @@ impl Session {
     /// words, and names the processes of wakers from outside the target.
     fn name_fresh(&mut self, alive: bool) {
         let fresh = self.aggregate.take_fresh();
+        self.name_stacks(fresh, alive);
+    }
+
+    /// Names new stacks, locks and processes.
+    fn name_stacks(&mut self, fresh: crate::aggregate::Fresh, alive: bool) {
         let mut user = Vec::new();
         let mut kernel = Vec::new();
         for (stack, is_user) in &fresh.stacks {

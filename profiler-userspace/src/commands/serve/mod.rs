@@ -195,7 +195,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                     publish(&session, go.as_ref(), go_stats.as_mut(), &mut metrics, &health, started);
                     // Profiles being taken end now, with what there is.
                     for done in std::mem::take(&mut pending) {
-                        finish(&session, done);
+                        finish(&mut session, done);
                     }
                 }
                 tick = ticks.next(), if up => {
@@ -228,7 +228,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         .partition(|p| p.until <= now);
                     pending = waiting;
                     for done in done {
-                        finish(&session, done);
+                        finish(&mut session, done);
                     }
                 }
                 request = incoming.recv() => {
@@ -271,7 +271,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         }),
                         None => {
                             let profile = session
-                                .snapshot()
+                                .snapshot_with_waits(None, request.kind)
                                 .profile(request.kind, started.elapsed());
                             reply_with(&profile, started_unix_ns, request.reply);
                         }
@@ -310,10 +310,11 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Answers a profile request with what was collected since its start.
-fn finish(session: &Session, request: Pending) {
+/// Answers a profile request with what was collected since its start, and
+/// the waits still under way (counted from its start at the earliest).
+fn finish(session: &mut Session, request: Pending) {
     let profile = session
-        .snapshot_since(&request.before)
+        .snapshot_with_waits(Some(&request.before), request.kind)
         .profile(request.kind, request.started.elapsed());
     reply_with(&profile, request.started_unix_ns, request.reply);
 }
