@@ -64,18 +64,11 @@ pub enum Counter {
     /// A semaphore address not remembered (the wait is counted without its
     /// lock): the map was full.
     GoSemaMapFull = 27,
-    /// On-CPU samples whose user stack was walked by frame pointers
-    /// because `--unwind auto` found the copy ring half full.
-    CpuStackFallback = 28,
-    /// Off-CPU switch-outs likewise.
-    OffCpuStackFallback = 29,
-    /// Futex waits and wake calls likewise.
-    FutexStackFallback = 30,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 31] = [
+    pub const ALL: [Counter; 28] = [
         Counter::CpuSamples,
         Counter::UserStackCollision,
         Counter::UserStackMapFull,
@@ -104,9 +97,6 @@ impl Counter {
         Counter::GoParkedMapFull,
         Counter::GoMapFull,
         Counter::GoSemaMapFull,
-        Counter::CpuStackFallback,
-        Counter::OffCpuStackFallback,
-        Counter::FutexStackFallback,
     ];
 
     /// What the counter counts, as the report words it.
@@ -142,15 +132,6 @@ impl Counter {
             Counter::GoParkedMapFull => "goroutine park not remembered: parked-goroutine map full",
             Counter::GoMapFull => "goroutine wait dropped: Go event map full",
             Counter::GoSemaMapFull => "goroutine lock address lost: semaphore map full",
-            Counter::CpuStackFallback => {
-                "cpu samples walked by frame pointers (--unwind auto: copy ring half full)"
-            }
-            Counter::OffCpuStackFallback => {
-                "off-CPU switch-outs walked by frame pointers (--unwind auto: copy ring half full)"
-            }
-            Counter::FutexStackFallback => {
-                "futex events walked by frame pointers (--unwind auto: copy ring half full)"
-            }
         }
     }
 
@@ -185,9 +166,6 @@ impl Counter {
             Counter::GoParkedMapFull => "go_parked_map_full",
             Counter::GoMapFull => "go_map_full",
             Counter::GoSemaMapFull => "go_sema_map_full",
-            Counter::CpuStackFallback => "cpu",
-            Counter::OffCpuStackFallback => "offcpu",
-            Counter::FutexStackFallback => "futex",
         }
     }
 
@@ -207,19 +185,8 @@ impl Counter {
                 | Counter::GoWaits
                 | Counter::GoWaitNs
                 | Counter::GoWakeParkUnseen
-                | Counter::CpuStackFallback
-                | Counter::OffCpuStackFallback
-                | Counter::FutexStackFallback
         )
     }
-
-    /// The counters of events whose stack fell back to frame pointers, by
-    /// kind (their labels are the kinds).
-    pub const FALLBACKS: [Counter; 3] = [
-        Counter::CpuStackFallback,
-        Counter::OffCpuStackFallback,
-        Counter::FutexStackFallback,
-    ];
 }
 
 /// Number of counters in `maps::MAP_COUNTERS`.

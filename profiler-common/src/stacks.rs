@@ -1,6 +1,6 @@
-//! How user stacks are taken: walked by frame pointers in the kernel, or
-//! copied for userspace to unwind from `.eh_frame`; and what a failed
-//! `bpf_get_stackid` returns.
+//! How user stacks are taken: walked in the kernel from `.eh_frame` tables
+//! or by frame pointers, or copied for userspace to unwind; and what a
+//! failed `bpf_get_stackid` returns.
 
 /// How the programs take user stacks (the global `maps::GLOBAL_UNWIND_MODE`).
 #[repr(u32)]
@@ -9,17 +9,15 @@ pub enum UnwindMode {
     /// Frame-pointer stacks walked and counted in the kernel (`--unwind fp`).
     FramePointers = 0,
     /// Every event copies the stack for userspace unwinding (`--unwind
-    /// copy`); an event that finds the ring buffer full is dropped and
-    /// counted.
+    /// copy`); an event that finds the ring buffer full loses its stack,
+    /// counted. Kept to check the kernel's walker against framehop on the
+    /// same events; `dump` and waits still under way unwind stacks read
+    /// from outside the same way.
     Copy = 1,
-    /// Copy while the ring buffer is less than half full, else take a
-    /// frame-pointer stack in the kernel (`--unwind auto`): whole stacks at
-    /// moderate rates, every event counted at any rate.
-    Auto = 2,
     /// Stacks walked in the kernel with tables userspace derives from each
     /// binary's `.eh_frame` (`--unwind dwarf`, the default): whole stacks
     /// without frame pointers, at any event rate, aggregated in the kernel.
-    Dwarf = 3,
+    Dwarf = 2,
 }
 
 impl UnwindMode {
@@ -28,7 +26,6 @@ impl UnwindMode {
         match self {
             UnwindMode::FramePointers => "fp",
             UnwindMode::Copy => "copy",
-            UnwindMode::Auto => "auto",
             UnwindMode::Dwarf => "dwarf",
         }
     }
@@ -38,7 +35,6 @@ impl UnwindMode {
         match name {
             "fp" => Some(UnwindMode::FramePointers),
             "copy" => Some(UnwindMode::Copy),
-            "auto" => Some(UnwindMode::Auto),
             "dwarf" => Some(UnwindMode::Dwarf),
             _ => None,
         }
@@ -74,7 +70,6 @@ mod tests {
         for mode in [
             UnwindMode::FramePointers,
             UnwindMode::Copy,
-            UnwindMode::Auto,
             UnwindMode::Dwarf,
         ] {
             assert_eq!(UnwindMode::from_name(mode.name()), Some(mode));

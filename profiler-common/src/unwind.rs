@@ -315,10 +315,7 @@ mod tests {
     fn sizes_are_what_the_kernel_expects() {
         assert_eq!(core::mem::size_of::<UnwindRow>(), 12);
         assert_eq!(core::mem::size_of::<UnwindMapping>(), 40);
-        assert_eq!(
-            core::mem::size_of::<UserStack>(),
-            16 + 8 * UNWIND_MAX_DEPTH
-        );
+        assert_eq!(core::mem::size_of::<UserStack>(), 16 + 8 * UNWIND_MAX_DEPTH);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use profiler_common::{
 
 use crate::{
     maps::{CPU_EVENTS_0, CPU_EVENTS_1, STACKS_0, STACKS_1},
-    shared::{add_event, bump, copy_stack, generation, send_copy, stack_id, user_stack_id},
+    shared::{add_event, bump, copies, generation, send_copy, stack_id, user_stack_id},
     target::{is_target, note_thread},
 };
 
@@ -26,7 +26,7 @@ pub fn prf_cpu_sample(ctx: PerfEventContext) -> u32 {
     note_thread(tid);
     bump(Counter::CpuSamples);
     let mut key = EventKey::new(Origin::Cpu, tgid, tid);
-    if copy_stack(Counter::CpuStackFallback) {
+    if copies() {
         send_copy(&ctx, &key, 1, true);
         return 0;
     }

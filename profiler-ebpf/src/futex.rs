@@ -23,8 +23,7 @@ use crate::{
         OFF_FUTEX_UADDR, OFF_WAITV_WAITERS, WAKE_COPIES, global,
     },
     shared::{
-        add_event, bump, bump_by, copies_enabled, copy_stack, generation, histogram, now_ns,
-        send_copy, user_stack_id,
+        add_event, bump, bump_by, copies, generation, histogram, now_ns, send_copy, user_stack_id,
     },
     target::is_target,
 };
@@ -67,7 +66,7 @@ pub fn prf_futex_in(ctx: TracePointContext) -> u32 {
             lock: uaddr,
             ..EventKey::new(Origin::FutexWake, tgid, tid)
         };
-        if copy_stack(Counter::FutexStackFallback) {
+        if copies() {
             // The copy is this wake call's event, and the stack the waiters
             // it wakes name as their waker's (see prf_waking).
             let now = now_ns();
@@ -126,7 +125,7 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tid = pid_tgid as u32;
-    if copies_enabled() {
+    if copies() {
         let _ = WAKE_COPIES.remove(tid);
     }
     // SAFETY: a copy of the entry is taken before it is removed.
@@ -143,7 +142,7 @@ pub fn prf_futex_out(ctx: TracePointContext) -> u32 {
         waker: wait.waker,
         ..EventKey::new(Origin::FutexWait, tgid, tid)
     };
-    if copy_stack(Counter::FutexStackFallback) {
+    if copies() {
         send_copy(&ctx, &key, ns, false);
         return 0;
     }

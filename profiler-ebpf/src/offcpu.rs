@@ -23,7 +23,7 @@ use crate::{
         SWITCHED_OUT, WAKE_COPIES, global,
     },
     shared::{
-        add_event, bump, bump_by, copy_stack, generation, histogram, now_ns, send_copy, stack_id,
+        add_event, bump, bump_by, copies, generation, histogram, now_ns, send_copy, stack_id,
         user_stack_id, waker_stack_id, waker_user_stack_id,
     },
     target::{is_target, note_thread, target_tgid},
@@ -62,7 +62,7 @@ fn switch_out(ctx: &TracePointContext, tgid: u32, tid: u32, now: u64) {
     } else {
         OffCpuState::Preempted
     } as u32;
-    let copied = copy_stack(Counter::OffCpuStackFallback);
+    let copied = copies();
     if copied {
         // The user stack goes to userspace now; the interval that ends this
         // switch-out names it by this thread and time.

@@ -3,7 +3,7 @@
 //! an event with a copy of the user stack.
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA},
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::bpf_probe_read_user_buf,
     maps::{PerCpuArray, PerCpuHashMap, StackTrace},
     programs::tracing::StackIdContext,
@@ -12,7 +12,6 @@ use profiler_common::{
     control::Control,
     counters::Counter,
     event::{CopiedEvent, EventKey, Value},
-    maps::COPIES_RING_BYTES,
     stacks::{STACK_CHUNK, STACK_COPY_BYTES, UnwindMode, stack_error},
     unwind::StackKind,
 };
@@ -131,13 +130,13 @@ pub fn histogram(hist: &PerCpuArray<u64>, ns: u64) {
 }
 
 const COPY: u32 = UnwindMode::Copy as u32;
-const AUTO: u32 = UnwindMode::Auto as u32;
 const DWARF: u32 = UnwindMode::Dwarf as u32;
 
-/// Whether user stacks may be copied at all (`--unwind copy|auto`).
+/// Whether events copy their user stacks for userspace to unwind
+/// (`--unwind copy`).
 #[inline(always)]
-pub fn copies_enabled() -> bool {
-    matches!(global(&UNWIND_MODE), COPY | AUTO)
+pub fn copies() -> bool {
+    global(&UNWIND_MODE) == COPY
 }
 
 /// The current thread's user stack id for an event of `kind`: walked by
@@ -157,24 +156,6 @@ pub fn waker_user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace) -> i
         return dwarf_stack(StackKind::Waker);
     }
     waker_stack_id(ctx, stacks, true)
-}
-
-/// Whether this event should copy its user stack for userspace unwinding:
-/// always, never, or while the ring buffer is less than half full (the rest
-/// take frame-pointer stacks in the kernel, counted under `fallback`).
-#[inline(always)]
-pub fn copy_stack(fallback: Counter) -> bool {
-    match global(&UNWIND_MODE) {
-        COPY => true,
-        AUTO => {
-            let room = COPIES.query(BPF_RB_AVAIL_DATA as u64) < u64::from(COPIES_RING_BYTES / 2);
-            if !room {
-                bump(fallback);
-            }
-            room
-        }
-        _ => false,
-    }
 }
 
 /// Sends `key` and `value` with the thread's user registers and a copy of

@@ -20,8 +20,8 @@ use profiler_common::{
     stacks::stack_error,
     unwind::{
         CfaRule, HASH_SEED, MappingKind, QUALITY_FP_FRAMES, QUALITY_SLOTS_PER_KIND, RbpRule,
-        StackKind, UNWIND_MAX_DEPTH, UnwindMapping, UnwindRow, UserStack, WalkEnd,
-        dwarf_stack_id, hash_finish, hash_step,
+        StackKind, UNWIND_MAX_DEPTH, UnwindMapping, UnwindRow, UserStack, WalkEnd, dwarf_stack_id,
+        hash_finish, hash_step,
     },
 };
 
@@ -360,7 +360,11 @@ fn find_mapping(ip: u64) -> Option<&'static UnwindMapping> {
         return None;
     }
     let mapping = UNWIND_MAPPINGS.get(lo - 1)?;
-    if ip < mapping.end { Some(mapping) } else { None }
+    if ip < mapping.end {
+        Some(mapping)
+    } else {
+        None
+    }
 }
 
 /// The row of `mapping`'s table that covers `pc` (the last row whose pc is

@@ -7,7 +7,11 @@ use std::{
     hash::Hash,
 };
 
-use profiler_common::{counters::Counter, maps::HIST_BUCKETS, unwind::QUALITY_SLOTS};
+use profiler_common::{
+    counters::Counter,
+    maps::HIST_BUCKETS,
+    unwind::{QUALITY_FP_FRAMES, QUALITY_SLOTS, QUALITY_SLOTS_PER_KIND, StackKind, WalkEnd},
+};
 
 use crate::{
     go,
@@ -49,6 +53,24 @@ impl Default for Totals {
 impl Totals {
     pub fn counter(&self, counter: Counter) -> u64 {
         self.counters[counter as usize]
+    }
+
+    /// How many of `kind`'s in-kernel DWARF walks ended in `end`.
+    pub fn walks(&self, kind: StackKind, end: WalkEnd) -> u64 {
+        self.quality_slot(kind, end as u32)
+    }
+
+    /// Frames of `kind`'s walks taken by frame pointers for want of
+    /// call-frame information (a fallback).
+    pub fn walk_fallbacks(&self, kind: StackKind) -> u64 {
+        self.quality_slot(kind, QUALITY_FP_FRAMES)
+    }
+
+    fn quality_slot(&self, kind: StackKind, slot: u32) -> u64 {
+        self.stack_quality
+            .get((kind as u32 * QUALITY_SLOTS_PER_KIND + slot) as usize)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every way a sample, stack or event can be lost, as a label, with how

@@ -8,7 +8,8 @@
 //! 1. [`attach`] loads the programs (`profiler-ebpf`) for a [`target`]; they
 //!    write one event shape, `profiler_common::event::EventKey`.
 //! 2. [`sources`] read the kernel's maps and rings into
-//!    [`model::Event`]s, [`unwind`]ing copied user stacks on the way.
+//!    [`model::Event`]s; [`unwind`] prepares the tables the kernel walks
+//!    user stacks with (and unwinds copied stacks, `--unwind copy`).
 //! 3. [`aggregate`] sums events by shape, takes differences and folds
 //!    exited threads.
 //! 4. [`symbolize`] names the new addresses and lock words; [`threads`]
@@ -20,7 +21,8 @@
 //! [`session`] keeps one target attached and runs stages 2–4 on its ticks;
 //! the [`commands`] (`record`, `serve`) drive a session and render its
 //! snapshots; `dump` renders what [`inspect`] reads of a live process. [`model`] is the ground floor every room stands on;
-//! [`procfs`] reads /proc for those that need it.
+//! [`procfs`] reads /proc for those that need it; [`mapped`] holds
+//! binaries' bytes in place.
 
 pub mod aggregate;
 pub mod attach;
@@ -28,6 +30,7 @@ pub mod commands;
 pub mod formats;
 pub mod go;
 pub mod inspect;
+pub mod mapped;
 pub mod model;
 pub mod procfs;
 pub mod session;

@@ -343,7 +343,7 @@ impl Session {
             UnwindMode::Dwarf => self
                 .sources
                 .refresh_unwind_tables(self.target.pid, &mappings),
-            UnwindMode::Copy | UnwindMode::Auto => self.unwinder.refresh_modules(&mappings),
+            UnwindMode::Copy => self.unwinder.refresh_modules(&mappings),
             UnwindMode::FramePointers => {}
         }
         self.read_rings();

@@ -1,5 +1,6 @@
-//! Whole stacks without frame pointers: cpu samples unwound from each
-//! binary's .eh_frame (`--unwind dwarf`, the default for cpu profiles).
+//! Whole stacks without frame pointers: stacks walked in the kernel with
+//! tables made from each binary's .eh_frame (`--unwind dwarf`, the
+//! default).
 
 use std::process::{Command, Stdio};
 
@@ -252,31 +253,70 @@ fn stacks_inside_the_vdso_unwind_to_main() {
     );
 }
 
-/// `--unwind auto` at a rate the copy ring cannot keep up with (a futex
-/// storm): the events whose stacks fell back to frame pointers are counted
-/// by kind, and the report says how many.
+/// A futex storm (two threads, each over 200k futex calls a second) built
+/// without frame pointers, recorded with `--profile futex` from outside:
+/// every wait and wake call the kernel counted has a whole stack (the
+/// in-kernel walker keeps up at any rate), and nothing is dropped.
 #[test]
-fn auto_fallbacks_to_frame_pointers_are_counted() {
+fn a_futex_storm_has_whole_stacks_for_every_event() {
     require!(bpf());
-    let binary = build_workload("futex_storm", &["-O2", "-fno-omit-frame-pointer"]);
-    let dir = scratch_dir("fallbacks");
+    let binary = build_workload("futex_storm", &["-O2", "-fomit-frame-pointer"]);
+    let dir = scratch_dir("storm");
     let out = dir.join("storm.folded");
-    let (report, _) = record_command(
-        &["--profile", "futex", "-o", out.to_str().expect("UTF-8")],
-        &binary,
-        &["2", "2"],
-    );
+    let storm = Command::new(&binary)
+        .args(["2", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the storm");
+    let pid = storm.id().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let run = profiler(&[
+        "record",
+        "--pid",
+        &pid,
+        "--profile",
+        "futex",
+        "--duration",
+        "2",
+        "-o",
+        out.to_str().expect("UTF-8"),
+    ]);
+    let report = String::from_utf8_lossy(&run.stderr).into_owned();
+    let output = storm.wait_with_output().expect("the storm ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(run.status.success(), "profiler failed: {report}");
     assert_nothing_left_loaded();
-    let line = report
-        .lines()
-        .find(|l| l.contains("stacks walked by frame pointers instead of copied"))
-        .unwrap_or_else(|| panic!("no fallback line:\n{report}"));
-    eprintln!("{line}");
-    let futex: u64 = line
-        .split("futex ")
-        .nth(1)
-        .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(futex > 1000, "{line}");
+    let rate = workload_value(&stdout, "futex_calls_per_second").expect("the storm's rate");
+    eprintln!("{stdout}{report}");
+    assert!(
+        rate >= 200_000.0,
+        "the storm made {rate:.0} futex calls a second, not 200k"
+    );
+    for kind in ["futex_wait", "futex_wake"] {
+        let line = report
+            .lines()
+            .find(|l| l.trim_start().starts_with(kind) && l.contains("walked"))
+            .unwrap_or_else(|| panic!("no {kind} walk line:\n{report}"));
+        let walked: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(walked >= 200_000, "{kind}: {walked} walked in 2 s: {line}");
+        assert!(
+            line.contains("100.0% whole") && !line.contains(';'),
+            "{kind}: every stack whole: {line}"
+        );
+    }
+    assert!(
+        report.contains("dropped: nothing"),
+        "nothing dropped:\n{report}"
+    );
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let whole = total_where(&stacks, |s| s.has("storm") && s.has("start_thread"));
+    assert!(
+        total > 0 && whole == total,
+        "{whole} of {total} in stacks through storm <- start_thread"
+    );
 }

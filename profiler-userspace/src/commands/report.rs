@@ -7,7 +7,7 @@ use std::{collections::HashMap, fmt::Write as _, time::Duration};
 
 use profiler_common::{
     counters::Counter,
-    unwind::{QUALITY_FP_FRAMES, QUALITY_SLOTS_PER_KIND, StackKind, WalkEnd},
+    unwind::{StackKind, WalkEnd},
 };
 
 use crate::{
@@ -136,29 +136,24 @@ impl Report<'_> {
     /// of call-frame information.
     fn stack_walks(&self, out: &mut String) {
         let totals = self.snapshot.totals();
-        let quality = &totals.stack_quality;
-        let get = |kind: StackKind, slot: u32| {
-            quality
-                .get((kind as u32 * QUALITY_SLOTS_PER_KIND + slot) as usize)
-                .copied()
-                .unwrap_or(0)
-        };
         let mut lines = Vec::new();
         for kind in StackKind::ALL {
-            let total: u64 = WalkEnd::ALL.iter().map(|e| get(kind, *e as u32)).sum();
+            let total: u64 = WalkEnd::ALL.iter().map(|e| totals.walks(kind, *e)).sum();
             if total == 0 {
                 continue;
             }
-            let whole = get(kind, WalkEnd::Whole as u32);
+            let whole = totals.walks(kind, WalkEnd::Whole);
             let mut cut: Vec<String> = WalkEnd::ALL[1..]
                 .iter()
-                .map(|e| (e.describe(), get(kind, *e as u32)))
+                .map(|e| (e.describe(), totals.walks(kind, *e)))
                 .filter(|(_, n)| *n > 0)
                 .map(|(what, n)| format!("{n} {what}"))
                 .collect();
-            let fp = get(kind, QUALITY_FP_FRAMES);
+            let fp = totals.walk_fallbacks(kind);
             if fp > 0 {
-                cut.push(format!("{fp} frames walked by frame pointers for want of .eh_frame"));
+                cut.push(format!(
+                    "{fp} frames walked by frame pointers for want of .eh_frame"
+                ));
             }
             lines.push(format!(
                 "    {:<11} {total:>9} walked, {:>5.1}% whole{}{}",
@@ -220,19 +215,6 @@ impl Report<'_> {
                     "    {vanished:>8}  stack evicted from the stack map before it was drained"
                 );
             }
-        }
-        let fallbacks: Vec<String> = Counter::FALLBACKS
-            .iter()
-            .map(|c| (c.label(), s.counter(*c)))
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| format!("{kind} {n}"))
-            .collect();
-        if !fallbacks.is_empty() {
-            let _ = writeln!(
-                out,
-                "  stacks walked by frame pointers instead of copied (--unwind auto: the copy ring was half full; wrong where code has no frame pointers): {}",
-                fallbacks.join(", ")
-            );
         }
         let unknown = |counts: &HashMap<&'static str, u64>| {
             let mut v: Vec<_> = counts.iter().map(|(k, n)| (*k, *n)).collect();

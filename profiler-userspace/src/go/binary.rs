@@ -10,6 +10,7 @@ use super::{
     buildinfo::{self, BuildInfo},
     pclntab::{GoError, Pclntab},
 };
+use crate::mapped::Bytes;
 
 pub struct GoBinary {
     pub table: Pclntab,
@@ -22,7 +23,7 @@ pub struct GoBinary {
     segments: Vec<(Range<u64>, u64)>,
     /// The `.text` section: its addresses and bytes.
     text: Range<u64>,
-    code: Vec<u8>,
+    code: Bytes,
     /// The runtime's variables found in the code (see `go::data`).
     pub(super) variables: OnceLock<Vec<RuntimeVariable>>,
 }
@@ -30,7 +31,7 @@ pub struct GoBinary {
 impl GoBinary {
     /// Reads the Go binary at `path`; `Ok(None)` when it is not Go.
     pub fn read(path: &str) -> Result<Option<GoBinary>, GoError> {
-        let data = std::fs::read(path).map_err(|err| GoError::Malformed {
+        let data = Bytes::map(path).map_err(|err| GoError::Malformed {
             what: "binary",
             why: format!("cannot read {path}: {err}"),
         })?;
@@ -41,7 +42,7 @@ impl GoBinary {
         if !buildinfo::is_go(&file) {
             return Ok(None);
         }
-        let Some(table) = Pclntab::parse(&file)? else {
+        let Some(table) = Pclntab::parse_mapped(&file, &data)? else {
             return Ok(None);
         };
         let build = buildinfo::read(&file).ok().flatten();
@@ -56,9 +57,12 @@ impl GoBinary {
         let (text, code) = match file.section_by_name(".text") {
             Some(section) => (
                 section.address()..section.address() + section.size(),
-                section.data().map(<[u8]>::to_vec).unwrap_or_default(),
+                section
+                    .data()
+                    .map(|code| data.within_or_copy(code))
+                    .unwrap_or_else(|_| Bytes::from(Vec::new())),
             ),
-            None => (0..0, Vec::new()),
+            None => (0..0, Bytes::from(Vec::new())),
         };
         Ok(Some(GoBinary {
             table,

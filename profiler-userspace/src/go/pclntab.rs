@@ -41,6 +41,7 @@ use object::{Object as _, ObjectSection as _, SectionFlags};
 
 pub use super::error::GoError;
 use super::{buildinfo, error::elf_file};
+use crate::mapped::Bytes;
 
 /// Go 1.18 and 1.19.
 const MAGIC_GO118: u32 = 0xffff_fff0;
@@ -179,8 +180,8 @@ enum FuncDataBytes {
     /// Inside the table's own bytes (Go 1.27 puts `go:func.*` there), from
     /// this offset.
     InTable(usize),
-    /// A copy from `gofunc` to the end of its section.
-    Own(Vec<u8>),
+    /// From `gofunc` to the end of its section, kept apart from the table.
+    Own(Bytes),
 }
 
 /// One `_func`, decoded.
@@ -203,8 +204,8 @@ struct Func {
 /// not allocate beyond their answers; it is `Send` and `Sync`.
 #[derive(Debug)]
 pub struct Pclntab {
-    /// The table, from its header.
-    data: Vec<u8>,
+    /// The table, from its header (in the mapped file, or a copy).
+    data: Bytes,
     /// Its virtual address.
     address: u64,
     magic: u32,
@@ -301,6 +302,23 @@ impl Pclntab {
     /// linked PIEs up to 1.25; inside `.data.rel.ro` with no section of its
     /// own in externally linked PIEs up to 1.25, where it is searched for).
     pub fn parse(file: &object::File<'_>) -> Result<Option<Pclntab>, GoError> {
+        Pclntab::parse_keeping(file, &|bytes| Bytes::from(bytes.to_vec()))
+    }
+
+    /// [`Pclntab::parse`] of a file mapped as `whole`: the table's bytes
+    /// stay in the mapping, not copied.
+    pub fn parse_mapped(
+        file: &object::File<'_>,
+        whole: &Bytes,
+    ) -> Result<Option<Pclntab>, GoError> {
+        Pclntab::parse_keeping(file, &|bytes| whole.within_or_copy(bytes))
+    }
+
+    /// Parses, keeping the bytes it needs of the file with `keep`.
+    fn parse_keeping(
+        file: &object::File<'_>,
+        keep: &dyn Fn(&[u8]) -> Bytes,
+    ) -> Result<Option<Pclntab>, GoError> {
         let Some((address, bytes)) = locate(file)? else {
             return Ok(None);
         };
@@ -317,14 +335,14 @@ impl Pclntab {
                 "no text base: the header has none, and neither moduledata nor .text was found",
             ));
         };
-        let mut table = Pclntab::decode(bytes.to_vec(), address, header, text_start, text_base)?;
+        let mut table = Pclntab::decode(keep(bytes), address, header, text_start, text_base)?;
         table.moduledata = moduledata.as_ref().map(|&(md, _)| md);
         if let Some((md, words)) = moduledata {
             let release = buildinfo::read(file)
                 .ok()
                 .flatten()
                 .and_then(|b| b.go_release());
-            if let Some((gofunc, funcdata)) = table.choose_gofunc(file, &words, release) {
+            if let Some((gofunc, funcdata)) = table.choose_gofunc(file, &words, release, keep) {
                 table.funcdata = Some(funcdata);
                 table.moduledata = Some(ModuleData {
                     gofunc: Some(gofunc),
@@ -343,7 +361,7 @@ impl Pclntab {
 
     /// Decodes the table from its bytes, given where its text starts.
     fn decode(
-        data: Vec<u8>,
+        data: Bytes,
         address: u64,
         header: Header,
         text_start: u64,
@@ -727,6 +745,7 @@ impl Pclntab {
         file: &object::File<'_>,
         words: &[u64],
         release: Option<(u32, u32)>,
+        keep: &dyn Fn(&[u8]) -> Bytes,
     ) -> Option<(u64, FuncDataBytes)> {
         // (index of rodata, index of gofunc) in moduledata, in words.
         const GO118: (usize, usize) = (37, 38); // 1.18, 1.19
@@ -746,7 +765,7 @@ impl Pclntab {
             if rodata > gofunc || section_data_at(file, rodata).is_none() {
                 continue;
             }
-            let Some(bytes) = self.funcdata_at(file, gofunc) else {
+            let Some(bytes) = self.funcdata_at(file, gofunc, keep) else {
                 continue;
             };
             let Some(funcdata) = self.funcdata_bytes(&bytes) else {
@@ -766,15 +785,20 @@ impl Pclntab {
     }
 
     /// The funcdata bytes from `gofunc` to the end of its section: a place
-    /// in the table when it is inside it, else a copy.
-    fn funcdata_at(&self, file: &object::File<'_>, gofunc: u64) -> Option<FuncDataBytes> {
+    /// in the table when it is inside it, else kept with `keep`.
+    fn funcdata_at(
+        &self,
+        file: &object::File<'_>,
+        gofunc: u64,
+        keep: &dyn Fn(&[u8]) -> Bytes,
+    ) -> Option<FuncDataBytes> {
         let end = self.address.checked_add(self.data.len() as u64)?;
         if (self.address..end).contains(&gofunc) {
             return Some(FuncDataBytes::InTable(
                 usize::try_from(gofunc - self.address).ok()?,
             ));
         }
-        Some(FuncDataBytes::Own(section_data_at(file, gofunc)?.to_vec()))
+        Some(FuncDataBytes::Own(keep(section_data_at(file, gofunc)?)))
     }
 
     /// Whether the inline trees of the first functions that have one read
@@ -1226,8 +1250,8 @@ mod tests {
 
     fn synthetic_table(data: Vec<u8>, tree: Vec<u8>) -> Result<Pclntab, GoError> {
         let header = Header::read(&data)?;
-        let mut t = Pclntab::decode(data, 0x4a0000, header, 0x401000, TextBase::Header)?;
-        t.funcdata = Some(FuncDataBytes::Own(tree));
+        let mut t = Pclntab::decode(data.into(), 0x4a0000, header, 0x401000, TextBase::Header)?;
+        t.funcdata = Some(FuncDataBytes::Own(tree.into()));
         Ok(t)
     }
 

@@ -17,9 +17,7 @@ use aya::maps::{Array, MapData};
 use object::{Object as _, ObjectSegment as _};
 use profiler_common::{
     control::Control,
-    unwind::{
-        MappingKind, UNWIND_MAPPING_ENTRIES, UNWIND_ROW_ENTRIES, UnwindMapping, UnwindRow,
-    },
+    unwind::{MappingKind, UNWIND_MAPPING_ENTRIES, UNWIND_ROW_ENTRIES, UnwindMapping, UnwindRow},
 };
 use tracing::{debug, warn};
 
@@ -131,7 +129,11 @@ impl KernelTables {
             .context("cannot update the unwinder's mapping count")?;
         self.stats.mappings = entries.len();
         self.written = key;
-        debug!(mappings = count, rows = self.next_row, "unwind tables written");
+        debug!(
+            mappings = count,
+            rows = self.next_row,
+            "unwind tables written"
+        );
         Ok(())
     }
 
@@ -213,7 +215,9 @@ impl KernelTables {
     }
 
     fn unreadable(&mut self, shown: &str, err: &dyn std::fmt::Display) -> FileTable {
-        warn!("{shown}: cannot read it for unwinding ({err}); its frames are walked by frame pointers");
+        warn!(
+            "{shown}: cannot read it for unwinding ({err}); its frames are walked by frame pointers"
+        );
         self.stats.unreadable += 1;
         frame_pointers(Vec::new())
     }

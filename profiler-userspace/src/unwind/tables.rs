@@ -413,13 +413,15 @@ const OP_GE: u8 = gimli::constants::DW_OP_ge.0;
 const OP_SHL: u8 = gimli::constants::DW_OP_shl.0;
 const OP_PLUS: u8 = gimli::constants::DW_OP_plus.0;
 
-/// The linker's CFA expression for `.plt` entries, `rsp + off + ((rip & 15)
-/// >= N ? 8 : 0)`:
+/// The linker's CFA expression for `.plt` entries,
+/// `CFA = rsp + off + (((rip & 15) >= N) << 3)`, as `(off, N)`:
+///
 /// `DW_OP_breg7 <off>; DW_OP_breg16 0; DW_OP_lit15; DW_OP_and;
-/// DW_OP_lit<N>; DW_OP_ge; DW_OP_lit3; DW_OP_shl; DW_OP_plus`, as
-/// `(off, N)`. N is 11 in a classic `.plt` (`jmp *GOT; push n; jmp PLT0`:
-/// after the push, at byte 11 of the 16, rsp has moved 8), 9 in an IBT
-/// `.plt` (`endbr64; push n; bnd jmp PLT0`).
+/// DW_OP_lit<N>; DW_OP_ge; DW_OP_lit3; DW_OP_shl; DW_OP_plus`
+///
+/// N is 11 in a classic `.plt` (`jmp *GOT; push n; jmp PLT0`: from byte
+/// 11 of the 16, after the push, rsp has moved 8), 9 in an IBT `.plt`
+/// (`endbr64; push n; bnd jmp PLT0`).
 fn plt_expression(bytes: &[u8]) -> Option<(i32, i16)> {
     let (&op, rest) = bytes.split_first()?;
     if op != OP_BREG7 {
@@ -600,7 +602,11 @@ mod tests {
             assert_eq!((row.cfa_offset, row.rbp_offset), (8, threshold), "{name}");
             assert!(table.stats.plt_rows >= 1);
             let main = row_at(&table, symbol(&elf, "main").expect("main"));
-            assert_eq!((rule(&main), main.cfa_offset), (CfaRule::Rsp, 8), "{main:?}");
+            assert_eq!(
+                (rule(&main), main.cfa_offset),
+                (CfaRule::Rsp, 8),
+                "{main:?}"
+            );
             let start = row_at(&table, symbol(&elf, "_start").expect("_start"));
             assert_eq!(rule(&start), CfaRule::End, "{start:?}");
             let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
@@ -629,7 +635,9 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let error = build_table(&garbage).expect_err("garbage");
         eprintln!("garbage: {error}");
         assert!(build_table(&[]).is_err());
@@ -660,7 +668,9 @@ mod tests {
         for _ in 0..3000 {
             let mut copy = elf.clone();
             for _ in 0..1 + seed % 4 {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let at = offset + (seed >> 33) % size;
                 copy[at as usize] = (seed >> 17) as u8;
             }
@@ -717,12 +727,36 @@ mod tests {
             (0x500, rsp(64)),
         ];
         let mut spans = vec![
-            Span { start: 0x300, end: 0x400, rows: 6..9 },
-            Span { start: 0x100, end: 0x200, rows: 0..4 },
-            Span { start: 0x200, end: 0x210, rows: 4..6 },
-            Span { start: 0x350, end: 0x370, rows: 9..10 },
-            Span { start: 0x500, end: 0x520, rows: 10..11 },
-            Span { start: 0x500, end: 0x510, rows: 11..12 },
+            Span {
+                start: 0x300,
+                end: 0x400,
+                rows: 6..9,
+            },
+            Span {
+                start: 0x100,
+                end: 0x200,
+                rows: 0..4,
+            },
+            Span {
+                start: 0x200,
+                end: 0x210,
+                rows: 4..6,
+            },
+            Span {
+                start: 0x350,
+                end: 0x370,
+                rows: 9..10,
+            },
+            Span {
+                start: 0x500,
+                end: 0x520,
+                rows: 10..11,
+            },
+            Span {
+                start: 0x500,
+                end: 0x510,
+                rows: 11..12,
+            },
         ];
         let mut stats = TableStats::default();
         let rows = assemble(&mut spans, &raw, &mut stats);
@@ -750,7 +784,9 @@ mod tests {
         let ibt = [0x77, 8, 0x80, 0, 0x3f, 0x1a, 0x39, 0x2a, 0x33, 0x24, 0x22];
         assert_eq!(plt_expression(&ibt), Some((8, 9)));
         // A two-byte offset (200 = 0xc8 0x01 in SLEB128).
-        let wide = [0x77, 0xc8, 0x01, 0x80, 0, 0x3f, 0x1a, 0x3b, 0x2a, 0x33, 0x24, 0x22];
+        let wide = [
+            0x77, 0xc8, 0x01, 0x80, 0, 0x3f, 0x1a, 0x3b, 0x2a, 0x33, 0x24, 0x22,
+        ];
         assert_eq!(plt_expression(&wide), Some((200, 11)));
         // `DW_OP_breg6 -8; DW_OP_deref` (a realigned stack): not a PLT.
         assert_eq!(plt_expression(&[0x76, 0x78, 0x06]), None);
@@ -799,14 +835,21 @@ mod tests {
             };
             let file = object::File::parse(elf.as_slice()).expect("elf");
             let base_svma = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
-            let end_svma = file.segments().map(|s| s.address() + s.size()).max().unwrap_or(0);
+            let end_svma = file
+                .segments()
+                .map(|s| s.address() + s.size())
+                .max()
+                .unwrap_or(0);
             let section = |name: &str| {
                 let s = file.section_by_name(name)?;
                 let range = s.address()..s.address() + s.size();
                 Some((range, s.data().ok()?.to_vec()))
             };
-            let (text, eh_frame, eh_frame_hdr) =
-                (section(".text"), section(".eh_frame"), section(".eh_frame_hdr"));
+            let (text, eh_frame, eh_frame_hdr) = (
+                section(".text"),
+                section(".eh_frame"),
+                section(".eh_frame_hdr"),
+            );
             let info = ExplicitModuleSectionInfo {
                 base_svma,
                 text_svma: text.as_ref().map(|(r, _)| r.clone()),
@@ -875,7 +918,7 @@ mod tests {
                 }
             }
             eprintln!(
-                "{}: {checked} addresses agree with framehop ({skipped} unsupported or \
+                "{}: {checked} addresses compared with framehop ({skipped} unsupported or \
                  signal rows skipped, {} mismatches) in {:?}",
                 path.display(),
                 mismatches.len(),
@@ -884,7 +927,11 @@ mod tests {
             for m in mismatches.iter().take(20) {
                 eprintln!("  {m}");
             }
-            assert!(mismatches.is_empty(), "{}: rows differ from framehop", path.display());
+            assert!(
+                mismatches.is_empty(),
+                "{}: rows differ from framehop",
+                path.display()
+            );
         }
     }
 
@@ -906,7 +953,11 @@ mod tests {
             CfaRule::Rsp => sp.wrapping_add_signed(offset),
             CfaRule::Rbp => bp.wrapping_add_signed(offset),
             CfaRule::Plt => {
-                let extra = if (ip & 15) >= row.rbp_offset as u64 { 8 } else { 0 };
+                let extra = if (ip & 15) >= row.rbp_offset as u64 {
+                    8
+                } else {
+                    0
+                };
                 sp.wrapping_add_signed(offset) + extra
             }
             CfaRule::Unsupported => unreachable!("skipped"),
@@ -1039,7 +1090,11 @@ mod tests {
                                 fp.wrapping_add_signed(offset)
                             }
                             CfaRule::Plt => {
-                                let extra = if (ip & 15) >= row.rbp_offset as u64 { 8 } else { 0 };
+                                let extra = if (ip & 15) >= row.rbp_offset as u64 {
+                                    8
+                                } else {
+                                    0
+                                };
                                 sp.wrapping_add_signed(offset) + extra
                             }
                             _ => sp.wrapping_add_signed(offset),
@@ -1123,9 +1178,16 @@ mod tests {
 
         fn check(what: &str, walks: &Walks) {
             let (ours, end) = &walks.ours;
-            eprintln!("{what}: ours {} frames ({end:?}), framehop {}", ours.len(), walks.framehop.len());
+            eprintln!(
+                "{what}: ours {} frames ({end:?}), framehop {}",
+                ours.len(),
+                walks.framehop.len()
+            );
             for (i, (a, b)) in ours.iter().zip(&walks.framehop).enumerate() {
-                eprintln!("  {i:2} {a:#014x} {b:#014x}{}", if a == b { "" } else { "  <-" });
+                eprintln!(
+                    "  {i:2} {a:#014x} {b:#014x}{}",
+                    if a == b { "" } else { "  <-" }
+                );
             }
             assert_eq!(ours, &walks.framehop, "{what}: the walks differ");
             assert_eq!(*end, WalkEnd::Whole, "{what}: walk not whole");

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use profiler_common::counters::Counter;
+use profiler_common::unwind::{StackKind, WalkEnd};
 use serde_json::json;
 
 use crate::snapshot::Snapshot;
@@ -59,11 +59,22 @@ impl Health {
                 .collect::<Vec<_>>(),
             "events_dropped": total,
             "dropped_by_reason": dropped,
-            // Events whose user stack was walked by frame pointers, not
-            // copied (--unwind auto with the copy ring half full), by kind.
-            "stack_fallbacks": Counter::FALLBACKS
+            // Frames of in-kernel DWARF walks taken by frame pointers for
+            // want of call-frame information, by kind of event.
+            "stack_fallbacks": StackKind::ALL
                 .iter()
-                .map(|c| (c.label().to_owned(), json!(snapshot.counter(*c))))
+                .map(|k| (k.label().to_owned(), json!(snapshot.totals().walk_fallbacks(*k))))
+                .collect::<serde_json::Map<_, _>>(),
+            // How the in-kernel DWARF walks ended, by kind of event.
+            "stack_walks": StackKind::ALL
+                .iter()
+                .map(|k| {
+                    let ends = WalkEnd::ALL
+                        .iter()
+                        .map(|e| (e.label().to_owned(), json!(snapshot.totals().walks(*k, *e))))
+                        .collect::<serde_json::Map<_, _>>();
+                    (k.label().to_owned(), json!(ends))
+                })
                 .collect::<serde_json::Map<_, _>>(),
             "uptime_seconds": started.elapsed().as_secs(),
         });

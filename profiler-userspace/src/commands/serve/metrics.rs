@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use profiler_common::counters::Counter;
+use profiler_common::{
+    counters::Counter,
+    unwind::{StackKind, WalkEnd},
+};
 use prometheus::{
     Registry,
     core::{Collector, Desc},
@@ -136,8 +139,14 @@ fn families(top_locks: usize) -> Vec<Family> {
             &["reason"],
         ),
         family(
+            "profiler_stack_walks_total",
+            "User stacks walked in the kernel from .eh_frame tables (--unwind dwarf), by kind of event and how the walk ended (whole, or why it stopped).",
+            MetricType::COUNTER,
+            &["kind", "end"],
+        ),
+        family(
             "profiler_stack_fallbacks_total",
-            "Events whose user stack was walked by frame pointers instead of copied and unwound from .eh_frame (--unwind auto, with the copy ring half full), by kind.",
+            "Frames of in-kernel DWARF walks taken by frame pointers because no call-frame information covered them, by kind of event.",
             MetricType::COUNTER,
             &["kind"],
         ),
@@ -502,10 +511,29 @@ impl Metrics {
                 .collect(),
         );
 
+        let totals = snapshot.totals();
         metrics.push(
-            Counter::FALLBACKS
+            StackKind::ALL
                 .iter()
-                .map(|c| counter(&[("kind", c.label())], snapshot.counter(*c) as f64))
+                .flat_map(|kind| {
+                    WalkEnd::ALL.iter().map(move |end| {
+                        counter(
+                            &[("kind", kind.label()), ("end", end.label())],
+                            totals.walks(*kind, *end) as f64,
+                        )
+                    })
+                })
+                .collect(),
+        );
+        metrics.push(
+            StackKind::ALL
+                .iter()
+                .map(|kind| {
+                    counter(
+                        &[("kind", kind.label())],
+                        totals.walk_fallbacks(*kind) as f64,
+                    )
+                })
                 .collect(),
         );
         metrics.push(
