@@ -236,6 +236,13 @@ impl Session {
         // what the held child did before, as a copy of this program, is not
         // recorded.
         target.release()?;
+        if unwind == UnwindMode::Dwarf && target.is_spawned() {
+            // The command's image is in place (release returns after its
+            // exec); the dynamic loader maps its libraries within
+            // milliseconds. The walker's tables follow once the mappings
+            // settle, so the command's own code is walked from its start.
+            sources.refresh_unwind_tables(target.pid, &settled_mappings(target.pid));
+        }
         let mut symbols = Symbols::new(target.pid);
         let mappings = procfs::read_mappings(target.pid);
         symbols.cache_mappings(&mappings);
@@ -636,6 +643,27 @@ impl Session {
 
 /// CLOCK_MONOTONIC now in nanoseconds: the kernel programs' clock
 /// (`bpf_ktime_get_ns`).
+/// The mappings of a command just started, once the dynamic loader has
+/// mapped its libraries: read every millisecond until two reads agree
+/// (at most a tenth of a second).
+fn settled_mappings(pid: u32) -> Vec<procfs::Mapping> {
+    let deadline = Instant::now() + Duration::from_millis(100);
+    let mut last = procfs::read_mappings(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(1));
+        let now = procfs::read_mappings(pid);
+        let same = now.len() == last.len()
+            && now
+                .iter()
+                .zip(&last)
+                .all(|(a, b)| a.start == b.start && a.end == b.end);
+        if same || Instant::now() >= deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

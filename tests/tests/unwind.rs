@@ -44,7 +44,7 @@ fn optimized_c_without_frame_pointers_has_whole_stacks_and_the_right_split() {
         "hot_three's share {three_pct:.1}% is not within 5 points of 75%"
     );
     assert!(
-        report.contains("user stacks unwound from .eh_frame"),
+        report.contains("user stacks walked in the kernel from .eh_frame"),
         "{report}"
     );
 }

@@ -105,7 +105,7 @@ impl Report<'_> {
         if unwind.unwound > 0 {
             let _ = writeln!(
                 out,
-                "  user stacks unwound from .eh_frame: {} ({:.1} MiB of unwind and text sections held)",
+                "  user stacks unwound in userspace from .eh_frame: {} ({:.1} MiB of unwind and text sections mapped)",
                 unwind.unwound,
                 unwind.table_bytes as f64 / (1024.0 * 1024.0)
             );

@@ -60,9 +60,9 @@ impl GoBinary {
                 section
                     .data()
                     .map(|code| data.within_or_copy(code))
-                    .unwrap_or_else(|_| Bytes::from(Vec::new())),
+                    .unwrap_or_default(),
             ),
-            None => (0..0, Bytes::from(Vec::new())),
+            None => (0..0, Bytes::default()),
         };
         Ok(Some(GoBinary {
             table,

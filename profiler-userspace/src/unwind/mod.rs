@@ -17,7 +17,10 @@ use framehop::{
 };
 use object::{Object as _, ObjectSection as _, ObjectSegment as _};
 
-use crate::procfs::{Mapping, read_mappings};
+use crate::{
+    mapped::Bytes,
+    procfs::{Mapping, read_mappings},
+};
 
 /// A copy of a thread's user stack from `sp` up, with the registers the
 /// walk starts from.
@@ -76,14 +79,15 @@ pub struct UnwindStats {
     /// Stacks unwound, and those cut short by reason.
     pub unwound: u64,
     pub truncated: HashMap<Truncation, u64>,
-    /// Bytes of unwind and text sections held for the modules.
+    /// Bytes of unwind and text sections the modules use (mapped from
+    /// their files, not copied).
     pub table_bytes: usize,
 }
 
 /// The unwinder of one process.
 pub struct Unwinder {
     pid: u32,
-    unwinder: UnwinderX86_64<Vec<u8>>,
+    unwinder: UnwinderX86_64<Bytes>,
     cache: CacheX86_64,
     /// Modules added, by path, with their address range.
     modules: HashMap<String, Range<u64>>,
@@ -156,7 +160,7 @@ impl Unwinder {
         if std::os::unix::fs::FileExt::read_exact_at(&mem, &mut image, start).is_err() {
             return;
         }
-        if let Some(module) = self.module_from(&image, start, start..end, "[vdso]") {
+        if let Some(module) = self.module_from(&Bytes::from(image), start, start..end, "[vdso]") {
             self.unwinder.add_module(module);
             self.modules.insert("[vdso]".to_owned(), start..end);
         }
@@ -164,11 +168,11 @@ impl Unwinder {
 
     /// Reads a binary's unwind sections. The module's addresses: `base` is
     /// where its lowest loadable segment sits in the process.
-    fn load_module(&mut self, path: &str, base: u64, code: Range<u64>) -> Option<Module<Vec<u8>>> {
+    fn load_module(&mut self, path: &str, base: u64, code: Range<u64>) -> Option<Module<Bytes>> {
         // Through the process's own view of the file where possible (a
         // container's or a deleted binary), else the path.
-        let data = std::fs::read(format!("/proc/{}/root{path}", self.pid))
-            .or_else(|_| std::fs::read(path))
+        let data = Bytes::map(format!("/proc/{}/root{path}", self.pid))
+            .or_else(|_| Bytes::map(path))
             .ok()?;
         self.module_from(&data, base, code, path)
     }
@@ -177,17 +181,21 @@ impl Unwinder {
     /// segment sits in the process, `code` the range its code covers.
     fn module_from(
         &mut self,
-        data: &[u8],
+        data: &Bytes,
         base: u64,
         code: Range<u64>,
         name: &str,
-    ) -> Option<Module<Vec<u8>>> {
-        let file = object::File::parse(data).ok()?;
+    ) -> Option<Module<Bytes>> {
+        let file = object::File::parse(&**data).ok()?;
         let base_svma = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
         let section = |name: &str| {
             let s = file.section_by_name(name)?;
             let range = s.address()..s.address() + s.size();
-            let bytes = s.uncompressed_data().ok()?.into_owned();
+            // In place in the mapped file; a compressed section is inflated.
+            let bytes = match s.uncompressed_data().ok()? {
+                std::borrow::Cow::Borrowed(part) => data.within_or_copy(part),
+                std::borrow::Cow::Owned(inflated) => Bytes::from(inflated),
+            };
             Some((range, bytes))
         };
         let text = section(".text");
