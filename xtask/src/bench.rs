@@ -14,6 +14,18 @@ use crate::{build_profiler, run_cmd, workspace_root};
 
 #[derive(Debug, Subcommand)]
 pub enum Which {
+    /// The kernel's cost per event of taking user stacks (ns per program
+    /// run, from kernel.bpf_stats_enabled) for cpu samples at 999 Hz,
+    /// context switches and futex calls, with --unwind fp, dwarf and copy,
+    /// beside bpftrace doing the same job; and each workload's throughput.
+    Unwind {
+        /// Runs of each kind (alternated).
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Target throughput alone vs under `profiler record` at 99 Hz with
     /// frame-pointer stacks and with DWARF unwinding, and under `profiler
     /// serve` (every kind), and the profiler's own CPU time (per sample) and
@@ -84,6 +96,7 @@ pub enum Which {
 
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
+        Which::Unwind { runs, seconds } => crate::bench_unwind::run(runs, seconds),
         Which::Scrape {
             connections,
             seconds,
@@ -209,7 +222,7 @@ fn compare(c: &Comparison<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -696,7 +709,7 @@ fn goroutines(runs: u32, seconds: u64) -> anyhow::Result<()> {
 }
 
 /// The `key=value` numbers of a line of output.
-fn values_of(text: &str) -> std::collections::HashMap<String, f64> {
+pub(crate) fn values_of(text: &str) -> std::collections::HashMap<String, f64> {
     text.split_whitespace()
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=')?;
