@@ -152,6 +152,27 @@ pub struct UserStack {
     pub ips: [u64; UNWIND_MAX_DEPTH],
 }
 
+/// A walk under way in the kernel (per CPU): the registers of the frame
+/// being looked at, and the stack so far.
+#[repr(C)]
+pub struct WalkState {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    pub hash: u64,
+    /// 0 while walking, else `WalkEnd + 1`.
+    pub done: u32,
+    /// 1 while `bp` holds the frame's real `rbp`.
+    pub bp_known: u32,
+    /// 1 while `ip` is the exact address of an instruction (the first
+    /// frame, or one interrupted by a signal), not a return address: the
+    /// walker looks up `ip - 1` otherwise, the call instruction.
+    pub exact: u32,
+    /// Frames walked by frame pointers for want of a row.
+    pub fp_frames: u32,
+    pub stack: UserStack,
+}
+
 /// How a walk ended: whole, or why it stopped early. Counted per kind of
 /// event (see [`StackKind`]) in `STACK_QUALITY`.
 #[repr(u32)]

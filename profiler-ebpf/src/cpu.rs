@@ -10,8 +10,9 @@ use profiler_common::{
 
 use crate::{
     maps::{CPU_EVENTS_0, CPU_EVENTS_1, STACKS_0, STACKS_1},
-    shared::{add_event, bump, copies, generation, send_copy, stack_id, user_stack_id},
+    shared::{add_event, bump, copies, generation, send_copy, stack_id},
     target::{is_target, note_thread},
+    unwind::user_stack_id,
 };
 
 /// Runs on every tick of the cpu-clock event on every CPU.

@@ -22,10 +22,9 @@ use crate::{
         FUTEX_EVENTS_0, FUTEX_EVENTS_1, FUTEX_HIST, FUTEX_INFLIGHT, LONG_STACKS, OFF_FUTEX_OP,
         OFF_FUTEX_UADDR, OFF_WAITV_WAITERS, WAKE_COPIES, global,
     },
-    shared::{
-        add_event, bump, bump_by, copies, generation, histogram, now_ns, send_copy, user_stack_id,
-    },
+    shared::{add_event, bump, bump_by, copies, generation, histogram, now_ns, send_copy},
     target::is_target,
+    unwind::user_stack_id,
 };
 
 #[inline(always)]

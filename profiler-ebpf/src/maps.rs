@@ -19,11 +19,9 @@ use profiler_common::{
     offcpu::SwitchedOut,
     unwind::{
         DWARF_STACK_ENTRIES, QUALITY_SLOTS, UNWIND_MAPPING_ENTRIES, UNWIND_ROW_ENTRIES,
-        UnwindMapping, UnwindRow, UserStack,
+        UnwindMapping, UnwindRow, UserStack, WalkState,
     },
 };
-
-use crate::unwind::Walk;
 
 // Globals userspace sets at load time (read with `global`).
 
@@ -138,7 +136,7 @@ pub static DWARF_STACKS: HashMap<i32, UserStack> =
 pub static STACK_QUALITY: PerCpuArray<u64> = PerCpuArray::with_max_entries(QUALITY_SLOTS, 0);
 /// The walk under way on each CPU.
 #[map]
-pub static UNWIND_WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+pub static UNWIND_WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
 
 // Ring buffers (`--unwind copy|auto`).
 

@@ -24,9 +24,10 @@ use crate::{
     },
     shared::{
         add_event, bump, bump_by, copies, generation, histogram, now_ns, send_copy, stack_id,
-        user_stack_id, waker_stack_id, waker_user_stack_id,
+        waker_stack_id,
     },
     target::{is_target, note_thread, target_tgid},
+    unwind::{user_stack_id, waker_user_stack_id},
 };
 
 const BLOCKED: u32 = OffCpuState::Blocked as u32;

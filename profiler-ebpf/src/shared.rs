@@ -4,7 +4,9 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::bpf_probe_read_user_buf,
+    helpers::{
+        bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user_buf, bpf_task_pt_regs,
+    },
     maps::{PerCpuArray, PerCpuHashMap, StackTrace},
     programs::tracing::StackIdContext,
 };
@@ -13,13 +15,9 @@ use profiler_common::{
     counters::Counter,
     event::{CopiedEvent, EventKey, Value},
     stacks::{STACK_CHUNK, STACK_COPY_BYTES, UnwindMode, stack_error},
-    unwind::StackKind,
 };
 
-use crate::{
-    maps::{CONTROL, COPIES, COUNTERS, LONG_STACKS, UNWIND_MODE, global},
-    unwind::{dwarf_stack, user_registers},
-};
+use crate::maps::{CONTROL, COPIES, COUNTERS, LONG_STACKS, UNWIND_MODE, global};
 
 /// Monotonic nanoseconds (`bpf_ktime_get_ns`).
 #[inline(always)]
@@ -130,7 +128,6 @@ pub fn histogram(hist: &PerCpuArray<u64>, ns: u64) {
 }
 
 const COPY: u32 = UnwindMode::Copy as u32;
-const DWARF: u32 = UnwindMode::Dwarf as u32;
 
 /// Whether events copy their user stacks for userspace to unwind
 /// (`--unwind copy`).
@@ -139,23 +136,35 @@ pub fn copies() -> bool {
     global(&UNWIND_MODE) == COPY
 }
 
-/// The current thread's user stack id for an event of `kind`: walked by
-/// the DWARF walker (`--unwind dwarf`) or by frame pointers into `stacks`.
-#[inline(always)]
-pub fn user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, kind: StackKind) -> i32 {
-    if global(&UNWIND_MODE) == DWARF {
-        return dwarf_stack(kind);
-    }
-    stack_id(ctx, stacks, true)
-}
+/// Offsets of `ip`, `sp` and `bp` in x86_64's `struct pt_regs` (a stable
+/// layout: it is the user-kernel register frame).
+const PT_REGS_IP: usize = 16 * 8;
+const PT_REGS_SP: usize = 19 * 8;
+const PT_REGS_BP: usize = 4 * 8;
 
-/// A waker's user stack id (see [`waker_stack_id`]).
+/// The current thread's user registers: `ip`, `sp`, `bp`. Every entry into
+/// the kernel from user mode saves them in `task_pt_regs`, so they are the
+/// user registers whether the event hit user or kernel mode.
 #[inline(always)]
-pub fn waker_user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace) -> i32 {
-    if global(&UNWIND_MODE) == DWARF {
-        return dwarf_stack(StackKind::Waker);
+pub fn user_registers() -> Option<(u64, u64, u64)> {
+    // SAFETY: the helpers return the current task and its register frame.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) };
+    if regs == 0 {
+        return None;
     }
-    waker_stack_id(ctx, stacks, true)
+    let regs = regs as usize;
+    // SAFETY: checked reads of kernel memory at fixed offsets of pt_regs.
+    let (ip, sp, bp) = unsafe {
+        (
+            bpf_probe_read_kernel((regs + PT_REGS_IP) as *const u64).unwrap_or(0),
+            bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64).unwrap_or(0),
+            bpf_probe_read_kernel((regs + PT_REGS_BP) as *const u64).unwrap_or(0),
+        )
+    };
+    if ip == 0 || sp == 0 {
+        return None;
+    }
+    Some((ip, sp, bp))
 }
 
 /// Sends `key` and `value` with the thread's user registers and a copy of

@@ -9,10 +9,9 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{
-        bpf_get_current_task_btf, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_task_pt_regs,
-    },
+    helpers::{bpf_loop, bpf_probe_read_user},
+    maps::StackTrace,
+    programs::tracing::StackIdContext,
 };
 use profiler_common::{
     control::Control,
@@ -20,44 +19,39 @@ use profiler_common::{
     stacks::stack_error,
     unwind::{
         CfaRule, HASH_SEED, MappingKind, QUALITY_FP_FRAMES, QUALITY_SLOTS_PER_KIND, RbpRule,
-        StackKind, UNWIND_MAX_DEPTH, UnwindMapping, UnwindRow, UserStack, WalkEnd, dwarf_stack_id,
+        StackKind, UNWIND_MAX_DEPTH, UnwindMapping, UnwindRow, WalkEnd, WalkState, dwarf_stack_id,
         hash_finish, hash_step,
     },
 };
 
 use crate::{
     maps::{
-        CONTROL, DWARF_STACKS, STACK_QUALITY, UNWIND_MAPPINGS, UNWIND_MAX_FRAMES, UNWIND_ROWS,
-        UNWIND_WALK, global,
+        CONTROL, DWARF_STACKS, STACK_QUALITY, UNWIND_MAPPINGS, UNWIND_MAX_FRAMES, UNWIND_MODE,
+        UNWIND_ROWS, UNWIND_WALK, global,
     },
-    shared::bump,
+    shared::{bump, stack_id, user_registers, waker_stack_id},
 };
 
-/// A walk under way: the registers of the frame being looked at, and the
-/// stack so far (per CPU: programs on one CPU do not preempt each other).
-#[repr(C)]
-pub struct Walk {
-    ip: u64,
-    sp: u64,
-    bp: u64,
-    hash: u64,
-    /// 0 while walking, else `WalkEnd + 1`.
-    done: u32,
-    /// 1 while `bp` holds the frame's real `rbp`.
-    bp_known: u32,
-    /// 1 while `ip` is the exact address of an instruction (the first
-    /// frame, or one interrupted by a signal), not a return address.
-    exact: u32,
-    /// Frames walked by frame pointers for want of a row.
-    fp_frames: u32,
-    stack: UserStack,
+const DWARF: u32 = profiler_common::stacks::UnwindMode::Dwarf as u32;
+
+/// The current thread's user stack id for an event of `kind`: walked here
+/// (`--unwind dwarf`) or by frame pointers into `stacks`.
+#[inline(always)]
+pub fn user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace, kind: StackKind) -> i32 {
+    if global(&UNWIND_MODE) == DWARF {
+        return dwarf_stack(kind);
+    }
+    stack_id(ctx, stacks, true)
 }
 
-/// Offsets of `ip`, `sp` and `bp` in x86_64's `struct pt_regs` (a stable
-/// layout: it is the user-kernel register frame).
-const PT_REGS_IP: usize = 16 * 8;
-const PT_REGS_SP: usize = 19 * 8;
-const PT_REGS_BP: usize = 4 * 8;
+/// A waker's user stack id (see `shared::waker_stack_id`).
+#[inline(always)]
+pub fn waker_user_stack_id<C: StackIdContext>(ctx: &C, stacks: &StackTrace) -> i32 {
+    if global(&UNWIND_MODE) == DWARF {
+        return dwarf_stack(StackKind::Waker);
+    }
+    waker_stack_id(ctx, stacks, true)
+}
 
 /// Where the interrupted registers are, from `rsp` in a signal trampoline:
 /// `struct ucontext` starts there (the handler's return popped the
@@ -72,31 +66,6 @@ const SIG_IP: u64 = SIGCONTEXT + 128;
 /// the maps hold).
 const MAPPING_SEARCH_STEPS: u32 = 11;
 const ROW_SEARCH_STEPS: u32 = 22;
-
-/// The current thread's user registers: `ip`, `sp`, `bp`. Every entry into
-/// the kernel from user mode saves them in `task_pt_regs`, so they are the
-/// user registers whether the event hit user or kernel mode.
-#[inline(always)]
-pub fn user_registers() -> Option<(u64, u64, u64)> {
-    // SAFETY: the helpers return the current task and its register frame.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) };
-    if regs == 0 {
-        return None;
-    }
-    let regs = regs as usize;
-    // SAFETY: checked reads of kernel memory at fixed offsets of pt_regs.
-    let (ip, sp, bp) = unsafe {
-        (
-            bpf_probe_read_kernel((regs + PT_REGS_IP) as *const u64).unwrap_or(0),
-            bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64).unwrap_or(0),
-            bpf_probe_read_kernel((regs + PT_REGS_BP) as *const u64).unwrap_or(0),
-        )
-    };
-    if ip == 0 || sp == 0 {
-        return None;
-    }
-    Some((ip, sp, bp))
-}
 
 /// Walks the current thread's user stack; returns its stack id, or
 /// `-errno` when it has none (counted under `kind`).
@@ -177,7 +146,7 @@ fn quality_add(kind: StackKind, slot: u32, value: u64) {
 
 /// Ends the walk with `end`; returns 1 (stop the loop).
 #[inline(always)]
-fn finish(walk: &mut Walk, end: WalkEnd) -> i64 {
+fn finish(walk: &mut WalkState, end: WalkEnd) -> i64 {
     walk.done = end as u32 + 1;
     1
 }
@@ -278,7 +247,7 @@ extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
 /// `rbp`, the return address above it. A zero frame pointer is the
 /// outermost frame.
 #[inline(always)]
-fn frame_pointer_step(walk: &mut Walk) -> i64 {
+fn frame_pointer_step(walk: &mut WalkState) -> i64 {
     if walk.bp_known == 0 {
         return finish(walk, WalkEnd::RbpUnknown);
     }
@@ -310,7 +279,7 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
 
 /// A signal trampoline: the interrupted registers are in its `ucontext`.
 #[inline(always)]
-fn signal_step(walk: &mut Walk) -> i64 {
+fn signal_step(walk: &mut WalkState) -> i64 {
     let sp = walk.sp;
     // SAFETY: checked reads of the target's user memory.
     let (Ok(bp), Ok(next_sp), Ok(ip)) = (unsafe {

@@ -10,7 +10,11 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
-use crate::{build_profiler, run_cmd, workspace_root};
+use crate::{
+    build_profiler,
+    measure::{build_workload, median, values_of},
+    run_cmd, workspace_root,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum Which {
@@ -222,11 +226,6 @@ fn compare(c: &Comparison<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs a command and reads `key=value` from its stdout.
 fn metric_of(cmd: &mut Command, key: &str) -> anyhow::Result<f64> {
     let output = cmd
@@ -238,25 +237,6 @@ fn metric_of(cmd: &mut Command, key: &str) -> anyhow::Result<f64> {
         .get(key)
         .copied()
         .with_context(|| format!("{cmd:?} printed no {key} ({})", output.status))
-}
-
-/// Compiles a C workload from `tests/workloads` into `target/workloads`.
-pub fn build_workload(name: &str, flags: &[&str]) -> anyhow::Result<PathBuf> {
-    let root = workspace_root();
-    let source = root.join("tests/workloads").join(format!("{name}.c"));
-    let out_dir = root.join("target/workloads");
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let binary = out_dir.join(name);
-    run_cmd(
-        Command::new("gcc")
-            .args(flags)
-            .arg("-o")
-            .arg(&binary)
-            .arg(&source)
-            .arg("-lpthread"),
-    )?;
-    Ok(binary)
 }
 
 /// What one run of the workload reported and cost.
@@ -706,16 +686,6 @@ fn goroutines(runs: u32, seconds: u64) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The `key=value` numbers of a line of output.
-pub(crate) fn values_of(text: &str) -> std::collections::HashMap<String, f64> {
-    text.split_whitespace()
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 /// The lock_bench rates and CPU the four ways, and the kernel's cost of

@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::bench::{build_workload, median};
+use crate::measure::{build_workload, median, values_of};
 
 /// One job: a workload, the kind recorded, and bpftrace's script for it.
 struct Job {
@@ -104,8 +104,20 @@ fn measure_all(profiler: &Path, runs: u32, seconds: u64) -> anyhow::Result<()> {
             alone.push(throughput(Command::new(&workload).args(&args), job.metric)?);
             for (mode, out) in MODES.iter().zip(ours.iter_mut()) {
                 let mut cmd = Command::new(profiler);
-                cmd.args(["record", "-F", "999", "--unwind", mode, "--profile", job.profile]);
-                cmd.arg("-o").arg(&folded).arg("--").arg(&workload).args(&args);
+                cmd.args([
+                    "record",
+                    "-F",
+                    "999",
+                    "--unwind",
+                    mode,
+                    "--profile",
+                    job.profile,
+                ]);
+                cmd.arg("-o")
+                    .arg(&folded)
+                    .arg("--")
+                    .arg(&workload)
+                    .args(&args);
                 let m = record(&mut cmd, job.metric)?;
                 println!(
                     "bench unwind: round {round}/{runs} {} --unwind {mode}: {:.0} {}, {:?}",
@@ -193,7 +205,7 @@ fn throughput(cmd: &mut Command, metric: &str) -> anyhow::Result<f64> {
         .stderr(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {cmd:?}"))?;
-    crate::bench::values_of(&String::from_utf8_lossy(&output.stdout))
+    values_of(&String::from_utf8_lossy(&output.stdout))
         .get(metric)
         .copied()
         .with_context(|| format!("{cmd:?} printed no {metric}"))
@@ -210,7 +222,7 @@ fn record(cmd: &mut Command, metric: &str) -> anyhow::Result<Measured> {
     if !output.status.success() {
         bail!("profiler failed: {report}");
     }
-    let throughput = crate::bench::values_of(&String::from_utf8_lossy(&output.stdout))
+    let throughput = values_of(&String::from_utf8_lossy(&output.stdout))
         .get(metric)
         .copied()
         .with_context(|| format!("the workload printed no {metric}"))?;
@@ -251,7 +263,7 @@ fn bpftrace(script: &Path, command_line: &str, metric: &str) -> anyhow::Result<M
         std::thread::sleep(Duration::from_millis(100));
     }
     let output = child.wait_with_output().context("bpftrace failed")?;
-    let throughput = crate::bench::values_of(&String::from_utf8_lossy(&output.stdout))
+    let throughput = values_of(&String::from_utf8_lossy(&output.stdout))
         .get(metric)
         .copied()
         .with_context(|| format!("the workload under bpftrace printed no {metric}"))?;

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_unwind;
+mod measure;
 mod setup;
 
 use std::{
