@@ -320,3 +320,55 @@ fn a_futex_storm_has_whole_stacks_for_every_event() {
         "{whole} of {total} in stacks through storm <- start_thread"
     );
 }
+
+/// A binary deleted and replaced on disk after it started (a deploy that
+/// swapped the file under a running service): its stacks are still walked
+/// whole, from the file the process maps (`/proc/PID/map_files`), not from
+/// the new one at its path.
+#[test]
+fn a_binary_replaced_on_disk_still_unwinds() {
+    require!(bpf());
+    let built = build_workload("cpu_split_calls", NO_FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("replaced");
+    let running = dir.join("service");
+    std::fs::copy(&built, &running).expect("copy the workload");
+    let child = Command::new(&running)
+        .arg("4")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the workload");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Replaced: the running file is unlinked and another takes its path.
+    std::fs::remove_file(&running).expect("delete the running binary");
+    std::fs::write(&running, b"#!/bin/sh\nexit 0\n").expect("write a new file at its path");
+    let out = dir.join("cpu.folded");
+    let pid = child.id().to_string();
+    let run = profiler(&[
+        "record",
+        "--pid",
+        &pid,
+        "--duration",
+        "2",
+        "-o",
+        out.to_str().expect("UTF-8"),
+    ]);
+    let report = String::from_utf8_lossy(&run.stderr).into_owned();
+    let mut child = child;
+    let _ = child.wait();
+    assert!(run.status.success(), "profiler failed: {report}");
+    assert_nothing_left_loaded();
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with("cpu") && l.contains("walked"))
+        .unwrap_or_else(|| panic!("no cpu walk line:\n{report}"));
+    eprintln!("{line}");
+    assert!(line.contains("100.0% whole"), "every walk whole: {line}\n{report}");
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let whole = total_where(&stacks, |s| s.has("main") && s.has("spin"));
+    eprintln!("{whole} of {total} samples through main -> spin");
+    assert!(
+        total > 0 && whole as f64 >= 0.95 * total as f64,
+        "{whole} of {total} samples reach main\n{report}"
+    );
+}
