@@ -362,7 +362,10 @@ fn a_binary_replaced_on_disk_still_unwinds() {
         .find(|l| l.trim_start().starts_with("cpu") && l.contains("walked"))
         .unwrap_or_else(|| panic!("no cpu walk line:\n{report}"));
     eprintln!("{line}");
-    assert!(line.contains("100.0% whole"), "every walk whole: {line}\n{report}");
+    assert!(
+        line.contains("100.0% whole"),
+        "every walk whole: {line}\n{report}"
+    );
     let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
     let total: u64 = stacks.iter().map(|s| s.value).sum();
     let whole = total_where(&stacks, |s| s.has("main") && s.has("spin"));
@@ -370,5 +373,37 @@ fn a_binary_replaced_on_disk_still_unwinds() {
     assert!(
         total > 0 && whole as f64 >= 0.95 * total as f64,
         "{whole} of {total} samples reach main\n{report}"
+    );
+}
+
+/// Code in executable memory no file backs (what a JIT writes) has no
+/// call-frame information: the walk ends there, counted, with a frame that
+/// says so (`[jit] 0x7f..`).
+#[test]
+fn jit_code_ends_the_stack_with_a_frame_that_says_so() {
+    require!(bpf());
+    let workload = build_workload("jit_spin", &["-O2"]);
+    let dir = scratch_dir("jit");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(&["-o", out.to_str().expect("UTF-8")], &workload, &["2"]);
+    assert_nothing_left_loaded();
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with("cpu") && l.contains("walked"))
+        .unwrap_or_else(|| panic!("no cpu walk line:\n{report}"));
+    eprintln!("{line}");
+    assert!(
+        line.contains("ended in JIT code"),
+        "JIT ends are counted: {line}"
+    );
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let jit = total_where(&stacks, |s| {
+        s.frames.iter().any(|f| f.starts_with("[jit] 0x"))
+    });
+    eprintln!("{jit} of {total} samples in [jit] frames");
+    assert!(
+        total > 0 && jit as f64 >= 0.9 * total as f64,
+        "{jit} of {total} samples end in a [jit] frame\n{report}"
     );
 }

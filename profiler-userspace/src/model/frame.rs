@@ -83,6 +83,17 @@ impl Frame {
         }
     }
 
+    /// A frame in executable memory that no file backs (code a JIT wrote):
+    /// `[jit] 0x7f..`; the in-kernel walker's stack ends there (it has no
+    /// call-frame information for it).
+    pub fn jit(addr: u64) -> Frame {
+        Frame {
+            addr,
+            kind: FrameKind::Unknown,
+            ..Frame::lost(format!("[jit] {addr:#x}"))
+        }
+    }
+
     /// Whether the frame is the program's own code (a user function or one
     /// inlined into it).
     pub fn is_user_code(&self) -> bool {

@@ -154,7 +154,8 @@ impl Symbols {
     }
 
     /// An unnamed user address in a file mapping gets the file and its
-    /// offset there (`[unknown] libfoo.so+0x1a2b`).
+    /// offset there (`[unknown] libfoo.so+0x1a2b`); one in executable
+    /// memory no file backs is JIT code (`[jit] 0x7f..`).
     fn place_unknown(&mut self, addr: u64) {
         let unnamed = self.user.get(&addr).is_some_and(|f| {
             f.len() == 1 && f[0].kind == FrameKind::Unknown && f[0].module.is_none()
@@ -170,6 +171,14 @@ impl Symbols {
         {
             let frame = Frame::unknown_in(addr, path, addr - m.start + m.offset);
             self.user.insert(addr, Rc::from(vec![frame]));
+        } else if self.mappings.iter().any(|m| {
+            m.start <= addr
+                && addr < m.end
+                && m.executable
+                && m.path.is_none()
+                && m.name == "[anon]"
+        }) {
+            self.user.insert(addr, Rc::from(vec![Frame::jit(addr)]));
         }
     }
 
