@@ -345,3 +345,52 @@ fn waits_still_under_way_are_counted_and_marked() {
         );
     }
 }
+
+/// The same through `serve`: a futex profile taken over 2 s includes the
+/// threads blocked the whole time, with 2 s each (the profile's window,
+/// not their whole wait), marked `still_blocked` (read back with `go tool
+/// pprof -traces`).
+#[test]
+fn serve_profiles_count_waits_still_under_way() {
+    require!(bpf(), go());
+    let binary = build_workload("blocked_for_good", FRAME_POINTER_FLAGS);
+    let workload = start_workload(&binary, &["60"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let dir = scratch_dir("serve-still-blocked");
+    let server = Server::on_loopback(workload.0.id(), &dir);
+    // Long enough into the serve that its waits began before the profile.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let traces = go_pprof(&["-traces"], server.url("/debug/pprof/futex?seconds=2"));
+    drop(server);
+    assert_nothing_left_loaded();
+    // Each trace: labels, then "     2.01s   frame" and its callers.
+    let mut found = Vec::new();
+    for trace in traces.split("-----------+") {
+        if !trace.contains("still_blocked:  true") {
+            continue;
+        }
+        let seconds: f64 = trace
+            .lines()
+            .find_map(|l| {
+                let first = l.split_whitespace().next()?;
+                first.strip_suffix('s')?.parse().ok()
+            })
+            .unwrap_or(0.0);
+        for function in ["take_a_then_b", "take_b_then_a", "wait_forever"] {
+            if trace.contains(function) {
+                found.push((function, seconds));
+            }
+        }
+    }
+    eprintln!("still blocked in the 2 s profile: {found:?}");
+    for function in ["take_a_then_b", "take_b_then_a", "wait_forever"] {
+        let seconds = found
+            .iter()
+            .find(|(f, _)| *f == function)
+            .map_or(0.0, |(_, s)| *s);
+        assert!(
+            (1.9..=2.6).contains(&seconds),
+            "{function}: {seconds} s in a 2 s profile:\n{traces}"
+        );
+    }
+}
