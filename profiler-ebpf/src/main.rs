@@ -6,17 +6,19 @@
 //!
 //! Every event is filtered by the target's tgid before anything else is
 //! done (`target`); only the target's events touch the maps. Each program
-//! ends in the one event shape, `profiler_common::event::EventKey`: summed
-//! per key in a double-buffered aggregation map (stacks walked by frame
-//! pointers), or sent with a copy of the user stack through a ring buffer
-//! for userspace to unwind (`shared::send_copy`). Every failure is counted
-//! in a per-CPU counter, and an event whose stack could not be taken is
-//! still counted under a negative stack id that says why.
+//! ends in the one event shape, `profiler_common::event::EventKey`, summed
+//! per key in a double-buffered aggregation map, its user stack walked in
+//! the kernel from `.eh_frame` tables (`unwind`, the default) or by frame
+//! pointers; with `--unwind copy` the event is sent instead with a copy of
+//! the user stack through a ring buffer for userspace to unwind
+//! (`shared::send_copy`). Every failure is counted in a per-CPU counter,
+//! and an event whose stack could not be taken is still counted under a
+//! negative stack id that says why.
 //!
 //! Rooms: `maps` (every map and global), `shared` (helpers every program
-//! uses), `target` (the filter, arming, thread names), then one file per
-//! concern: `cpu`, `offcpu`, `futex`, `gowait` (uprobes on the Go
-//! runtime).
+//! uses), `target` (the filter, arming, thread names), `unwind` (the DWARF
+//! walker), then one file per concern: `cpu`, `offcpu`, `futex`, `gowait`
+//! (uprobes on the Go runtime).
 #![no_std]
 #![no_main]
 
