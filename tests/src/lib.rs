@@ -476,6 +476,15 @@ pub fn record_command(args: &[&str], workload: &Path, workload_args: &[&str]) ->
     (stderr, String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// The report's line on the in-kernel walks of `kind` (`cpu`, `offcpu`,
+/// `futex_wait`, `futex_wake`, `waker`): "cpu  96 walked, 100.0% whole; ...".
+pub fn walk_line<'a>(report: &'a str, kind: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(kind) && l.contains(" walked, "))
+        .unwrap_or_else(|| panic!("no {kind} walk line in the report:\n{report}"))
+}
+
 /// The sum of the values of the stacks that satisfy `pick`.
 pub fn total_where(stacks: &[FoldedStack], pick: impl Fn(&FoldedStack) -> bool) -> u64 {
     stacks.iter().filter(|s| pick(s)).map(|s| s.value).sum()

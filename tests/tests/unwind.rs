@@ -293,10 +293,7 @@ fn a_futex_storm_has_whole_stacks_for_every_event() {
         "the storm made {rate:.0} futex calls a second, not 200k"
     );
     for kind in ["futex_wait", "futex_wake"] {
-        let line = report
-            .lines()
-            .find(|l| l.trim_start().starts_with(kind) && l.contains("walked"))
-            .unwrap_or_else(|| panic!("no {kind} walk line:\n{report}"));
+        let line = walk_line(&report, kind);
         let walked: u64 = line
             .split_whitespace()
             .nth(1)
@@ -357,10 +354,7 @@ fn a_binary_replaced_on_disk_still_unwinds() {
     let _ = child.wait();
     assert!(run.status.success(), "profiler failed: {report}");
     assert_nothing_left_loaded();
-    let line = report
-        .lines()
-        .find(|l| l.trim_start().starts_with("cpu") && l.contains("walked"))
-        .unwrap_or_else(|| panic!("no cpu walk line:\n{report}"));
+    let line = walk_line(&report, "cpu");
     eprintln!("{line}");
     assert!(
         line.contains("100.0% whole"),
@@ -387,10 +381,7 @@ fn jit_code_ends_the_stack_with_a_frame_that_says_so() {
     let out = dir.join("cpu.folded");
     let (report, _) = record_command(&["-o", out.to_str().expect("UTF-8")], &workload, &["2"]);
     assert_nothing_left_loaded();
-    let line = report
-        .lines()
-        .find(|l| l.trim_start().starts_with("cpu") && l.contains("walked"))
-        .unwrap_or_else(|| panic!("no cpu walk line:\n{report}"));
+    let line = walk_line(&report, "cpu");
     eprintln!("{line}");
     assert!(
         line.contains("ended in JIT code"),

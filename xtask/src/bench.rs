@@ -12,7 +12,7 @@ use clap::Subcommand;
 
 use crate::{
     build_profiler,
-    measure::{build_workload, median, values_of},
+    measure::{build_workload, median, metric_of, values_of},
     run_cmd, workspace_root,
 };
 
@@ -224,19 +224,6 @@ fn compare(c: &Comparison<'_>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&folded);
     let _ = std::fs::remove_file(&script);
     Ok(())
-}
-
-/// Runs a command and reads `key=value` from its stdout.
-fn metric_of(cmd: &mut Command, key: &str) -> anyhow::Result<f64> {
-    let output = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    values_of(&String::from_utf8_lossy(&output.stdout))
-        .get(key)
-        .copied()
-        .with_context(|| format!("{cmd:?} printed no {key} ({})", output.status))
 }
 
 /// What one run of the workload reported and cost.

@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::measure::{build_workload, median, values_of};
+use crate::measure::{build_workload, median, metric_of, values_of};
 
 /// One job: a workload, the kind recorded, and bpftrace's script for it.
 struct Job {
@@ -101,7 +101,7 @@ fn measure_all(profiler: &Path, runs: u32, seconds: u64) -> anyhow::Result<()> {
         let mut theirs = Vec::new();
         std::fs::write(&script, job.bpftrace).context("cannot write the bpftrace script")?;
         for round in 1..=runs {
-            alone.push(throughput(Command::new(&workload).args(&args), job.metric)?);
+            alone.push(metric_of(Command::new(&workload).args(&args), job.metric)?);
             for (mode, out) in MODES.iter().zip(ours.iter_mut()) {
                 let mut cmd = Command::new(profiler);
                 cmd.args([
@@ -196,19 +196,6 @@ fn measure_all(profiler: &Path, runs: u32, seconds: u64) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&folded);
     let _ = std::fs::remove_file(&script);
     Ok(())
-}
-
-/// Runs a workload alone and reads its throughput.
-fn throughput(cmd: &mut Command, metric: &str) -> anyhow::Result<f64> {
-    let output = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    values_of(&String::from_utf8_lossy(&output.stdout))
-        .get(metric)
-        .copied()
-        .with_context(|| format!("{cmd:?} printed no {metric}"))
 }
 
 /// Runs `profiler record` on a workload: the workload's throughput, and

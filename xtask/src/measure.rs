@@ -1,7 +1,10 @@
 //! What the benchmarks share: building a C workload, reading the
 //! `key=value` figures a workload prints, and the median of runs.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
 
 use anyhow::Context as _;
 
@@ -40,4 +43,17 @@ pub fn values_of(text: &str) -> std::collections::HashMap<String, f64> {
             Some((k.to_owned(), v.parse().ok()?))
         })
         .collect()
+}
+
+/// Runs a command and reads `key=value` from its stdout.
+pub fn metric_of(cmd: &mut Command, key: &str) -> anyhow::Result<f64> {
+    let output = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    values_of(&String::from_utf8_lossy(&output.stdout))
+        .get(key)
+        .copied()
+        .with_context(|| format!("{cmd:?} printed no {key} ({})", output.status))
 }
