@@ -12,7 +12,7 @@ use clap::Subcommand;
 
 use crate::{
     build_profiler,
-    measure::{build_workload, median, metric_of, values_of},
+    measure::{OFFCPU_BT, build_workload, median, metric_of, values_of},
     run_cmd, workspace_root,
 };
 
@@ -140,19 +140,6 @@ pub fn run(which: Which) -> anyhow::Result<()> {
 const FUTEX_BT: &str = r#"
 tracepoint:syscalls:sys_enter_futex /pid == cpid/ { @start[tid] = nsecs; @addr[tid] = args->uaddr; }
 tracepoint:syscalls:sys_exit_futex /@start[tid]/ { @wait[@addr[tid], ustack] = sum(nsecs - @start[tid]); delete(@start[tid]); delete(@addr[tid]); }
-"#;
-
-/// bpftrace doing the off-CPU profile's job (without wakers): time each
-/// target thread is switched out, summed by its user and kernel stacks.
-const OFFCPU_BT: &str = r#"
-tracepoint:sched:sched_switch {
-  if (pid == cpid) { @ts[tid] = nsecs; @ustk[tid] = ustack; @kstk[tid] = kstack; }
-  $t = @ts[args->next_pid];
-  if ($t) {
-    @off[@ustk[args->next_pid], @kstk[args->next_pid]] = sum(nsecs - $t);
-    delete(@ts[args->next_pid]); delete(@ustk[args->next_pid]); delete(@kstk[args->next_pid]);
-  }
-}
 "#;
 
 /// One workload measured alone, under the profiler and under bpftrace.

@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::measure::{build_workload, median, metric_of, values_of};
+use crate::measure::{OFFCPU_BT, build_workload, median, metric_of, values_of};
 
 /// One job: a workload, the kind recorded, and bpftrace's script for it.
 struct Job {
@@ -40,16 +40,7 @@ const JOBS: [Job; 3] = [
         args: |s| vec![s.to_string()],
         metric: "round_trips_per_second",
         profile: "offcpu",
-        bpftrace: r#"
-tracepoint:sched:sched_switch {
-  if (pid == cpid) { @ts[tid] = nsecs; @ustk[tid] = ustack; @kstk[tid] = kstack; }
-  $t = @ts[args->next_pid];
-  if ($t) {
-    @off[@ustk[args->next_pid], @kstk[args->next_pid]] = sum(nsecs - $t);
-    delete(@ts[args->next_pid]); delete(@ustk[args->next_pid]); delete(@kstk[args->next_pid]);
-  }
-}
-"#,
+        bpftrace: OFFCPU_BT,
     },
     Job {
         name: "futex",

@@ -57,3 +57,16 @@ pub fn metric_of(cmd: &mut Command, key: &str) -> anyhow::Result<f64> {
         .copied()
         .with_context(|| format!("{cmd:?} printed no {key} ({})", output.status))
 }
+
+/// bpftrace doing the off-CPU profile's job (without wakers): time each
+/// target thread is switched out, summed by its user and kernel stacks.
+pub const OFFCPU_BT: &str = r#"
+tracepoint:sched:sched_switch {
+  if (pid == cpid) { @ts[tid] = nsecs; @ustk[tid] = ustack; @kstk[tid] = kstack; }
+  $t = @ts[args->next_pid];
+  if ($t) {
+    @off[@ustk[args->next_pid], @kstk[args->next_pid]] = sum(nsecs - $t);
+    delete(@ts[args->next_pid]); delete(@ustk[args->next_pid]); delete(@kstk[args->next_pid]);
+  }
+}
+"#;
