@@ -33,6 +33,11 @@ pub enum CfaRule {
     /// A rule the walker cannot evaluate (another DWARF expression): the
     /// walk stops there, counted as truncated.
     Unsupported = 6,
+    /// `CFA = *(rbp + cfa_offset)`: the expression gcc emits for a
+    /// function that realigns its stack (`DW_OP_breg6 n; DW_OP_deref`, an
+    /// over-aligned local), which keeps the caller's stack pointer in its
+    /// frame.
+    RbpDeref = 7,
 }
 
 impl CfaRule {
@@ -44,6 +49,7 @@ impl CfaRule {
             4 => CfaRule::End,
             5 => CfaRule::Signal,
             6 => CfaRule::Unsupported,
+            7 => CfaRule::RbpDeref,
             _ => CfaRule::None,
         }
     }
@@ -60,6 +66,9 @@ pub enum RbpRule {
     /// Another rule (an expression, another register): the caller's `rbp`
     /// is unknown; frames above that use it fall back or stop.
     Unknown = 2,
+    /// Saved at `rbp + rbp_offset` (this frame's `rbp`): the expression
+    /// `DW_OP_breg6 n` gcc emits beside [`CfaRule::RbpDeref`].
+    AtRbp = 3,
 }
 
 /// One row of a binary's unwind table. Rows of one binary are sorted by

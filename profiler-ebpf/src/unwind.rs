@@ -210,6 +210,17 @@ extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
                 .wrapping_add(row.cfa_offset as i64 as u64)
                 .wrapping_add(extra)
         }
+        CfaRule::RbpDeref => {
+            if walk.bp_known == 0 {
+                return finish(walk, WalkEnd::RbpUnknown);
+            }
+            let at = walk.bp.wrapping_add(row.cfa_offset as i64 as u64);
+            // SAFETY: a checked read of the target's user memory.
+            match unsafe { bpf_probe_read_user(at as *const u64) } {
+                Ok(cfa) => cfa,
+                Err(_) => return finish(walk, WalkEnd::ReadFailed),
+            }
+        }
         CfaRule::End => return finish(walk, WalkEnd::Whole),
         CfaRule::Signal => return signal_step(walk),
         CfaRule::Unsupported => return finish(walk, WalkEnd::Unsupported),
@@ -222,8 +233,15 @@ extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
     let Ok(ra) = (unsafe { bpf_probe_read_user((cfa.wrapping_sub(8)) as *const u64) }) else {
         return finish(walk, WalkEnd::ReadFailed);
     };
-    if row.rbp_rule == RbpRule::AtCfa as u8 {
-        let at = cfa.wrapping_add(row.rbp_offset as i64 as u64);
+    if row.rbp_rule == RbpRule::AtCfa as u8 || row.rbp_rule == RbpRule::AtRbp as u8 {
+        let base = if row.rbp_rule == RbpRule::AtCfa as u8 {
+            cfa
+        } else if walk.bp_known == 1 {
+            walk.bp
+        } else {
+            return finish(walk, WalkEnd::RbpUnknown);
+        };
+        let at = base.wrapping_add(row.rbp_offset as i64 as u64);
         // SAFETY: as above.
         match unsafe { bpf_probe_read_user(at as *const u64) } {
             Ok(bp) => {

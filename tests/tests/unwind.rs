@@ -398,3 +398,30 @@ fn jit_code_ends_the_stack_with_a_frame_that_says_so() {
         "{jit} of {total} samples end in a [jit] frame\n{report}"
     );
 }
+
+/// A function that realigns its stack is described by DWARF expressions
+/// (`CFA = *(rbp - 8)`, `rbp` saved at `rbp`): the walker evaluates them
+/// and the stacks through it reach main.
+#[test]
+fn a_realigned_stack_unwinds_through_its_expressions() {
+    require!(bpf());
+    let workload = build_workload(
+        "realigned",
+        &["-O2", "-fomit-frame-pointer", "-mstackrealign"],
+    );
+    let dir = scratch_dir("realigned");
+    let out = dir.join("cpu.folded");
+    let (report, _) = record_command(&["-o", out.to_str().expect("UTF-8")], &workload, &["2"]);
+    assert_nothing_left_loaded();
+    eprintln!("{}", walk_line(&report, "cpu"));
+    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("written"));
+    let in_spin = total_where(&stacks, |s| s.has("spin"));
+    let whole = total_where(&stacks, |s| {
+        has_chain(s, &["main", "aligned_caller", "spin"])
+    });
+    eprintln!("{whole} of {in_spin} samples in spin reach main through aligned_caller");
+    assert!(
+        in_spin > 0 && whole as f64 >= 0.95 * in_spin as f64,
+        "{whole} of {in_spin}\n{report}"
+    );
+}

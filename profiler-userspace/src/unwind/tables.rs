@@ -358,6 +358,12 @@ fn translate(row: &UnwindTableRow<usize>, ra: Register, section: &Section<'_>) -
             Ok(offset) => (RbpRule::AtCfa, offset),
             Err(_) => (RbpRule::Unknown, 0),
         },
+        Some(RegisterRule::Expression(expression)) => expression
+            .get(section)
+            .ok()
+            .and_then(|bytes| breg6_expression(bytes.0.slice()))
+            .and_then(|offset| i16::try_from(offset).ok())
+            .map_or((RbpRule::Unknown, 0), |offset| (RbpRule::AtRbp, offset)),
         Some(_) => (RbpRule::Unknown, 0),
     };
     match row.cfa() {
@@ -379,11 +385,19 @@ fn translate(row: &UnwindTableRow<usize>, ra: Register, section: &Section<'_>) -
             }
         }
         gimli::CfaRule::Expression(expression) => {
-            let plt = expression
-                .get(section)
-                .ok()
-                .and_then(|expression| plt_expression(expression.0.slice()));
-            let Some((cfa_offset, threshold)) = plt else {
+            let Ok(bytes) = expression.get(section) else {
+                return plain(CfaRule::Unsupported);
+            };
+            if let Some(cfa_offset) = rbp_deref_expression(bytes.0.slice()) {
+                return UnwindRow {
+                    pc: 0,
+                    cfa_offset,
+                    rbp_offset,
+                    cfa_rule: CfaRule::RbpDeref as u8,
+                    rbp_rule: rbp_rule as u8,
+                };
+            }
+            let Some((cfa_offset, threshold)) = plt_expression(bytes.0.slice()) else {
                 return plain(CfaRule::Unsupported);
             };
             // `rbp_offset` holds the threshold: a saved rbp (never seen in
@@ -402,7 +416,9 @@ fn translate(row: &UnwindTableRow<usize>, ra: Register, section: &Section<'_>) -
     }
 }
 
+const OP_BREG6: u8 = gimli::constants::DW_OP_breg6.0;
 const OP_BREG7: u8 = gimli::constants::DW_OP_breg7.0;
+const OP_DEREF: u8 = gimli::constants::DW_OP_deref.0;
 const OP_BREG16: u8 = gimli::constants::DW_OP_breg16.0;
 const OP_LIT0: u8 = gimli::constants::DW_OP_lit0.0;
 const OP_LIT3: u8 = gimli::constants::DW_OP_lit3.0;
@@ -412,6 +428,30 @@ const OP_AND: u8 = gimli::constants::DW_OP_and.0;
 const OP_GE: u8 = gimli::constants::DW_OP_ge.0;
 const OP_SHL: u8 = gimli::constants::DW_OP_shl.0;
 const OP_PLUS: u8 = gimli::constants::DW_OP_plus.0;
+
+/// The CFA expression of a function that realigned its stack, `CFA =
+/// *(rbp + off)` (`DW_OP_breg6 <off>; DW_OP_deref`), as `off`.
+fn rbp_deref_expression(bytes: &[u8]) -> Option<i32> {
+    let (offset, rest) = breg6(bytes)?;
+    (rest == [OP_DEREF]).then_some(offset)
+}
+
+/// A register's save address `rbp + off` (`DW_OP_breg6 <off>`), as `off`.
+fn breg6_expression(bytes: &[u8]) -> Option<i32> {
+    let (offset, rest) = breg6(bytes)?;
+    rest.is_empty().then_some(offset)
+}
+
+/// `DW_OP_breg6 <off>` at the start of an expression: `off` and the rest.
+fn breg6(bytes: &[u8]) -> Option<(i32, &[u8])> {
+    let (&op, rest) = bytes.split_first()?;
+    if op != OP_BREG6 {
+        return None;
+    }
+    let mut rest = EndianSlice::new(rest, LittleEndian);
+    let offset = i32::try_from(rest.read_sleb128().ok()?).ok()?;
+    Some((offset, rest.slice()))
+}
 
 /// The linker's CFA expression for `.plt` entries,
 /// `CFA = rsp + off + (((rip & 15) >= N) << 3)`, as `(off, N)`:
@@ -960,12 +1000,16 @@ mod tests {
                 };
                 sp.wrapping_add_signed(offset) + extra
             }
+            CfaRule::RbpDeref => read(bp.wrapping_add_signed(offset)),
             CfaRule::Unsupported => unreachable!("skipped"),
         };
         let bp = match row.rbp_rule {
             r if r == RbpRule::Unchanged as u8 => Some(bp),
             r if r == RbpRule::AtCfa as u8 => {
                 Some(read(cfa.wrapping_add_signed(i64::from(row.rbp_offset))))
+            }
+            r if r == RbpRule::AtRbp as u8 => {
+                Some(read(bp.wrapping_add_signed(i64::from(row.rbp_offset))))
             }
             _ => None,
         };
@@ -1080,7 +1124,7 @@ mod tests {
                         };
                         (ra, fp + 16, Some(saved))
                     }
-                    cfa_rule @ (CfaRule::Rsp | CfaRule::Rbp | CfaRule::Plt) => {
+                    cfa_rule @ (CfaRule::Rsp | CfaRule::Rbp | CfaRule::Plt | CfaRule::RbpDeref) => {
                         let offset = i64::from(row.cfa_offset);
                         let cfa = match cfa_rule {
                             CfaRule::Rbp => {
@@ -1088,6 +1132,15 @@ mod tests {
                                     return (frames, WalkEnd::RbpUnknown);
                                 };
                                 fp.wrapping_add_signed(offset)
+                            }
+                            CfaRule::RbpDeref => {
+                                let Some(fp) = bp else {
+                                    return (frames, WalkEnd::RbpUnknown);
+                                };
+                                let Some(cfa) = read(fp.wrapping_add_signed(offset)) else {
+                                    return (frames, WalkEnd::ReadFailed);
+                                };
+                                cfa
                             }
                             CfaRule::Plt => {
                                 let extra = if (ip & 15) >= row.rbp_offset as u64 {
@@ -1105,6 +1158,15 @@ mod tests {
                         let new_bp = match row.rbp_rule {
                             r if r == RbpRule::AtCfa as u8 => {
                                 match read(cfa.wrapping_add_signed(i64::from(row.rbp_offset))) {
+                                    Some(saved) => Some(saved),
+                                    None => return (frames, WalkEnd::ReadFailed),
+                                }
+                            }
+                            r if r == RbpRule::AtRbp as u8 => {
+                                let Some(fp) = bp else {
+                                    return (frames, WalkEnd::RbpUnknown);
+                                };
+                                match read(fp.wrapping_add_signed(i64::from(row.rbp_offset))) {
                                     Some(saved) => Some(saved),
                                     None => return (frames, WalkEnd::ReadFailed),
                                 }
