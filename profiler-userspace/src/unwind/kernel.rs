@@ -32,8 +32,8 @@ struct FileTable {
     rows_len: u32,
     /// The table's base: row pcs are ELF addresses minus this.
     base: u64,
-    /// `(file offset, ELF address, file size)` of each loadable segment,
-    /// to place a mapping's addresses in the file.
+    /// `(file offset, ELF address, file size)` of each executable
+    /// segment, to place a mapping's addresses in the file.
     segments: Vec<(u64, u64, u64)>,
 }
 
@@ -160,13 +160,21 @@ impl KernelTables {
                 ..UnwindMapping::default()
             });
         };
-        // The ELF address of the mapping's start, from the segment that
-        // holds its file offset.
+        // The ELF address of the mapping's start, from the executable
+        // segment it maps: the mapping starts at the page holding the
+        // segment's first byte, and a segment's address and file offset
+        // agree modulo the page size but need not be equal (lld lays text
+        // a page above its offset).
         let vaddr = table
             .segments
             .iter()
-            .find(|(offset, _, size)| m.offset >= *offset && m.offset < offset + size.max(&1))
-            .map(|(offset, vaddr, _)| vaddr + (m.offset - offset))
+            .find(|(offset, _, size)| {
+                let starts_inside = m.offset <= *offset && *offset < m.offset + (m.end - m.start);
+                // Or the mapping is a later part of the segment (split).
+                let inside = *offset <= m.offset && m.offset < offset + size;
+                *size > 0 && (starts_inside || inside)
+            })
+            .map(|(offset, vaddr, _)| m.offset.wrapping_add(vaddr.wrapping_sub(*offset)))
             .unwrap_or(m.offset);
         Some(UnwindMapping {
             start: m.start,
@@ -227,8 +235,14 @@ impl KernelTables {
         let Ok(file) = object::File::parse(data) else {
             return self.unreadable(shown, &"not an ELF file");
         };
+        // The executable segments: the mappings the walker looks up are
+        // theirs.
         let segments: Vec<(u64, u64, u64)> = file
             .segments()
+            .filter(|s| match s.flags() {
+                object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_X != 0,
+                _ => true,
+            })
             .map(|s| {
                 let (offset, size) = s.file_range();
                 (offset, s.address(), size)
