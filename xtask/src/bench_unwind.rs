@@ -30,7 +30,7 @@ const JOBS: [Job; 3] = [
         name: "cpu",
         workload: "cpu_split_calls",
         args: |s| vec![s.to_string()],
-        metric: "rounds_per_second",
+        metric: "rounds",
         profile: "cpu",
         bpftrace: "profile:hz:999 /pid == cpid/ { @s[ustack, kstack] = count(); }",
     },
