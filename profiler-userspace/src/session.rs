@@ -436,6 +436,15 @@ impl Session {
         if !(futex || offcpu) || !self.target.is_alive() {
             return Vec::new();
         }
+        // /proc first, the kernel's waits after: a thread /proc saw
+        // blocked whose wait the kernel no longer holds has run since.
+        let threads = match inspect::read_threads(self.target.pid, &mut self.unwinder) {
+            Ok(threads) => threads,
+            Err(err) => {
+                debug!("cannot read the threads for their waits under way: {err}");
+                return Vec::new();
+            }
+        };
         let now = monotonic_ns();
         let in_flight: HashMap<u32, FutexInFlight> = self
             .attached
@@ -447,13 +456,12 @@ impl Session {
             .hash_entries(maps::MAP_SWITCHED_OUT)
             .into_iter()
             .collect();
-        let threads = match inspect::read_threads(self.target.pid, &mut self.unwinder) {
-            Ok(threads) => threads,
-            Err(err) => {
-                debug!("cannot read the threads for their waits under way: {err}");
-                return Vec::new();
-            }
-        };
+        // Threads the kernel saw run during the recording: with no wait
+        // under way in its maps, such a thread is not blocked since the
+        // start (it ran after /proc was read). Only a thread never seen has
+        // been blocked since before the recording.
+        let pending = self.sources.noted_threads();
+        let ran = |tid: u32| self.threads.seen_by_kernel(tid) || pending.contains(&tid);
         let mut noted = Vec::new();
         for thread in threads {
             let waited = |start: Option<u64>| now.saturating_sub(start.unwrap_or(since).max(since));
@@ -465,18 +473,30 @@ impl Session {
             };
             let mut waits = Vec::new();
             if let Some(lock) = futex_lock.filter(|_| futex) {
-                let start = in_flight
-                    .get(&thread.tid)
-                    .filter(|w| w.lock == lock)
-                    .map(|w| w.start_ns);
-                waits.push((Origin::FutexWait, lock, waited(start)));
+                let start = match in_flight.get(&thread.tid) {
+                    Some(wait) if wait.lock == lock => Some(Some(wait.start_ns)),
+                    // Another wait since /proc was read, or none: it ran.
+                    Some(_) => None,
+                    None if ran(thread.tid) => None,
+                    None => Some(None),
+                };
+                if let Some(start) = start {
+                    waits.push((Origin::FutexWait, lock, waited(start)));
+                }
             }
             if offcpu && matches!(thread.state, 'S' | 'D') {
-                let start = switched_out
-                    .get(&thread.tid)
-                    .filter(|s| s.woken_ns == 0 && s.state == OffCpuState::Blocked as u32)
-                    .map(|s| s.switched_out_ns);
-                waits.push((Origin::OffCpu(OffCpuState::Blocked), 0, waited(start)));
+                let start = match switched_out.get(&thread.tid) {
+                    Some(out) if out.woken_ns == 0 && out.state == OffCpuState::Blocked as u32 => {
+                        Some(Some(out.switched_out_ns))
+                    }
+                    // Woken, or preempted since: not blocked now.
+                    Some(_) => None,
+                    None if ran(thread.tid) => None,
+                    None => Some(None),
+                };
+                if let Some(start) = start {
+                    waits.push((Origin::OffCpu(OffCpuState::Blocked), 0, waited(start)));
+                }
             }
             for (origin, lock, ns) in waits {
                 let event = Event {

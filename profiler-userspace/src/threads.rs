@@ -17,6 +17,8 @@ pub struct Threads {
     groups: HashMap<String, u32>,
     /// Names of other processes (wakers), by process id.
     processes: HashMap<u32, String>,
+    /// Threads the kernel noted (each had an event: it ran while recorded).
+    seen_by_kernel: HashSet<u32>,
 }
 
 impl Threads {
@@ -25,7 +27,15 @@ impl Threads {
     /// is as new as the thread's last event. /proc, read after, has the
     /// last word for threads still alive.
     pub fn note(&mut self, named: impl IntoIterator<Item = (u32, String)>) {
-        self.names.extend(named);
+        for (tid, name) in named {
+            self.seen_by_kernel.insert(tid);
+            self.names.insert(tid, name);
+        }
+    }
+
+    /// Whether the kernel noted the thread (it ran while recorded).
+    pub fn seen_by_kernel(&self, tid: u32) -> bool {
+        self.seen_by_kernel.contains(&tid)
     }
 
     /// Reads the target's threads now alive and their names from /proc (the

@@ -103,6 +103,11 @@ impl Sources {
             .context("cannot start the kernel side recording")
     }
 
+    /// The threads the kernel noted since the last drain (not yet read).
+    pub fn noted_threads(&self) -> std::collections::HashSet<u32> {
+        self.thread_names.keys().flatten().collect()
+    }
+
     /// Makes the DWARF walker's tables those of `pid`'s `mappings` (just
     /// read).
     pub fn refresh_unwind_tables(&mut self, pid: u32, mappings: &[crate::procfs::Mapping]) {
