@@ -85,6 +85,12 @@ pub enum Which {
         #[arg(long, default_value_t = 4)]
         seconds: u64,
     },
+    /// Debian's redis-server under redis-benchmark: its throughput alone,
+    /// under `profiler record --profile all`, under `profiler serve`
+    /// (scraped once a second) and under `perf record -g --call-graph
+    /// dwarf` at the same frequency, and each observer's own CPU time and
+    /// peak RSS.
+    Redis(crate::bench_redis::RedisArgs),
     /// `profiler serve` on the contended-mutex workload: /metrics latency
     /// percentiles under 50 concurrent scrapers (wrk, keep-alive, loopback),
     /// and the profiler's CPU while idle and while scraped.
@@ -108,6 +114,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Overhead { runs, seconds } => overhead(runs, seconds),
         Which::Goroutines { runs, seconds } => goroutines(runs, seconds),
         Which::Gowaits { runs, seconds } => gowaits(runs, seconds),
+        Which::Redis(args) => crate::bench_redis::run(&args),
         Which::Futex { runs, seconds } => {
             let workload = build_workload("futex_storm", &["-O2", "-fno-omit-frame-pointer"])?;
             compare(&Comparison {

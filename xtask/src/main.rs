@@ -4,6 +4,7 @@
 //! against that nightly's own LLVM, and the Debian packages tests use.
 
 mod bench;
+mod bench_redis;
 mod bench_unwind;
 mod measure;
 mod setup;

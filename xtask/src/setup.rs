@@ -18,7 +18,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use, with the command (or file) that shows each
 /// is installed: gcc builds the workloads, `go tool pprof` reads our pprof
 /// files, python3-jsonschema validates our speedscope files, promtool and a
-/// Prometheus server read our metrics.
+/// Prometheus server read our metrics, redis-server and redis-tools'
+/// redis-benchmark are a real C server under load to unwind.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("make", "make"),
@@ -28,6 +29,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "python3-jsonschema",
         "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
     ),
+    ("redis-server", "/usr/bin/redis-server"),
+    ("redis-tools", "/usr/bin/redis-benchmark"),
 ];
 
 /// The Go versions the tests build their Go programs with besides Debian's
