@@ -50,6 +50,8 @@ pub struct RedisArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Way {
     Alone,
+    /// `record --profile cpu`: perf's job, for a like-for-like comparison.
+    RecordCpu,
     Record,
     Serve,
     Perf,
@@ -59,6 +61,7 @@ impl Way {
     fn label(self) -> &'static str {
         match self {
             Way::Alone => "alone",
+            Way::RecordCpu => "profiler record --profile cpu",
             Way::Record => "profiler record --profile all",
             Way::Serve => "profiler serve (/metrics 1/s)",
             Way::Perf => "perf record --call-graph dwarf",
@@ -122,7 +125,7 @@ pub fn run(args: &RedisArgs) -> anyhow::Result<()> {
     let _stats = BpfStats::enable();
     let dir = std::env::temp_dir().join(format!("profiler-bench-redis-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut ways = vec![Way::Alone, Way::Record, Way::Serve];
+    let mut ways = vec![Way::Alone, Way::RecordCpu, Way::Record, Way::Serve];
     if perf {
         ways.push(Way::Perf);
     }
@@ -278,9 +281,10 @@ fn one_run(way: Way, args: &RedisArgs, profiler: &Path, dir: &Path) -> anyhow::R
     let mut scraping = None;
     let observer = match way {
         Way::Alone => None,
-        Way::Record => {
+        Way::Record | Way::RecordCpu => {
+            let kinds = if way == Way::Record { "all" } else { "cpu" };
             let child = Command::new(profiler)
-                .args(["record", "--pid", &pid_text, "--profile", "all", "-F"])
+                .args(["record", "--pid", &pid_text, "--profile", kinds, "-F"])
                 .arg(&frequency)
                 .arg("-o")
                 .arg(dir.join("redis.folded"))
@@ -435,7 +439,7 @@ fn benchmark(port: u16, args: &RedisArgs) -> anyhow::Result<Run> {
 /// stacks were walked.
 fn read_log(way: Way, log: &str, run: &mut Run) {
     match way {
-        Way::Record => {
+        Way::Record | Way::RecordCpu => {
             run.samples = log
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("samples: "))
