@@ -12,7 +12,7 @@ use clap::Subcommand;
 
 use crate::{
     build_profiler,
-    measure::{OFFCPU_BT, build_workload, median, metric_of, values_of},
+    measure::{OFFCPU_BT, build_workload, cpu_of, median, metric_of, values_of},
     run_cmd, workspace_root,
 };
 
@@ -389,24 +389,6 @@ fn wait4(pid: u32) -> anyhow::Result<(Duration, i64)> {
         Duration::from_secs_f64(secs(usage.ru_utime) + secs(usage.ru_stime)),
         usage.ru_maxrss,
     ))
-}
-
-/// CPU time (user + system) a process has used so far, from /proc.
-fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command: state is field 3, utime 14 and stime 15 (1-based).
-    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    let (Some(user), Some(system)) = (ticks(14), ticks(15)) else {
-        bail!("cannot parse /proc/{pid}/stat");
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok(Duration::from_secs_f64((user + system) as f64 / hz))
 }
 
 /// A child killed and reaped when dropped.

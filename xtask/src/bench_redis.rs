@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::build_profiler;
+use crate::{build_profiler, measure::cpu_of};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const REDIS_BENCHMARK: &str = "/usr/bin/redis-benchmark";
@@ -594,24 +594,6 @@ fn wait4(child: &mut Reaped) -> anyhow::Result<(Duration, i64, std::process::Exi
         usage.ru_maxrss,
         std::process::ExitStatus::from_raw(status),
     ))
-}
-
-/// CPU time (user + system) a process has used so far, from /proc.
-fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command: state is field 3, utime 14 and stime 15 (1-based).
-    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    let (Some(user), Some(system)) = (ticks(14), ticks(15)) else {
-        bail!("cannot parse /proc/{pid}/stat");
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok(Duration::from_secs_f64((user + system) as f64 / hz))
 }
 
 fn median(values: &mut [f64]) -> f64 {

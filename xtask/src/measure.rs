@@ -1,12 +1,14 @@
 //! What the benchmarks share: building a C workload, reading the
-//! `key=value` figures a workload prints, and the median of runs.
+//! `key=value` figures a workload prints, a process's CPU time, bpftrace's
+//! off-CPU script, and the median of runs.
 
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
+    time::Duration,
 };
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 
 use crate::{run_cmd, workspace_root};
 
@@ -70,3 +72,21 @@ tracepoint:sched:sched_switch {
   }
 }
 "#;
+
+/// CPU time (user + system) a process has used so far, from /proc.
+pub fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (ticks(14), ticks(15)) else {
+        bail!("cannot parse /proc/{pid}/stat");
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Duration::from_secs_f64((user + system) as f64 / hz))
+}
