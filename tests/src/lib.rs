@@ -717,10 +717,17 @@ pub fn go_pprof(args: &[&str], source: impl AsRef<std::ffi::OsStr>) -> String {
     text
 }
 
-/// The number after "Total samples = " in `go tool pprof -top` output.
+/// The number after "Total samples = " in `go tool pprof -top` output; with
+/// a filter active, the total of what it kept ("Showing nodes accounting for").
 pub fn pprof_total(top: &str) -> f64 {
+    // With a filter (-focus and the like) the total is of what it kept.
+    let marker = if top.contains("Active filters:") {
+        "Showing nodes accounting for "
+    } else {
+        "Total samples = "
+    };
     let rest = top
-        .split("Total samples = ")
+        .split(marker)
         .nth(1)
         .unwrap_or_else(|| panic!("no total in: {top}"));
     let number: String = rest
