@@ -179,6 +179,9 @@ pub struct WalkState {
     pub exact: u32,
     /// Frames walked by frame pointers for want of a row.
     pub fp_frames: u32,
+    /// How many entries of `UNWIND_MAPPINGS` are valid, read once per walk.
+    pub mappings: u32,
+    pub reserved: u32,
     pub stack: UserStack,
 }
 

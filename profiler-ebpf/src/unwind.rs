@@ -88,6 +88,10 @@ pub fn dwarf_stack(kind: StackKind) -> i32 {
     walk.bp_known = 1;
     walk.exact = 1;
     walk.fp_frames = 0;
+    walk.mappings = match CONTROL.get(Control::UnwindMappings as u32) {
+        Some(&n) => n,
+        None => 0,
+    };
     walk.stack.len = 0;
     // SAFETY: the callback is a BPF function taking (index, ctx); no context.
     unsafe {
@@ -178,7 +182,7 @@ extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
         walk.ip.wrapping_sub(1)
     };
     walk.exact = 0;
-    let Some(mapping) = find_mapping(at) else {
+    let Some(mapping) = find_mapping(at, walk.mappings) else {
         return finish(walk, WalkEnd::NoMapping);
     };
     if mapping.kind == MappingKind::Jit as u32 {
@@ -320,14 +324,10 @@ fn signal_step(walk: &mut WalkState) -> i64 {
     0
 }
 
-/// The executable mapping holding `ip` (binary search of the sorted
-/// mappings).
+/// The executable mapping holding `ip` (binary search of the first
+/// `count` sorted mappings).
 #[inline(always)]
-fn find_mapping(ip: u64) -> Option<&'static UnwindMapping> {
-    let count = match CONTROL.get(Control::UnwindMappings as u32) {
-        Some(&n) => n,
-        None => return None,
-    };
+fn find_mapping(ip: u64, count: u32) -> Option<&'static UnwindMapping> {
     // The last mapping whose start is <= ip.
     let (mut lo, mut hi) = (0u32, count);
     let mut i = 0;

@@ -196,6 +196,14 @@ pub fn read_memory(mem: &std::fs::File, addr: u64, buf: &mut [u8]) -> usize {
     done
 }
 
+/// The whole of `range` of the process's memory (the vDSO, which is in no
+/// file), or `None` when it cannot all be read.
+pub fn read_range(pid: u32, range: std::ops::Range<u64>) -> Option<Vec<u8>> {
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut bytes = vec![0u8; usize::try_from(range.end.checked_sub(range.start)?).ok()?];
+    (read_memory(&mem, range.start, &mut bytes) == bytes.len()).then_some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -380,9 +380,7 @@ impl Session {
     /// recording's start (it was blocked before). Call while the programs
     /// are attached and the target runs; returns how many were noted.
     pub fn note_waits_in_progress(&mut self) -> usize {
-        let since = monotonic_ns()
-            .saturating_sub(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let waits = self.waits_in_progress(since, &self.kinds.clone());
+        let waits = self.waits_in_progress(self.started_ns(), &self.kinds.clone());
         let noted = waits.len();
         for (event, value) in waits {
             self.aggregate.add(event, value);
@@ -397,14 +395,7 @@ impl Session {
     /// now (`serve`), without adding them to what is collected (they are
     /// counted again, whole, when they end).
     pub fn snapshot_with_waits(&mut self, mark: Option<&Mark>, kind: ProfileKind) -> Snapshot<'_> {
-        let since = mark.map_or_else(
-            || {
-                monotonic_ns().saturating_sub(
-                    u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                )
-            },
-            |m| m.1,
-        );
+        let since = mark.map_or_else(|| self.started_ns(), |m| m.1);
         let waits = if self.attached.is_attached() {
             self.waits_in_progress(since, &[kind])
         } else {
@@ -424,6 +415,12 @@ impl Session {
             self.name_stacks(fresh, true);
         }
         self.snapshot_of(Cow::Owned(aggregate))
+    }
+
+    /// When recording began, on the kernel's clock (monotonic ns).
+    fn started_ns(&self) -> u64 {
+        monotonic_ns()
+            .saturating_sub(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
     /// The waits of `kinds` (futex, offcpu) under way now, each with the

@@ -22,7 +22,7 @@ use profiler_common::{
 use tracing::{debug, warn};
 
 use super::tables::{UnwindTable, build_table};
-use crate::procfs::Mapping;
+use crate::{mapped::Bytes, procfs::Mapping};
 
 /// What the walker knows of one binary.
 #[derive(Debug, Clone)]
@@ -194,13 +194,8 @@ impl KernelTables {
         if let Some(table) = self.files.get(&id) {
             return Some(table.clone());
         }
-        let table = match std::fs::File::open(file) {
-            // SAFETY: a read-only private mapping of a file; a file truncated
-            // under us can fault, as for every ELF reader that maps.
-            Ok(f) => match unsafe { memmap2::Mmap::map(&f) } {
-                Ok(data) => self.load(&data, shown),
-                Err(err) => self.unreadable(shown, &err),
-            },
+        let table = match Bytes::map(file) {
+            Ok(data) => self.load(&data, shown),
             Err(err) => self.unreadable(shown, &err),
         };
         self.files.insert(id, table.clone());
@@ -214,9 +209,7 @@ impl KernelTables {
         {
             return Some(table.clone());
         }
-        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
-        let mut image = vec![0u8; usize::try_from(m.end - m.start).ok()?];
-        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut image, m.start).ok()?;
+        let image = crate::procfs::read_range(pid, m.start..m.end)?;
         let table = self.load(&image, "[vdso]");
         self.vdso = Some((m.start, table.clone()));
         Some(table)

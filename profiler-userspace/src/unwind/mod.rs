@@ -153,13 +153,9 @@ impl Unwinder {
         if self.modules.get("[vdso]") == Some(&(start..end)) {
             return;
         }
-        let Ok(mem) = std::fs::File::open(format!("/proc/{}/mem", self.pid)) else {
+        let Some(image) = crate::procfs::read_range(self.pid, start..end) else {
             return;
         };
-        let mut image = vec![0u8; (end - start) as usize];
-        if std::os::unix::fs::FileExt::read_exact_at(&mem, &mut image, start).is_err() {
-            return;
-        }
         if let Some(module) = self.module_from(&Bytes::from(image), start, start..end, "[vdso]") {
             self.unwinder.add_module(module);
             self.modules.insert("[vdso]".to_owned(), start..end);

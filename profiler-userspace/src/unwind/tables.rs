@@ -14,7 +14,6 @@
 
 use std::{
     collections::HashMap,
-    fs::File,
     ops::Range,
     path::{Path, PathBuf},
 };
@@ -26,6 +25,8 @@ use gimli::{
 };
 use object::{Architecture, Object as _, ObjectSection as _};
 use profiler_common::unwind::{CfaRule, RbpRule, UnwindRow};
+
+use crate::mapped::Bytes;
 
 /// One binary's unwind table: rows sorted by pc, pcs relative to `base`.
 ///
@@ -109,12 +110,7 @@ pub fn build_table_for_path(path: &Path) -> Result<Option<UnwindTable>, TableErr
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
-    // SAFETY: the map is only read, and lives until the table is built.
-    // A binary truncated by someone else while mapped would fault (SIGBUS);
-    // binaries in use are replaced, not rewritten in place.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    build_table(&map)
+    build_table(&Bytes::map(path).map_err(io)?)
 }
 
 /// Builds the table of an ELF image. `Ok(None)` when the binary has no
