@@ -13,10 +13,7 @@ pub enum Control {
     /// target sets it, so nothing the held child did before its new image
     /// was in place is recorded.
     Armed = 1,
-    /// How many entries of `UNWIND_MAPPINGS` are valid (the target's
-    /// executable mappings, for the in-kernel DWARF walker).
-    UnwindMappings = 2,
 }
 
 /// Number of control words.
-pub const CONTROL_LEN: u32 = 3;
+pub const CONTROL_LEN: u32 = 2;

@@ -64,11 +64,13 @@ pub enum Counter {
     /// A semaphore address not remembered (the wait is counted without its
     /// lock): the map was full.
     GoSemaMapFull = 27,
+    /// A forked process not followed: the targets map was full.
+    TargetsFull = 28,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 28] = [
+    pub const ALL: [Counter; 29] = [
         Counter::CpuSamples,
         Counter::UserStackCollision,
         Counter::UserStackMapFull,
@@ -97,6 +99,7 @@ impl Counter {
         Counter::GoParkedMapFull,
         Counter::GoMapFull,
         Counter::GoSemaMapFull,
+        Counter::TargetsFull,
     ];
 
     /// What the counter counts, as the report words it.
@@ -132,6 +135,7 @@ impl Counter {
             Counter::GoParkedMapFull => "goroutine park not remembered: parked-goroutine map full",
             Counter::GoMapFull => "goroutine wait dropped: Go event map full",
             Counter::GoSemaMapFull => "goroutine lock address lost: semaphore map full",
+            Counter::TargetsFull => "forked process not followed: targets map full",
         }
     }
 
@@ -166,6 +170,7 @@ impl Counter {
             Counter::GoParkedMapFull => "go_parked_map_full",
             Counter::GoMapFull => "go_map_full",
             Counter::GoSemaMapFull => "go_sema_map_full",
+            Counter::TargetsFull => "targets_map_full",
         }
     }
 

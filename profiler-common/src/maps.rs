@@ -8,8 +8,32 @@
 
 // Globals, set by userspace at load time.
 
-/// The target's tgid (process id).
-pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
+/// Which processes are recorded, a [`TargetMode`].
+pub const GLOBAL_TARGET_MODE: &str = "TARGET_MODE";
+/// The profiler's own tgid (never recorded, even with `--all`).
+pub const GLOBAL_OWN_TGID: &str = "OWN_TGID";
+/// With [`TargetMode::Cgroup`]: the cgroup v2 directory's id (its inode)
+/// and its depth below the root.
+pub const GLOBAL_CGROUP_ID: &str = "CGROUP_ID";
+pub const GLOBAL_CGROUP_LEVEL: &str = "CGROUP_LEVEL";
+/// 1: a process forked by a recorded one is recorded too (`--children`,
+/// a started command's tree).
+pub const GLOBAL_FOLLOW_FORKS: &str = "FOLLOW_FORKS";
+/// `sched:sched_process_fork`'s `child_pid` field offset.
+pub const GLOBAL_FORK_CHILD_PID: &str = "OFF_FORK_CHILD_PID";
+
+/// How the kernel side picks the processes it records.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetMode {
+    /// The tgids in [`MAP_TARGETS`] (and, with [`GLOBAL_FOLLOW_FORKS`],
+    /// the processes they fork, added there by the kernel).
+    Set = 0,
+    /// Every process in one cgroup v2 directory or below it.
+    Cgroup = 1,
+    /// Every user process but the profiler itself.
+    All = 2,
+}
 /// How user stacks are taken, a `stacks::UnwindMode`.
 pub const GLOBAL_UNWIND_MODE: &str = "UNWIND_MODE";
 /// The deepest user stack the DWARF walker takes (`--max-depth`, at most
@@ -30,6 +54,13 @@ pub const GLOBAL_FUTEX_OP: &str = "OFF_FUTEX_OP";
 pub const GLOBAL_WAITV_WAITERS: &str = "OFF_WAITV_WAITERS";
 
 // Control and accounting.
+
+/// Hash of `u8` by tgid: the processes recorded ([`TargetMode::Set`]).
+/// With fork following the kernel adds each child (a new thread's id is
+/// added too, and removed at its exit).
+pub const MAP_TARGETS: &str = "TARGETS";
+/// Capacity of [`MAP_TARGETS`].
+pub const TARGET_ENTRIES: u32 = 65_536;
 
 /// Array of `u32` control words, indexed by `control::Control`.
 pub const MAP_CONTROL: &str = "CONTROL";
@@ -81,9 +112,19 @@ pub const LONG_STACK_MAP_ENTRIES: u32 = 16_384;
 
 /// Array of `unwind::UnwindRow`: every binary's table, one after another.
 pub const MAP_UNWIND_ROWS: &str = "UNWIND_ROWS";
-/// Array of `unwind::UnwindMapping`: the target's executable mappings,
-/// sorted by start (`control::Control::UnwindMappings` of them valid).
+/// Array of `unwind::UnwindMapping`: each process's executable mappings,
+/// sorted by start, in slots userspace allocates.
 pub const MAP_UNWIND_MAPPINGS: &str = "UNWIND_MAPPINGS";
+/// Hash of `unwind::ProcessTables` by tgid: where each process's mappings
+/// are in [`MAP_UNWIND_MAPPINGS`]. Removed by the kernel at an exec.
+pub const MAP_PROC_TABLES: &str = "PROC_TABLES";
+/// LRU hash of `u32` by tgid: the process whose tables a forked child
+/// uses until it has its own (its address space is a copy).
+pub const MAP_FORK_PARENT: &str = "FORK_PARENT";
+/// LRU hash of `u32` (1) by tgid: processes the walker met without
+/// tables, or at code outside them (an exec, a library loaded since):
+/// userspace (re)writes their tables and removes the entry.
+pub const MAP_NEEDS_TABLES: &str = "NEEDS_TABLES";
 /// Hash of `unwind::UserStack` by stack id: the stacks the walker took.
 /// Never cleared during a recording (like [`MAP_LONG_STACKS`]).
 pub const MAP_DWARF_STACKS: &str = "DWARF_STACKS";

@@ -40,6 +40,9 @@ pub struct SwitchedOut {
     /// userspace as a ring record too, naming the copy.
     pub copied: u32,
     pub waker: WakerKey,
+    /// The thread's process (the switch-in sees only the thread id).
+    pub tgid: u32,
+    pub reserved: u32,
 }
 
 // SAFETY: `repr(C)`, no padding, every bit pattern valid (read from the
@@ -53,6 +56,6 @@ mod tests {
 
     #[test]
     fn no_padding() {
-        assert_eq!(core::mem::size_of::<SwitchedOut>(), 64);
+        assert_eq!(core::mem::size_of::<SwitchedOut>(), 72);
     }
 }

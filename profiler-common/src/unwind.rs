@@ -120,8 +120,29 @@ pub struct UnwindMapping {
     pub reserved: u32,
 }
 
-/// The most executable mappings of the target the walker knows.
-pub const UNWIND_MAPPING_ENTRIES: u32 = 1024;
+/// Executable mappings the walker knows, of every process together: a
+/// process's mappings take whole slots of [`UNWIND_MAPPING_SLOT`] entries
+/// (see [`ProcessTables`]).
+pub const UNWIND_MAPPING_ENTRIES: u32 = 512 * UNWIND_MAPPING_SLOT;
+/// Entries of `UNWIND_MAPPINGS` per slot.
+pub const UNWIND_MAPPING_SLOT: u32 = 256;
+/// The most executable mappings one process may have known to the walker.
+pub const UNWIND_PROCESS_MAPPINGS: u32 = 2048;
+/// Processes the walker can hold tables for at once.
+pub const UNWIND_PROCESS_ENTRIES: u32 = 16_384;
+
+/// Where one process's executable mappings are in `UNWIND_MAPPINGS`
+/// (`PROC_TABLES`, by tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessTables {
+    pub first: u32,
+    pub count: u32,
+}
+
+// SAFETY: `repr(C)`, two u32s, every bit pattern valid.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ProcessTables {}
 /// Rows of every binary's table together (12 bytes each).
 pub const UNWIND_ROW_ENTRIES: u32 = 2 * 1024 * 1024;
 /// The deepest stack the walker records.
@@ -179,9 +200,11 @@ pub struct WalkState {
     pub exact: u32,
     /// Frames walked by frame pointers for want of a row.
     pub fp_frames: u32,
-    /// How many entries of `UNWIND_MAPPINGS` are valid, read once per walk.
+    /// The walked process's mappings in `UNWIND_MAPPINGS` (its
+    /// [`ProcessTables`], read once per walk): `count` 0 when it has none
+    /// yet, and the whole stack is walked by frame pointers.
+    pub mappings_first: u32,
     pub mappings: u32,
-    pub reserved: u32,
     pub stack: UserStack,
 }
 

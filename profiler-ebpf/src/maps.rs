@@ -14,20 +14,34 @@ use profiler_common::{
     gowait::GoParked,
     maps::{
         COPIES_RING_BYTES, CPU_EVENT_ENTRIES, GO_MAP_ENTRIES, HIST_BUCKETS, INFLIGHT_MAP_ENTRIES,
-        INTERVALS_RING_BYTES, LONG_STACK_MAP_ENTRIES, STACK_MAP_ENTRIES, WAIT_EVENT_ENTRIES,
+        INTERVALS_RING_BYTES, LONG_STACK_MAP_ENTRIES, STACK_MAP_ENTRIES, TARGET_ENTRIES,
+        WAIT_EVENT_ENTRIES,
     },
     offcpu::SwitchedOut,
     unwind::{
-        DWARF_STACK_ENTRIES, QUALITY_SLOTS, UNWIND_MAPPING_ENTRIES, UNWIND_ROW_ENTRIES,
-        UnwindMapping, UnwindRow, UserStack, WalkState,
+        DWARF_STACK_ENTRIES, ProcessTables, QUALITY_SLOTS, UNWIND_MAPPING_ENTRIES,
+        UNWIND_PROCESS_ENTRIES, UNWIND_ROW_ENTRIES, UnwindMapping, UnwindRow, UserStack, WalkState,
     },
 };
 
 // Globals userspace sets at load time (read with `global`).
 
-/// The process to profile.
+/// Which processes are recorded, a `profiler_common::maps::TargetMode`.
 #[unsafe(no_mangle)]
-pub static TARGET_TGID: u32 = 0;
+pub static TARGET_MODE: u32 = 0;
+/// The profiler's own process (never recorded).
+#[unsafe(no_mangle)]
+pub static OWN_TGID: u32 = 0;
+/// `TargetMode::Cgroup`: the cgroup's id and depth.
+#[unsafe(no_mangle)]
+pub static CGROUP_ID: u64 = 0;
+#[unsafe(no_mangle)]
+pub static CGROUP_LEVEL: u32 = 0;
+/// 1: processes forked by recorded ones are recorded.
+#[unsafe(no_mangle)]
+pub static FOLLOW_FORKS: u32 = 0;
+#[unsafe(no_mangle)]
+pub static OFF_FORK_CHILD_PID: u32 = 20;
 /// How user stacks are taken, a `profiler_common::stacks::UnwindMode`.
 #[unsafe(no_mangle)]
 pub static UNWIND_MODE: u32 = 0;
@@ -67,6 +81,9 @@ pub fn global<T: Copy>(value: &'static T) -> T {
 
 #[map]
 pub static CONTROL: Array<u32> = Array::with_max_entries(CONTROL_LEN, 0);
+/// The processes recorded (`TargetMode::Set`), by tgid.
+#[map]
+pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(TARGET_ENTRIES, BPF_F_NO_PREALLOC);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_LEN, 0);
 #[map]
@@ -123,10 +140,22 @@ pub static LONG_STACKS: StackTrace = StackTrace::with_max_entries(LONG_STACK_MAP
 /// Every binary's unwind table, one after another (written by userspace).
 #[map]
 pub static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(UNWIND_ROW_ENTRIES, 0);
-/// The target's executable mappings, sorted by start.
+/// Each process's executable mappings, sorted by start, in slots.
 #[map]
 pub static UNWIND_MAPPINGS: Array<UnwindMapping> =
     Array::with_max_entries(UNWIND_MAPPING_ENTRIES, 0);
+/// Where each process's mappings are, by tgid.
+#[map]
+pub static PROC_TABLES: HashMap<u32, ProcessTables> =
+    HashMap::with_max_entries(UNWIND_PROCESS_ENTRIES, BPF_F_NO_PREALLOC);
+/// The process whose tables a forked child uses until it has its own.
+#[map]
+pub static FORK_PARENT: LruHashMap<u32, u32> =
+    LruHashMap::with_max_entries(UNWIND_PROCESS_ENTRIES, 0);
+/// Processes walked without (whole) tables, for userspace to (re)write.
+#[map]
+pub static NEEDS_TABLES: LruHashMap<u32, u32> =
+    LruHashMap::with_max_entries(UNWIND_PROCESS_ENTRIES, 0);
 /// The stacks the walker took, by stack id.
 #[map]
 pub static DWARF_STACKS: HashMap<i32, UserStack> =

@@ -26,7 +26,7 @@ use crate::{
         add_event, bump, bump_by, copies, generation, histogram, now_ns, send_copy, stack_id,
         waker_stack_id,
     },
-    target::{is_target, note_thread, target_tgid},
+    target::{is_target, note_thread},
     unwind::{user_stack_id, waker_user_stack_id},
 };
 
@@ -86,6 +86,8 @@ fn switch_out(ctx: &TracePointContext, tgid: u32, tid: u32, now: u64) {
         state,
         copied: u32::from(copied),
         waker: WakerKey::NOT_WOKEN,
+        tgid,
+        reserved: 0,
     };
     bump(Counter::Switches);
     if SWITCHED_OUT.insert(tid, out, BPF_ANY as u64).is_err() {
@@ -127,7 +129,7 @@ fn switch_in(tid: u32, now: u64) {
         user_stack_id: out.user_stack_id,
         kernel_stack_id: out.kernel_stack_id,
         waker: out.waker,
-        ..EventKey::new(Origin::OffCpu, target_tgid(), tid)
+        ..EventKey::new(Origin::OffCpu, out.tgid, tid)
     };
     if out.copied == 1 {
         key.user_copy_ns = out.switched_out_ns;
@@ -179,9 +181,10 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
     let wakee = wakee as u32;
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    // Only the target's own user stacks can be symbolized; another process's
-    // (or an interrupt's) is not taken.
-    let own = tgid == target_tgid();
+    // Only a recorded process's user stacks can be symbolized; another
+    // process's (or an interrupt's) is not taken. Asked only for a wake-up
+    // of a waiter (most wake-ups on the machine are not).
+    let own = || is_target(tgid);
     // Each map is tested on its own: a combined null test of two map values
     // compiles to `a | b`, which the verifier refuses on pointers.
     let mut user = None;
@@ -190,6 +193,7 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
         let out = unsafe { &mut *out };
         if out.state == BLOCKED && out.woken_ns == 0 {
             let now = now_ns();
+            let own = own();
             let id = if own {
                 waker_user_stack_id(&ctx, &LONG_STACKS)
             } else {
@@ -220,6 +224,7 @@ pub fn prf_waking(ctx: TracePointContext) -> u32 {
         // SAFETY: as above.
         let wait = unsafe { &mut *wait };
         if wait.waker.woken == 0 {
+            let own = own();
             wait.waker = WakerKey {
                 tgid,
                 tid,

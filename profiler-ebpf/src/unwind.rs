@@ -8,13 +8,12 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{bpf_loop, bpf_probe_read_user},
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::{bpf_get_current_pid_tgid, bpf_loop, bpf_probe_read_user},
     maps::StackTrace,
     programs::tracing::StackIdContext,
 };
 use profiler_common::{
-    control::Control,
     counters::Counter,
     stacks::stack_error,
     unwind::{
@@ -26,8 +25,8 @@ use profiler_common::{
 
 use crate::{
     maps::{
-        CONTROL, DWARF_STACKS, STACK_QUALITY, UNWIND_MAPPINGS, UNWIND_MAX_FRAMES, UNWIND_MODE,
-        UNWIND_ROWS, UNWIND_WALK, global,
+        DWARF_STACKS, FORK_PARENT, NEEDS_TABLES, PROC_TABLES, STACK_QUALITY, UNWIND_MAPPINGS,
+        UNWIND_MAX_FRAMES, UNWIND_MODE, UNWIND_ROWS, UNWIND_WALK, global,
     },
     shared::{bump, stack_id, user_registers, waker_stack_id},
 };
@@ -88,9 +87,24 @@ pub fn dwarf_stack(kind: StackKind) -> i32 {
     walk.bp_known = 1;
     walk.exact = 1;
     walk.fp_frames = 0;
-    walk.mappings = match CONTROL.get(Control::UnwindMappings as u32) {
-        Some(&n) => n,
-        None => 0,
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // The process's own tables, else (a child forked since) its parent's,
+    // else none yet: userspace is asked for them either way, and a stack
+    // with no tables is walked by frame pointers.
+    // SAFETY: lookups; values are copied out.
+    let tables = match unsafe { PROC_TABLES.get(&tgid) } {
+        Some(own) => Some(*own),
+        None => {
+            needs_tables(tgid);
+            match unsafe { FORK_PARENT.get(&tgid) } {
+                Some(parent) => unsafe { PROC_TABLES.get(parent) }.copied(),
+                None => None,
+            }
+        }
+    };
+    (walk.mappings_first, walk.mappings) = match tables {
+        Some(t) => (t.first, t.count),
+        None => (0, 0),
     };
     walk.stack.len = 0;
     // SAFETY: the callback is a BPF function taking (index, ctx); no context.
@@ -182,7 +196,12 @@ extern "C" fn step(_index: u32, _ctx: *mut c_void) -> i64 {
         walk.ip.wrapping_sub(1)
     };
     walk.exact = 0;
-    let Some(mapping) = find_mapping(at, walk.mappings) else {
+    if walk.mappings == 0 {
+        walk.fp_frames += 1;
+        return frame_pointer_step(walk);
+    }
+    let Some(mapping) = find_mapping(at, walk.mappings_first, walk.mappings) else {
+        needs_tables((bpf_get_current_pid_tgid() >> 32) as u32);
         return finish(walk, WalkEnd::NoMapping);
     };
     if mapping.kind == MappingKind::Jit as u32 {
@@ -324,10 +343,20 @@ fn signal_step(walk: &mut WalkState) -> i64 {
     0
 }
 
-/// The executable mapping holding `ip` (binary search of the first
-/// `count` sorted mappings).
+/// Asks userspace for `tgid`'s tables (a new process, a new image, or
+/// code mapped since they were written).
 #[inline(always)]
-fn find_mapping(ip: u64, count: u32) -> Option<&'static UnwindMapping> {
+fn needs_tables(tgid: u32) {
+    // SAFETY: a lookup; nothing is kept.
+    if unsafe { NEEDS_TABLES.get(&tgid) }.is_none() {
+        let _ = NEEDS_TABLES.insert(&tgid, &1, BPF_ANY as u64);
+    }
+}
+
+/// The executable mapping holding `ip` (binary search of the `count`
+/// sorted mappings from `first`).
+#[inline(always)]
+fn find_mapping(ip: u64, first: u32, count: u32) -> Option<&'static UnwindMapping> {
     // The last mapping whose start is <= ip.
     let (mut lo, mut hi) = (0u32, count);
     let mut i = 0;
@@ -336,7 +365,7 @@ fn find_mapping(ip: u64, count: u32) -> Option<&'static UnwindMapping> {
             break;
         }
         let mid = lo + (hi - lo) / 2;
-        match UNWIND_MAPPINGS.get(mid) {
+        match UNWIND_MAPPINGS.get(first.wrapping_add(mid)) {
             Some(m) if m.start <= ip => lo = mid + 1,
             Some(_) => hi = mid,
             None => return None,
@@ -346,7 +375,7 @@ fn find_mapping(ip: u64, count: u32) -> Option<&'static UnwindMapping> {
     if lo == 0 {
         return None;
     }
-    let mapping = UNWIND_MAPPINGS.get(lo - 1)?;
+    let mapping = UNWIND_MAPPINGS.get(first.wrapping_add(lo - 1))?;
     if ip < mapping.end {
         Some(mapping)
     } else {

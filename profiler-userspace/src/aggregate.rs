@@ -113,32 +113,36 @@ impl Totals {
 /// proportional to what is new, not to everything collected.
 #[derive(Debug, Default)]
 pub struct Fresh {
-    /// Each new stack, with whether it is a user stack.
-    pub stacks: Vec<(Stack, bool)>,
-    pub locks: Vec<u64>,
+    /// Each new user stack, with its process.
+    pub user: Vec<(u32, Stack)>,
+    pub kernel: Vec<Stack>,
+    /// New lock words, with their process.
+    pub locks: Vec<(u32, u64)>,
+    /// Processes of wakers whose user stacks were not taken (named only).
     pub processes: Vec<u32>,
 }
 
 impl Fresh {
-    fn note(&mut self, event: &Event, target: u32) {
-        self.stacks.push((event.user.clone(), true));
-        self.stacks.push((event.kernel.clone(), false));
+    fn note(&mut self, event: &Event) {
+        self.user.push((event.pid, event.user.clone()));
+        self.kernel.push(event.kernel.clone());
         match event.origin {
-            Origin::FutexWait | Origin::FutexWake => self.locks.push(event.lock),
+            Origin::FutexWait | Origin::FutexWake => self.locks.push((event.pid, event.lock)),
             // A Go semaphore lies inside its lock (see
             // `go::waits::semaphore_offset`): the lock is named too.
             Origin::GoWait { sema: true, .. } if event.lock != 0 => self.locks.extend(
                 go::SEMAPHORE_OFFSETS
                     .iter()
-                    .map(|offset| event.lock.wrapping_sub(*offset)),
+                    .map(|offset| (event.pid, event.lock.wrapping_sub(*offset))),
             ),
             _ => {}
         }
         if let Some(waker) = &event.waker {
-            self.stacks.push((waker.kernel.clone(), false));
-            // Other processes' user stacks are not symbolized, only named.
-            if waker.tgid == target {
-                self.stacks.push((waker.user.clone(), true));
+            self.kernel.push(waker.kernel.clone());
+            // A waker whose user stack was taken is of a recorded process;
+            // other processes are only named.
+            if matches!(waker.user, Stack::Frames(_)) {
+                self.user.push((waker.tgid, waker.user.clone()));
             } else if waker.tgid != 0 {
                 self.processes.push(waker.tgid);
             }
@@ -150,8 +154,6 @@ impl Fresh {
 /// and the kernel's totals.
 #[derive(Debug, Default)]
 pub struct Aggregate {
-    /// The target's process id (its wakers' user stacks are symbolized).
-    target: u32,
     events: HashMap<Event, Value>,
     totals: Totals,
     fresh: Fresh,
@@ -162,7 +164,6 @@ impl Clone for Aggregate {
     /// original.
     fn clone(&self) -> Self {
         Aggregate {
-            target: self.target,
             events: self.events.clone(),
             totals: self.totals.clone(),
             fresh: Fresh::default(),
@@ -171,11 +172,8 @@ impl Clone for Aggregate {
 }
 
 impl Aggregate {
-    pub fn new(target: u32) -> Aggregate {
-        Aggregate {
-            target,
-            ..Aggregate::default()
-        }
+    pub fn new() -> Aggregate {
+        Aggregate::default()
     }
 
     /// Adds `value` to `event`'s sum, noting a new event's stacks and lock
@@ -184,7 +182,7 @@ impl Aggregate {
         match self.events.entry(event) {
             Entry::Occupied(entry) => entry.into_mut().add(value),
             Entry::Vacant(entry) => {
-                self.fresh.note(entry.key(), self.target);
+                self.fresh.note(entry.key());
                 entry.insert(value);
             }
         }
@@ -218,6 +216,15 @@ impl Aggregate {
     }
 
     /// The threads whose events are held.
+    /// The processes with on-CPU samples.
+    pub fn processes_sampled(&self) -> std::collections::HashSet<u32> {
+        self.events
+            .keys()
+            .filter(|e| e.origin == Origin::Cpu)
+            .map(|e| e.pid)
+            .collect()
+    }
+
     pub fn threads(&self) -> impl Iterator<Item = u32> + '_ {
         self.events.keys().map(|e| e.tid)
     }
@@ -226,7 +233,6 @@ impl Aggregate {
     /// totals and histograms subtracted; events that added nothing left out.
     pub fn since(&self, before: &Aggregate) -> Aggregate {
         Aggregate {
-            target: self.target,
             events: self
                 .events
                 .iter()
@@ -275,6 +281,7 @@ mod tests {
     fn sample(tid: u32) -> Event {
         Event {
             origin: Origin::Cpu,
+            pid: 1,
             tid,
             user: Stack::Frames(vec![0x1000, 0x2000].into()),
             kernel: Stack::Empty,
@@ -287,6 +294,7 @@ mod tests {
     fn wait(lock: u64) -> Event {
         Event {
             origin: Origin::FutexWait,
+            pid: 1,
             tid: 7,
             user: Stack::Empty,
             kernel: Stack::Empty,
@@ -302,7 +310,7 @@ mod tests {
 
     #[test]
     fn since_keeps_only_what_was_added() {
-        let mut before = Aggregate::new(1);
+        let mut before = Aggregate::new();
         before.add(sample(1), waits(10, 10, 1));
         before.add(sample(2), waits(4, 4, 1));
         before.add(wait(0xa0), waits(3, 300, 200));
@@ -335,7 +343,7 @@ mod tests {
     #[test]
     fn exited_threads_fold_into_their_group() {
         let group = FOLDED_THREADS;
-        let mut aggregate = Aggregate::new(1);
+        let mut aggregate = Aggregate::new();
         aggregate.add(sample(5), waits(3, 3, 1));
         aggregate.add(sample(6), waits(4, 4, 1));
         aggregate.add(sample(7), waits(1, 1, 1));
@@ -365,13 +373,13 @@ mod tests {
 
     #[test]
     fn new_events_are_noted_for_naming_once() {
-        let mut aggregate = Aggregate::new(1);
+        let mut aggregate = Aggregate::new();
         aggregate.add(wait(0xa0), waits(1, 5, 5));
         aggregate.add(wait(0xa0), waits(1, 5, 5));
         let fresh = aggregate.take_fresh();
-        assert_eq!(fresh.locks, [0xa0]);
-        assert_eq!(fresh.stacks.len(), 2);
+        assert_eq!(fresh.locks, [(1, 0xa0)]);
+        assert_eq!((fresh.user.len(), fresh.kernel.len()), (1, 1));
         assert!(aggregate.take_fresh().locks.is_empty());
-        assert!(aggregate.clone().take_fresh().stacks.is_empty());
+        assert!(aggregate.clone().take_fresh().user.is_empty());
     }
 }

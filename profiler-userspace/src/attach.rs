@@ -18,6 +18,8 @@ use aya::{
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
+use profiler_common::maps::TargetMode;
+
 use crate::{
     go::probes::GoProbe,
     model::{ProfileKind, UnwindMode},
@@ -29,8 +31,13 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Name of the on-CPU sampling program (every program's name starts `prf_`,
 /// which is how tests find them loaded).
 pub const CPU_PROGRAM: &str = "prf_cpu_sample";
-/// Arms recording when a started command's exec completes.
+/// Arms recording when a started command's exec completes, and drops the
+/// walker's tables of a recorded process's old image.
 const EXEC_PROGRAM: &str = "prf_exec";
+/// Follows the processes recorded ones fork.
+const FORK_PROGRAM: &str = "prf_fork";
+/// Forgets the thread ids fork following added.
+const EXIT_PROGRAM: &str = "prf_exit";
 
 /// Where tracefs is normally mounted.
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -109,10 +116,34 @@ fn first_line(err: &dyn std::fmt::Display) -> String {
         .to_owned()
 }
 
+/// Which processes the kernel side records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    pub mode: TargetMode,
+    /// With [`TargetMode::Cgroup`]: the cgroup's id and depth.
+    pub cgroup: (u64, u32),
+    /// Processes forked by recorded ones are recorded too.
+    pub follow_forks: bool,
+}
+
+impl Selection {
+    /// The processes the session lists in the targets map (the map starts
+    /// empty: nothing is recorded until they are added).
+    pub fn listed(follow_forks: bool) -> Selection {
+        Selection {
+            mode: TargetMode::Set,
+            cgroup: (0, 0),
+            follow_forks,
+        }
+    }
+}
+
 /// What to load and attach.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    pub tgid: u32,
+    pub selection: Selection,
+    /// The one process the Go runtime probes fire in (0: none).
+    pub go_tgid: u32,
     /// Start recording when the target execs (a command held before exec).
     pub arm_on_exec: bool,
     /// How user stacks are taken.
@@ -206,11 +237,28 @@ impl Attached {
         raise_memlock_rlimit();
         let wants = |kind| config.kinds.contains(&kind);
         let tracepoints = wants(ProfileKind::OffCpu) || wants(ProfileKind::Futex);
+        let selection = config.selection;
+        let dwarf = config.unwind == UnwindMode::Dwarf;
+        // Forks: followed, or (whole machine, cgroup) seen so a child walks
+        // with its parent's tables until it has its own.
+        let forks = selection.follow_forks || (dwarf && selection.mode != TargetMode::Set);
         let offsets = if tracepoints {
             let root = ensure_tracefs()?;
             Some(Offsets::read(&root, config)?)
         } else {
             None
+        };
+        let fork_child_pid = if forks {
+            let root = ensure_tracefs()?;
+            field_offset(&root, "sched", "sched_process_fork", "child_pid").ok_or_else(|| {
+                AttachError::MissingTracepoint(
+                    "sched:sched_process_fork (field child_pid)".to_owned(),
+                    format!("{}/events/sched/sched_process_fork/format", root.display()),
+                    "following child processes",
+                )
+            })?
+        } else {
+            20
         };
         let min_block_ns = u64::try_from(config.min_block.as_nanos()).unwrap_or(u64::MAX);
         let unwind = config.unwind as u32;
@@ -218,11 +266,19 @@ impl Attached {
             .unwrap_or(u32::MAX)
             .min(profiler_common::unwind::UNWIND_MAX_DEPTH as u32);
         let go_sema_only = u32::from(config.go_waits.as_ref().is_some_and(|g| g.sema_only));
+        let mode = selection.mode as u32;
+        let own = std::process::id();
+        let follow = u32::from(selection.follow_forks);
         let mut loader = EbpfLoader::new();
         {
             use profiler_common::maps as m;
             loader
-                .override_global(m::GLOBAL_TARGET_TGID, &config.tgid, true)
+                .override_global(m::GLOBAL_TARGET_MODE, &mode, true)
+                .override_global(m::GLOBAL_OWN_TGID, &own, true)
+                .override_global(m::GLOBAL_CGROUP_ID, &selection.cgroup.0, true)
+                .override_global(m::GLOBAL_CGROUP_LEVEL, &selection.cgroup.1, true)
+                .override_global(m::GLOBAL_FOLLOW_FORKS, &follow, true)
+                .override_global(m::GLOBAL_FORK_CHILD_PID, &fork_child_pid, true)
                 .override_global(m::GLOBAL_MIN_BLOCK_NS, &min_block_ns, true)
                 .override_global(m::GLOBAL_UNWIND_MODE, &unwind, true)
                 .override_global(m::GLOBAL_UNWIND_MAX_FRAMES, &max_frames, true)
@@ -238,19 +294,27 @@ impl Attached {
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(AttachError::Load)?;
-        if config.arm_on_exec {
-            let program: &mut RawTracePoint = program(&mut ebpf, EXEC_PROGRAM)?;
-            program
-                .load()
-                .and_then(|()| program.attach("sched_process_exec").map(|_| ()))
-                .map_err(|source| AttachError::Program {
-                    program: EXEC_PROGRAM,
-                    source,
-                })?;
-        }
         let mut attachments = Vec::new();
-        if config.arm_on_exec {
-            attachments.push(format!("{EXEC_PROGRAM} on sched_process_exec"));
+        if config.arm_on_exec || dwarf {
+            attachments.push(attach_raw_tracepoint(
+                &mut ebpf,
+                EXEC_PROGRAM,
+                "sched_process_exec",
+            )?);
+        }
+        if forks {
+            attachments.push(attach_tracepoint(
+                &mut ebpf,
+                FORK_PROGRAM,
+                "sched",
+                "sched_process_fork",
+                "following child processes",
+            )?);
+            attachments.push(attach_raw_tracepoint(
+                &mut ebpf,
+                EXIT_PROGRAM,
+                "sched_process_exit",
+            )?);
         }
         let mut cpus = 0;
         if wants(ProfileKind::Cpu) {
@@ -306,7 +370,7 @@ impl Attached {
         }
         if let Some(go) = &config.go_waits {
             for probe in &go.probes {
-                attachments.push(attach_uprobe(&mut ebpf, probe, &go.path, config.tgid)?);
+                attachments.push(attach_uprobe(&mut ebpf, probe, &go.path, config.go_tgid)?);
             }
         }
         if tracepoints {
@@ -319,7 +383,7 @@ impl Attached {
                 "offcpu",
             )?);
         }
-        debug!(?config.kinds, cpus, tgid = config.tgid, "attached");
+        debug!(?config.kinds, cpus, ?selection, "attached");
         Ok(Attached {
             ebpf: Some(ebpf),
             cpus,
@@ -417,6 +481,20 @@ fn attach_cpu_sampler(ebpf: &mut Ebpf, frequency: u64) -> Result<usize, AttachEr
             .map_err(|source| AttachError::PerfEvent { cpu, source })?;
     }
     Ok(cpus.len())
+}
+
+/// Loads `program` and attaches it to the raw tracepoint `name` (no
+/// tracefs needed).
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    name: &str,
+) -> Result<String, AttachError> {
+    let prog: &mut RawTracePoint = self::program(ebpf, program)?;
+    prog.load()
+        .and_then(|()| prog.attach(name).map(|_| ()))
+        .map_err(|source| AttachError::Program { program, source })?;
+    Ok(format!("{program} on {name}"))
 }
 
 /// Loads `program` (once) and attaches it to `category:name`.

@@ -32,6 +32,7 @@ pub mod go;
 pub mod inspect;
 pub mod mapped;
 pub mod model;
+pub mod processes;
 pub mod procfs;
 pub mod session;
 pub mod snapshot;

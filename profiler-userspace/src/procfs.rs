@@ -73,21 +73,98 @@ fn proc_state(stat: &str) -> Option<char> {
     stat[after + 1..].trim_start().chars().next()
 }
 
-/// The process's total CPU time (user + system) from `/proc/PID/stat`.
-pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+/// What `/proc/PID/stat` says of a process (or thread).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    pub state: char,
+    pub ppid: u32,
+    /// CPU time used (user + system).
+    pub cpu: std::time::Duration,
+    /// When it started, in clock ticks since boot (tells a reused PID).
+    pub start_ticks: u64,
+}
+
+/// Reads `/proc/PID/stat`.
+pub fn stat(pid: u32) -> Option<Stat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rfind(')')?;
     let fields: Vec<&str> = stat[after + 1..].split_whitespace().collect();
-    // Fields after the comm start at index 0 = state (field 3); utime and
-    // stime are fields 14 and 15.
+    // Fields after the comm start at index 0 = state (field 3); ppid is
+    // field 4, utime and stime fields 14 and 15, starttime field 22.
+    let state = fields.first()?.chars().next()?;
+    let ppid: u32 = fields.get(1)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
+    let start_ticks: u64 = fields.get(19)?.parse().ok()?;
+    let ticks = clock_ticks()?;
+    Some(Stat {
+        state,
+        ppid,
+        cpu: std::time::Duration::from_secs_f64((utime + stime) as f64 / ticks as f64),
+        start_ticks,
+    })
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`).
+pub fn clock_ticks() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
-    Some(std::time::Duration::from_secs_f64(
-        (utime + stime) as f64 / ticks as f64,
-    ))
+    u64::try_from(ticks).ok().filter(|t| *t > 0)
+}
+
+/// Seconds since boot (`/proc/uptime`), in clock ticks.
+pub fn uptime_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some((secs * clock_ticks()? as f64) as u64)
+}
+
+/// The process's total CPU time (user + system) from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    stat(pid).map(|s| s.cpu)
+}
+
+/// The process a thread id belongs to (its `Tgid`), from
+/// `/proc/TID/status` (a thread's directory exists, unlisted).
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Every process id in /proc now.
+pub fn pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Every descendant of the processes in `roots`, now (from each
+/// process's parent id).
+pub fn descendants(roots: &[u32]) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, stat(pid)?.ppid)))
+        .collect();
+    let mut found: Vec<u32> = Vec::new();
+    let mut frontier: Vec<u32> = roots.to_vec();
+    while let Some(parent) = frontier.pop() {
+        for (pid, ppid) in &parents {
+            if *ppid == parent && !found.contains(pid) && !roots.contains(pid) {
+                found.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
 }
 
 /// Whether the process is still running (not exited, not a zombie).

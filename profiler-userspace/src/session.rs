@@ -1,8 +1,8 @@
-//! One attached target and the periodic work that keeps its data current:
-//! the loaded programs, the sources draining them, the unwinder, the
-//! aggregate, the symbols and the thread registry, all private. `record`
-//! runs a session to a file and `serve` keeps one open; both read it
-//! through [`Snapshot`]s.
+//! One attached set of target processes and the periodic work that keeps
+//! its data current: the loaded programs, the sources draining them, the
+//! processes found, the unwinder, the aggregate, the symbols and the thread
+//! registry, all private. `record` runs a session to a file and `serve`
+//! keeps one open; both read it through [`Snapshot`]s.
 
 use std::{
     borrow::Cow,
@@ -16,19 +16,31 @@ use profiler_common::{futex::FutexInFlight, maps, offcpu::SwitchedOut};
 
 use tracing::{debug, info, warn};
 
+use profiler_common::maps::TargetMode;
+
 use crate::{
     aggregate::Aggregate,
-    attach::{Attached, GoWaitProbes, LoadConfig},
+    attach::{Attached, GoWaitProbes, LoadConfig, Selection},
     go, inspect,
-    model::{Event, OffCpuState, Origin, ProfileKind, Stack, UnwindMode, Value},
+    model::{Event, OffCpuState, Origin, ProfileKind, Stack, TargetSpec, UnwindMode, Value},
+    processes::Processes,
     procfs,
     snapshot::{Collected, Programs, Snapshot, TargetState},
     sources::Sources,
     symbolize::Symbols,
-    target::{Target, TargetExit},
+    target::{TargetExit, Targets, processes_named},
     threads::Threads,
     unwind::Unwinder,
 };
+
+/// Up to this many live processes, each one's mappings are re-read on
+/// every mappings tick (libraries it loads, for the walker and the
+/// symbolizer); above it (a cgroup, the whole machine) the walker's
+/// requests alone bring tables up to date.
+const MAPPINGS_EVERY_PROCESS: usize = 16;
+/// Up to this many live processes, waits still under way are read from
+/// each one's threads (a whole machine's would take too long).
+const WAITS_IN_PROGRESS_PROCESSES: usize = 8;
 
 /// How often the kernel maps are drained (and new stacks symbolized).
 const DRAIN_EVERY: Duration = Duration::from_secs(1);
@@ -111,9 +123,13 @@ impl Mark {
     }
 }
 
-/// A target with the programs attached to it.
+/// Target processes with the programs attached to them.
 pub struct Session {
-    target: Target,
+    targets: Targets,
+    /// The one process recorded, for a plain `--pid` or a command (the Go
+    /// features and the userspace unwinder are for one process).
+    primary: Option<u32>,
+    processes: Processes,
     attached: Attached,
     sources: Sources,
     unwinder: Unwinder,
@@ -122,10 +138,8 @@ pub struct Session {
     threads: Threads,
     unwind_mode: UnwindMode,
     frequency: u64,
-    /// The target's own CPU time when recording began (zero for a started
-    /// command), and at the last mappings tick while it was alive.
-    cpu_before: Option<Duration>,
-    cpu_last: Option<Duration>,
+    /// Mappings ticks so far (a name is looked for every fourth).
+    mapping_ticks: u64,
     /// For a Go target, how it was built (Go version, module, settings).
     go_build: Option<String>,
     /// For a Go target, its binary, and its wait reasons by number once
@@ -151,28 +165,47 @@ fn go_bias(mappings: &[procfs::Mapping], exe: &str, binary: &go::GoBinary) -> u6
         .map_or(0, |start| start.saturating_sub(binary.first_load))
 }
 
+/// Up to this many live processes have their threads listed from /proc on
+/// every drain (names and liveness; the kernel names the others).
+const CPU_THREADS_LIMIT: usize = 64;
+
 /// How many drains may try to read a Go target's wait reasons (a started
 /// command needs a moment after its exec).
 const GO_REASON_READS: u32 = 5;
 
 impl Session {
-    /// Loads and attaches the programs for `target` and starts recording
+    /// Loads and attaches the programs for `targets` and starts recording
     /// (a started command is released and recorded from its exec on).
-    pub fn start(mut target: Target, load: &LoadConfig, max_depth: usize) -> anyhow::Result<Self> {
-        let go = target
-            .executable
+    pub fn start(
+        mut targets: Targets,
+        load: &LoadConfig,
+        max_depth: usize,
+    ) -> anyhow::Result<Self> {
+        let primary = targets.primary().map(|t| t.pid);
+        let executable = targets.primary().and_then(|t| t.executable.clone());
+        let spawned = targets.is_spawned();
+        let go = executable
             .as_deref()
             .is_some_and(|exe| go::is_go_executable(Path::new(exe)));
+        if primary.is_none() && load.unwind == UnwindMode::Copy {
+            anyhow::bail!(
+                "--unwind copy unwinds the stacks of one process; for {} use --unwind dwarf (the default) or fp",
+                targets.describe()
+            );
+        }
         let unwind = go::unwind_mode(load.unwind, go);
+        let name = targets
+            .primary()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
         if unwind != load.unwind {
             info!(
-                "{} is a Go program: its stacks are walked by frame pointers in the kernel (Go code keeps them and has no .eh_frame), not --unwind {}",
-                target.name,
+                "{name} is a Go program: its stacks are walked by frame pointers in the kernel (Go code keeps them and has no .eh_frame), not --unwind {}",
                 load.unwind.name()
             );
         }
         // A Go binary is read before loading: the Go wait probes go on it.
-        let go_binary = match (go, target.executable.as_deref()) {
+        let go_binary = match (go, executable.as_deref()) {
             (true, Some(exe)) => match go::GoBinary::read(exe) {
                 Ok(binary) => binary.map(Rc::new),
                 Err(err) => {
@@ -185,12 +218,13 @@ impl Session {
         let go_waits = match load.kinds.iter().find(|k| k.is_go()) {
             None => None,
             Some(kind) => {
-                let (Some(binary), Some(exe)) = (&go_binary, target.executable.as_deref()) else {
+                let (Some(binary), Some(exe), Some(pid)) =
+                    (&go_binary, executable.as_deref(), primary)
+                else {
                     anyhow::bail!(
-                        "--profile {}: {} (PID {}) is not a Go program whose runtime can be read; the Go kinds need one",
+                        "--profile {}: {} is not one Go program whose runtime can be read; the Go kinds need one (give --pid PID of a Go program)",
                         kind.name(),
-                        target.name,
-                        target.pid
+                        targets.describe()
                     );
                 };
                 let sema_only = !load.kinds.contains(&ProfileKind::GoBlock);
@@ -201,10 +235,10 @@ impl Session {
                     )
                 })?;
                 // A running process's own file, even if replaced on disk since.
-                let path = if target.is_spawned() {
+                let path = if spawned {
                     exe.to_owned()
                 } else {
-                    format!("/proc/{}/exe", target.pid)
+                    format!("/proc/{pid}/exe")
                 };
                 Some(GoWaitProbes {
                     path,
@@ -213,60 +247,97 @@ impl Session {
                 })
             }
         };
+        let selection = match (&targets.spec, &targets.cgroup) {
+            (TargetSpec::Cgroup(_), Some(cgroup)) => Selection {
+                mode: TargetMode::Cgroup,
+                cgroup: (cgroup.id, cgroup.level),
+                follow_forks: false,
+            },
+            (TargetSpec::All, _) => Selection {
+                mode: TargetMode::All,
+                cgroup: (0, 0),
+                follow_forks: false,
+            },
+            (spec, _) => Selection::listed(spec.follows_forks()),
+        };
         let load = &LoadConfig {
+            selection,
+            go_tgid: if go_waits.is_some() {
+                primary.unwrap_or(0)
+            } else {
+                0
+            },
+            arm_on_exec: spawned,
             unwind,
             go_waits,
             ..load.clone()
         };
         let mut attached = Attached::load(load)?;
         let mut sources = Sources::open(&mut attached)?;
-        let cpu_before = if target.is_spawned() {
-            Some(Duration::ZERO)
-        } else {
-            procfs::cpu_time(target.pid)
-        };
-        if unwind == UnwindMode::Dwarf && !target.is_spawned() {
-            // The walker's tables are in place before the first event.
-            sources.refresh_unwind_tables(target.pid, &procfs::read_mappings(target.pid));
+        let initial = targets.initial_pids();
+        if selection.mode == TargetMode::Set {
+            sources.add_targets(&initial)?;
         }
-        if !target.is_spawned() {
+        let mut processes = Processes::new();
+        let mut symbols = Symbols::new();
+        for pid in &initial {
+            processes.note(*pid, None);
+            if !spawned {
+                let mappings = procfs::read_mappings(*pid);
+                if unwind == UnwindMode::Dwarf {
+                    // The walker's tables are in place before the first event.
+                    sources.refresh_unwind_tables(*pid, &mappings);
+                }
+                symbols.cache_mappings(*pid, &mappings);
+            }
+        }
+        if !spawned {
             sources.arm()?;
         }
         // A started command arms the programs itself when its exec completes:
         // what the held child did before, as a copy of this program, is not
         // recorded.
-        target.release()?;
-        if unwind == UnwindMode::Dwarf && target.is_spawned() {
-            // The command's image is in place (release returns after its
-            // exec); the dynamic loader maps its libraries within
-            // milliseconds. The walker's tables follow once the mappings
-            // settle, so the command's own code is walked from its start.
-            sources.refresh_unwind_tables(target.pid, &settled_mappings(target.pid));
+        if let Some(target) = targets.primary_mut() {
+            target.release()?;
         }
-        let mut symbols = Symbols::new(target.pid);
-        let mappings = procfs::read_mappings(target.pid);
-        symbols.cache_mappings(&mappings);
         let mut go_build = None;
-        if let (Some(binary), Some(exe)) = (&go_binary, target.executable.as_deref()) {
-            go_build = binary.build.as_ref().map(|b| b.summary());
-            let bias = go_bias(&mappings, exe, binary);
-            sources.complete_go_stacks(binary.clone(), bias);
-            symbols.add_go_binary(exe, binary.clone());
+        if let Some(pid) = primary {
+            if spawned {
+                // The command's image is in place (release returns after its
+                // exec); the dynamic loader maps its libraries within
+                // milliseconds. The walker's tables follow once the mappings
+                // settle, so the command's own code is walked from its start.
+                let mappings = settled_mappings(pid);
+                if unwind == UnwindMode::Dwarf {
+                    sources.refresh_unwind_tables(pid, &mappings);
+                }
+                symbols.cache_mappings(pid, &mappings);
+                // Named as its new image names it.
+                processes.forget(pid);
+                processes.note(pid, Some(&name));
+            }
+            if let (Some(binary), Some(exe)) = (&go_binary, executable.as_deref()) {
+                go_build = binary.build.as_ref().map(|b| b.summary());
+                let bias = go_bias(&procfs::read_mappings(pid), exe, binary);
+                sources.complete_go_stacks(binary.clone(), bias);
+                symbols.add_go_binary(exe, binary.clone());
+            }
         }
         let mut threads = Threads::default();
-        threads.refresh(target.pid);
+        threads.refresh(processes.alive().map(|p| p.pid));
         let mut session = Session {
-            unwinder: Unwinder::new(target.pid, max_depth),
-            aggregate: Aggregate::new(target.pid),
-            target,
+            unwinder: Unwinder::new(primary.unwrap_or(0), max_depth),
+            aggregate: Aggregate::new(),
+            targets,
+            primary,
+            processes,
             attached,
             sources,
             symbols,
             threads,
             unwind_mode: load.unwind,
             frequency: load.frequency,
-            cpu_before,
-            cpu_last: cpu_before,
+            mapping_ticks: 0,
             go_build,
             go_binary,
             go_reasons: Vec::new(),
@@ -274,7 +345,7 @@ impl Session {
             kinds: load.kinds.clone(),
             started: Instant::now(),
         };
-        if !session.target.is_spawned() {
+        if !spawned {
             session.read_go_reasons();
         }
         Ok(session)
@@ -287,18 +358,21 @@ impl Session {
         let Some(binary) = &self.go_binary else {
             return;
         };
+        let Some(target) = self.targets.primary() else {
+            return;
+        };
         if !self.go_reasons.is_empty()
             || self.go_reason_reads >= GO_REASON_READS
-            || !self.target.is_alive()
+            || !target.is_alive()
         {
             return;
         }
         self.go_reason_reads += 1;
-        let Some(exe) = self.target.executable.as_deref() else {
+        let Some(exe) = target.executable.as_deref() else {
             return;
         };
-        let bias = go_bias(&procfs::read_mappings(self.target.pid), exe, binary);
-        match go::goroutines::wait_reasons(self.target.pid, binary, bias) {
+        let bias = go_bias(&procfs::read_mappings(target.pid), exe, binary);
+        match go::goroutines::wait_reasons(target.pid, binary, bias) {
             Ok(reasons) => self.go_reasons = reasons,
             Err(why) if self.go_reason_reads == GO_REASON_READS => warn!(
                 "cannot read the Go runtime's wait reasons: {why}; Go waits are shown by number"
@@ -307,32 +381,46 @@ impl Session {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.target.pid
+    /// The one process recorded (a plain `--pid`, a command), if so.
+    pub fn pid(&self) -> Option<u32> {
+        self.primary
     }
 
-    /// The process name.
-    pub fn name(&self) -> &str {
-        &self.target.name
+    /// The process name of the one process recorded, else what is recorded
+    /// in words.
+    pub fn name(&self) -> String {
+        match self.targets.primary() {
+            Some(target) => target.name.clone(),
+            None => self.targets.describe(),
+        }
     }
 
-    /// Resolves when the target has exited.
-    pub async fn target_exited(&self) -> std::io::Result<()> {
-        self.target.exited().await
+    /// What is recorded, in words.
+    pub fn describe(&self) -> String {
+        self.targets.describe()
+    }
+
+    /// Resolves when every process given (`--pid`, the command) has exited;
+    /// never for a cgroup, a name or the whole machine.
+    pub async fn target_exited(&self) {
+        self.targets.roots_exited().await
+    }
+
+    /// Whether any recorded process still runs.
+    pub fn any_alive(&self) -> bool {
+        self.processes.alive().next().is_some()
+    }
+
+    /// Times the recorded processes all exited and a new one appeared.
+    pub fn restarts(&self) -> u64 {
+        self.processes.restarts
     }
 
     /// Does what a tick asks.
     pub fn on_tick(&mut self, tick: Tick) -> anyhow::Result<()> {
         match tick {
             Tick::Rings => {
-                // Walks met code mapped since the tables were written (a
-                // started command's exec, a library loaded): rewrite them
-                // now rather than at the next mappings tick.
-                if self.unwind_mode == UnwindMode::Dwarf && self.sources.walks_missed_mappings() {
-                    let mappings = procfs::read_mappings(self.target.pid);
-                    self.sources
-                        .refresh_unwind_tables(self.target.pid, &mappings);
-                }
+                self.write_wanted_tables();
                 self.read_rings()
             }
             Tick::Mappings => self.refresh_mappings(),
@@ -341,21 +429,88 @@ impl Session {
         Ok(())
     }
 
-    /// The mappings tick: one read of the mappings for the unwinder
-    /// (libraries loaded since, while mapped) and the symbolizer, and the
-    /// copied stacks unwound while their binaries are still mapped.
+    /// Writes the walker's tables of the processes it asked for (new ones,
+    /// new images, code mapped since), at once rather than at the next
+    /// mappings tick.
+    fn write_wanted_tables(&mut self) {
+        if self.unwind_mode != UnwindMode::Dwarf || !self.attached.is_attached() {
+            return;
+        }
+        for pid in self.sources.tables_wanted() {
+            self.note_process(pid);
+            if !self.processes.is_alive(pid) {
+                continue;
+            }
+            let mappings = procfs::read_mappings(pid);
+            self.sources.refresh_unwind_tables(pid, &mappings);
+            self.symbols.cache_mappings(pid, &mappings);
+        }
+    }
+
+    /// Notes a process seen for the first time: named, its mappings cached
+    /// for the symbolizer.
+    fn note_process(&mut self, pid: u32) {
+        if self.processes.note(pid, None) {
+            debug!(pid, "new process recorded");
+            self.symbols
+                .cache_mappings(pid, &procfs::read_mappings(pid));
+        }
+    }
+
+    /// The mappings tick: for a few processes, one read of each one's
+    /// mappings for the unwinder (libraries loaded since, while mapped) and
+    /// the symbolizer; the copied stacks unwound while their binaries are
+    /// still mapped; CPU times and exits.
     fn refresh_mappings(&mut self) {
-        let mappings = procfs::read_mappings(self.target.pid);
-        match self.unwind_mode {
-            UnwindMode::Dwarf => self
-                .sources
-                .refresh_unwind_tables(self.target.pid, &mappings),
-            UnwindMode::Copy => self.unwinder.refresh_modules(&mappings),
-            UnwindMode::FramePointers => {}
+        self.mapping_ticks += 1;
+        let alive: Vec<u32> = self.processes.alive().map(|p| p.pid).collect();
+        if alive.len() <= MAPPINGS_EVERY_PROCESS {
+            for pid in alive {
+                let mappings = procfs::read_mappings(pid);
+                match self.unwind_mode {
+                    UnwindMode::Dwarf => self.sources.refresh_unwind_tables(pid, &mappings),
+                    UnwindMode::Copy if Some(pid) == self.primary => {
+                        self.unwinder.refresh_modules(&mappings)
+                    }
+                    _ => {}
+                }
+                self.symbols.cache_mappings(pid, &mappings);
+            }
         }
         self.read_rings();
-        self.symbols.cache_mappings(&mappings);
+        if self.mapping_ticks.is_multiple_of(4) {
+            self.find_named();
+        }
         self.read_cpu_time();
+    }
+
+    /// `--comm NAME`: adds the processes of that name started since.
+    fn find_named(&mut self) {
+        let TargetSpec::Comm(name) = &self.targets.spec else {
+            return;
+        };
+        let name = name.clone();
+        let new: Vec<u32> = processes_named(&name)
+            .into_iter()
+            .filter(|pid| !self.processes.is_alive(*pid))
+            .collect();
+        if new.is_empty() || !self.attached.is_attached() {
+            return;
+        }
+        if let Err(err) = self.sources.add_targets(&new) {
+            warn!("{err:#}");
+        }
+        for pid in new {
+            let restarts = self.processes.restarts;
+            self.note_process(pid);
+            if self.processes.restarts > restarts {
+                info!("{name} started again as PID {pid}: recording it");
+            }
+            if self.unwind_mode == UnwindMode::Dwarf {
+                let mappings = procfs::read_mappings(pid);
+                self.sources.refresh_unwind_tables(pid, &mappings);
+            }
+        }
     }
 
     /// The drain tick: everything the kernel counted since the last drain,
@@ -364,9 +519,13 @@ impl Session {
         self.read_rings();
         let noted = self.sources.drain(&mut self.aggregate)?;
         self.threads.note(noted);
-        self.threads.refresh(self.target.pid);
-        let alive = self.target.is_alive();
-        self.name_fresh(alive);
+        self.name_fresh();
+        self.threads.refresh(
+            self.processes
+                .alive()
+                .map(|p| p.pid)
+                .take(CPU_THREADS_LIMIT),
+        );
         self.read_go_reasons();
         debug!(events = self.aggregate.len(), "drained");
         Ok(())
@@ -385,7 +544,7 @@ impl Session {
         for (event, value) in waits {
             self.aggregate.add(event, value);
         }
-        self.name_fresh(true);
+        self.name_fresh();
         noted
     }
 
@@ -412,7 +571,7 @@ impl Session {
                 aggregate.add(event, value);
             }
             let fresh = aggregate.take_fresh();
-            self.name_stacks(fresh, true);
+            self.name_stacks(fresh);
         }
         self.snapshot_of(Cow::Owned(aggregate))
     }
@@ -430,18 +589,26 @@ impl Session {
         let futex = kinds.contains(&ProfileKind::Futex) && self.kinds.contains(&ProfileKind::Futex);
         let offcpu =
             kinds.contains(&ProfileKind::OffCpu) && self.kinds.contains(&ProfileKind::OffCpu);
-        if !(futex || offcpu) || !self.target.is_alive() {
+        let alive: Vec<u32> = self.processes.alive().map(|p| p.pid).collect();
+        if !(futex || offcpu) || alive.is_empty() || alive.len() > WAITS_IN_PROGRESS_PROCESSES {
             return Vec::new();
         }
         // /proc first, the kernel's waits after: a thread /proc saw
         // blocked whose wait the kernel no longer holds has run since.
-        let threads = match inspect::read_threads(self.target.pid, &mut self.unwinder) {
-            Ok(threads) => threads,
-            Err(err) => {
-                debug!("cannot read the threads for their waits under way: {err}");
-                return Vec::new();
+        let mut threads = Vec::new();
+        for pid in alive {
+            let read = if Some(pid) == self.primary {
+                inspect::read_threads(pid, &mut self.unwinder)
+            } else {
+                inspect::read_threads(pid, &mut Unwinder::new(pid, self.unwinder.max_depth()))
+            };
+            match read {
+                Ok(read) => threads.extend(read.into_iter().map(|t| (pid, t))),
+                Err(err) => {
+                    debug!("cannot read the threads of PID {pid} for their waits under way: {err}")
+                }
             }
-        };
+        }
         let now = monotonic_ns();
         let in_flight: HashMap<u32, FutexInFlight> = self
             .attached
@@ -460,7 +627,7 @@ impl Session {
         let pending = self.sources.noted_threads();
         let ran = |tid: u32| self.threads.seen_by_kernel(tid) || pending.contains(&tid);
         let mut noted = Vec::new();
-        for thread in threads {
+        for (pid, thread) in threads {
             let waited = |start: Option<u64>| now.saturating_sub(start.unwrap_or(since).max(since));
             let futex_lock = match thread.activity {
                 inspect::Activity::Syscall {
@@ -498,6 +665,7 @@ impl Session {
             for (origin, lock, ns) in waits {
                 let event = Event {
                     origin,
+                    pid,
                     tid: thread.tid,
                     user: thread.user.clone(),
                     kernel: Stack::Empty,
@@ -518,42 +686,62 @@ impl Session {
         self.read_rings();
         let noted = self.sources.drain_all(&mut self.aggregate)?;
         self.threads.note(noted);
-        let alive = self.target.is_alive();
-        if alive {
-            self.threads.refresh(self.target.pid);
-            self.symbols
-                .cache_mappings(&procfs::read_mappings(self.target.pid));
+        let alive: Vec<u32> = self.processes.alive().map(|p| p.pid).collect();
+        if alive.len() <= MAPPINGS_EVERY_PROCESS {
+            for pid in &alive {
+                self.symbols
+                    .cache_mappings(*pid, &procfs::read_mappings(*pid));
+            }
         }
-        self.name_fresh(alive);
+        self.threads
+            .refresh(alive.iter().copied().take(CPU_THREADS_LIMIT));
+        self.name_fresh();
         Ok(())
     }
 
-    /// Reads the target's CPU time now (while it is alive).
+    /// Reads the recorded processes' CPU times now, and notes those that
+    /// exited (their walker tables are freed).
     pub fn read_cpu_time(&mut self) {
-        if let Some(cpu) = procfs::cpu_time(self.target.pid) {
-            self.cpu_last = Some(cpu);
+        for pid in self.processes.refresh() {
+            debug!(pid, "recorded process exited");
+            self.sources.forget_process(pid);
         }
     }
 
-    /// The CPU time the target used while recorded, when it could be read:
-    /// exact for a command we started and reaped, else the difference of
-    /// two reads of /proc.
+    /// The CPU time the processes sampled used while recorded, when it
+    /// could be read: exact for a command we started and reaped (with the
+    /// children it reaped), else the differences of reads of /proc (the
+    /// last read of a process that exited is its final one when it was
+    /// seen as a zombie).
     pub fn target_cpu(&self) -> Option<Duration> {
-        match (
-            self.target.spawned_cpu_time(),
-            self.cpu_before,
-            self.cpu_last,
-        ) {
-            (Some(exact), _, _) => Some(exact),
-            (None, Some(before), Some(last)) => Some(last.saturating_sub(before)),
-            _ => None,
+        if let Some(exact) = self.targets.primary().and_then(|t| t.spawned_cpu_time()) {
+            let sampled = self.aggregate.processes_sampled();
+            if sampled.len() <= 1 {
+                return Some(exact);
+            }
         }
+        if !self.processes.cpu_known() {
+            return None;
+        }
+        let sampled = self.aggregate.processes_sampled();
+        Some(
+            self.processes
+                .all()
+                .filter(|p| sampled.contains(&p.pid))
+                .map(|p| p.cpu_used())
+                .sum(),
+        )
     }
 
-    /// Ends the target's part: reaps a command we started (stopping it first
-    /// when `stop`), and says how the target ended, if it did.
+    /// Ends the targets' part: reaps a command we started (stopping it
+    /// first when `stop`), and says how the target ended, if it did (the
+    /// one process recorded).
     pub fn finish_target(&mut self, stop: bool) -> Option<TargetExit> {
-        self.target.finish(stop)
+        let mut exit = None;
+        for root in &mut self.targets.roots {
+            exit = root.finish(stop);
+        }
+        exit.filter(|_| self.targets.roots.len() == 1)
     }
 
     /// For a Go target, how it was built (Go version, module, settings).
@@ -563,7 +751,7 @@ impl Session {
 
     /// Whether we started the target ourselves.
     pub fn is_spawned(&self) -> bool {
-        self.target.is_spawned()
+        self.targets.is_spawned()
     }
 
     /// A copy of the data now, to take a difference from later.
@@ -582,13 +770,18 @@ impl Session {
     }
 
     fn snapshot_of<'s>(&'s self, aggregate: Cow<'s, Aggregate>) -> Snapshot<'s> {
-        let up = self.attached.is_attached() && self.target.is_alive();
+        let up = self.attached.is_attached() && self.any_alive();
+        let primary = self.targets.primary();
         let target = TargetState {
-            pid: self.target.pid,
-            name: self.target.name.clone(),
-            executable: self.target.executable.clone(),
+            pid: self.primary.unwrap_or(0),
+            name: self.name(),
+            description: self.targets.describe(),
+            executable: primary.and_then(|t| t.executable.clone()),
             up,
             threads: if up { self.threads.live().len() } else { 0 },
+            processes: self.processes.alive().count(),
+            restarts: self.processes.restarts,
+            per_process: self.targets.spec.spans_processes(),
         };
         let programs = Programs {
             attachments: &self.attached.attachments,
@@ -603,6 +796,7 @@ impl Session {
             unwind: self.unwinder.stats(),
             threads: &self.threads,
             collected: Collected::new(aggregate, &self.symbols),
+            processes: &self.processes,
             go_reasons: &self.go_reasons,
         }
     }
@@ -613,9 +807,7 @@ impl Session {
     /// folding (thread id -> group id) for [`Mark`]s kept elsewhere; empty
     /// once the target is gone. Call after a drain.
     pub fn fold_exited_threads(&mut self) -> HashMap<u32, u32> {
-        let folding = self
-            .threads
-            .fold_exited(self.aggregate.threads(), &self.target.name);
+        let folding = self.threads.fold_exited(self.aggregate.threads(), "exited");
         if folding.is_empty() {
             return folding;
         }
@@ -633,24 +825,28 @@ impl Session {
 
     /// Symbolizes the stacks added since the last call, names new lock
     /// words, and names the processes of wakers from outside the target.
-    fn name_fresh(&mut self, alive: bool) {
+    fn name_fresh(&mut self) {
         let fresh = self.aggregate.take_fresh();
-        self.name_stacks(fresh, alive);
+        self.name_stacks(fresh);
     }
 
-    /// Names new stacks, locks and processes.
-    fn name_stacks(&mut self, fresh: crate::aggregate::Fresh, alive: bool) {
+    /// Names new stacks, locks and processes (a process seen for the first
+    /// time is noted first, while it may still run).
+    fn name_stacks(&mut self, fresh: crate::aggregate::Fresh) {
         let mut user = Vec::new();
         let mut kernel = Vec::new();
-        for (stack, is_user) in &fresh.stacks {
-            let addrs = stack.lookup_addrs();
-            if *is_user {
-                user.extend(addrs);
-            } else {
-                kernel.extend(addrs);
+        for (pid, stack) in &fresh.user {
+            if !self.symbols.knows(*pid) {
+                self.note_process(*pid);
             }
+            user.extend(stack.lookup_addrs().into_iter().map(|a| (*pid, a)));
         }
-        self.symbols.resolve(user, kernel, alive);
+        for stack in &fresh.kernel {
+            kernel.extend(stack.lookup_addrs());
+        }
+        let processes = &self.processes;
+        self.symbols
+            .resolve(user, kernel, |pid| processes.is_alive(pid));
         self.symbols.name_locks(fresh.locks);
         for tgid in fresh.processes {
             self.threads.note_process(tgid);

@@ -16,6 +16,7 @@ use crate::{
         Event, FOLDED_THREADS, Frame, FrameKind, OffCpuState, Origin, Profile, ProfileKind,
         STILL_BLOCKED, Sample, Stack, Value, Waker, WokenBy, thread_label,
     },
+    processes::Processes,
     symbolize::{SymbolizeStats, Symbols},
     threads::Threads,
     unwind::UnwindStats,
@@ -24,14 +25,24 @@ use crate::{
 /// The target as a snapshot sees it.
 #[derive(Debug, Clone)]
 pub struct TargetState {
+    /// The one process recorded (a plain `--pid`, a command), else 0.
     pub pid: u32,
-    /// The process name (`comm`).
+    /// Its process name (`comm`), else what is recorded in words.
     pub name: String,
+    /// What is recorded, in words (`PID 42 (nginx) and its descendants`).
+    pub description: String,
     pub executable: Option<String>,
-    /// Whether it still runs.
+    /// Whether any recorded process still runs.
     pub up: bool,
-    /// Its threads alive at the last drain (0 once it is gone).
+    /// Threads alive at the last drain (0 once every process is gone).
     pub threads: usize,
+    /// Recorded processes alive now.
+    pub processes: usize,
+    /// Times the recorded processes all exited and a new one appeared.
+    pub restarts: u64,
+    /// Whether the recording may hold several processes (stacks then
+    /// start with their process).
+    pub per_process: bool,
 }
 
 /// The programs in the kernel.
@@ -59,6 +70,8 @@ pub struct Snapshot<'s> {
     pub unwind: &'s UnwindStats,
     pub threads: &'s Threads,
     pub collected: Collected<'s>,
+    /// Every process recorded.
+    pub processes: &'s Processes,
     /// A Go target's wait reasons by number (its
     /// `runtime.waitReasonStrings`); empty when unknown.
     pub go_reasons: &'s [String],
@@ -87,6 +100,8 @@ pub struct OffCpuSplit {
 /// One futex word: its waits, who waited and who released it.
 #[derive(Debug, Clone)]
 pub struct LockSummary {
+    /// The process whose address it is.
+    pub pid: u32,
     pub lock: u64,
     /// Its variable name, or its address and mapping.
     pub name: Rc<str>,
@@ -141,6 +156,13 @@ impl<'s> Snapshot<'s> {
                 .or_insert_with(|| self.thread_name(tid).into())
                 .clone()
         };
+        let mut processes: HashMap<u32, Rc<str>> = HashMap::new();
+        let mut process_name = |pid: u32| -> Rc<str> {
+            processes
+                .entry(pid)
+                .or_insert_with(|| self.processes.name(pid).unwrap_or("?").into())
+                .clone()
+        };
         let mut samples = Vec::new();
         for (event, value) in self.collected.aggregate.events() {
             let sample = match (kind, event.origin) {
@@ -160,13 +182,13 @@ impl<'s> Snapshot<'s> {
                     Sample {
                         frames,
                         state: Some(state),
-                        waker: event.waker.as_ref().map(|w| self.woken_by(w)),
+                        waker: event.waker.as_ref().map(|w| self.woken_by(event.pid, w)),
                         ..Sample::default()
                     }
                 }
                 (ProfileKind::Futex, Origin::FutexWait) => {
-                    let waiter = self.collected.symbols.frames(&event.user, true);
-                    let lock = self.collected.symbols.lock_name(event.lock);
+                    let waiter = self.collected.symbols.frames(event.pid, &event.user, true);
+                    let lock = self.collected.symbols.lock_name(event.pid, event.lock);
                     let lock: Rc<str> = if go::is_runtime_idle(&waiter) {
                         go::idle_lock_name(&lock).into()
                     } else {
@@ -177,12 +199,12 @@ impl<'s> Snapshot<'s> {
                     Sample {
                         frames,
                         lock: Some(lock),
-                        waker: event.waker.as_ref().map(|w| self.woken_by(w)),
+                        waker: event.waker.as_ref().map(|w| self.woken_by(event.pid, w)),
                         ..Sample::default()
                     }
                 }
                 (ProfileKind::GoBlock, Origin::GoWait { reason, .. }) => {
-                    let waiter = self.collected.symbols.frames(&event.user, true);
+                    let waiter = self.collected.symbols.frames(event.pid, &event.user, true);
                     let reason = self.go_reason(reason, &waiter);
                     let class = go::wait_class(&reason);
                     let marker = match class {
@@ -200,15 +222,16 @@ impl<'s> Snapshot<'s> {
                     }
                 }
                 (ProfileKind::GoMutex, Origin::GoWait { reason, sema }) => {
-                    let waiter = self.collected.symbols.frames(&event.user, true);
+                    let waiter = self.collected.symbols.frames(event.pid, &event.user, true);
                     let reason = self.go_reason(reason, &waiter);
                     if !go::is_mutex(&reason) {
                         continue;
                     }
                     let lock: Rc<str> = if sema && event.lock != 0 {
-                        self.collected
-                            .symbols
-                            .lock_name(event.lock.wrapping_sub(go::semaphore_offset(&reason)))
+                        self.collected.symbols.lock_name(
+                            event.pid,
+                            event.lock.wrapping_sub(go::semaphore_offset(&reason)),
+                        )
                     } else {
                         "[lock not seen]".into()
                     };
@@ -216,9 +239,11 @@ impl<'s> Snapshot<'s> {
                     // does; a waiter made runnable otherwise keeps its own.
                     let mut frames = vec![Frame::marker(lock.to_string())];
                     match &event.waker {
-                        Some(waker) => {
-                            frames.extend(self.collected.symbols.frames(&waker.user, true))
-                        }
+                        Some(waker) => frames.extend(self.collected.symbols.frames(
+                            waker.tgid,
+                            &waker.user,
+                            true,
+                        )),
                         None => {
                             frames.push(Frame::marker("[unlocker not seen]".to_owned()));
                             frames.extend(waiter.iter().cloned());
@@ -249,6 +274,8 @@ impl<'s> Snapshot<'s> {
                 sample.in_progress = true;
             }
             samples.push(Sample {
+                pid: event.pid,
+                process: process_name(event.pid),
                 tid: event.tid,
                 thread_name: thread_name(event.tid),
                 value: value.total,
@@ -260,6 +287,7 @@ impl<'s> Snapshot<'s> {
         samples.sort_by(|a, b| {
             b.value
                 .cmp(&a.value)
+                .then_with(|| a.pid.cmp(&b.pid))
                 .then_with(|| a.tid.cmp(&b.tid))
                 .then_with(|| a.frames.len().cmp(&b.frames.len()))
         });
@@ -271,7 +299,8 @@ impl<'s> Snapshot<'s> {
             duration,
             samples,
             executable: self.target.executable.as_deref().map(Into::into),
-            mappings: self.collected.symbols.code_mappings(),
+            mappings: self.collected.symbols.code_mappings(self.target.pid),
+            per_process: self.target.per_process,
         }
     }
 
@@ -301,54 +330,62 @@ impl<'s> Snapshot<'s> {
         by_thread
     }
 
-    /// Every futex word waited on or woken, most waited first.
+    /// Every futex word waited on or woken, most waited first (a word is
+    /// one process's: the same address in two processes is two locks).
     pub fn locks(&self) -> Vec<LockSummary> {
+        type Stacks<'a> = HashMap<(u32, &'a Stack), u64>;
         #[derive(Default)]
         struct Lock<'a> {
             waits: Value,
             idle_ns: u64,
             released_ns: u64,
-            waiters: HashMap<&'a Stack, u64>,
-            wakers: HashMap<&'a Stack, u64>,
+            waiters: Stacks<'a>,
+            wakers: Stacks<'a>,
             wake_calls: u64,
-            wake_sites: HashMap<&'a Stack, u64>,
+            wake_sites: Stacks<'a>,
         }
-        let mut locks: HashMap<u64, Lock<'_>> = HashMap::new();
+        let mut locks: HashMap<(u32, u64), Lock<'_>> = HashMap::new();
         for (event, value) in self.collected.aggregate.events() {
+            let key = (event.pid, event.lock);
             match event.origin {
                 Origin::FutexWait => {
-                    let lock = locks.entry(event.lock).or_default();
+                    let lock = locks.entry(key).or_default();
                     lock.waits.add(*value);
-                    if go::is_runtime_idle(&self.collected.symbols.frames(&event.user, true)) {
+                    if go::is_runtime_idle(&self.collected.symbols.frames(
+                        event.pid,
+                        &event.user,
+                        true,
+                    )) {
                         lock.idle_ns += value.total;
                     }
-                    *lock.waiters.entry(&event.user).or_default() += value.total;
+                    *lock.waiters.entry((event.pid, &event.user)).or_default() += value.total;
                     if let Some(waker) = &event.waker {
-                        *lock.wakers.entry(&waker.user).or_default() += value.total;
+                        *lock.wakers.entry((waker.tgid, &waker.user)).or_default() += value.total;
                         if matches!(waker.user, Stack::Frames(_)) {
                             lock.released_ns += value.total;
                         }
                     }
                 }
                 Origin::FutexWake => {
-                    let lock = locks.entry(event.lock).or_default();
+                    let lock = locks.entry(key).or_default();
                     lock.wake_calls += value.count;
-                    *lock.wake_sites.entry(&event.user).or_default() += value.count;
+                    *lock.wake_sites.entry((event.pid, &event.user)).or_default() += value.count;
                 }
                 Origin::Cpu | Origin::OffCpu(_) | Origin::GoWait { .. } => {}
             }
         }
-        let top = |by_stack: &HashMap<&Stack, u64>| {
+        let top = |by_stack: &Stacks<'_>| {
             by_stack
                 .iter()
                 .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-                .map(|(stack, n)| (self.collected.symbols.frames(stack, true), *n))
+                .map(|((pid, stack), n)| (self.collected.symbols.frames(*pid, stack, true), *n))
         };
         let mut summaries: Vec<LockSummary> = locks
             .iter()
-            .map(|(addr, lock)| LockSummary {
+            .map(|((pid, addr), lock)| LockSummary {
+                pid: *pid,
                 lock: *addr,
-                name: self.collected.symbols.lock_name(*addr),
+                name: self.collected.symbols.lock_name(*pid, *addr),
                 waits: lock.waits,
                 idle_ns: lock.idle_ns,
                 top_waiter: top(&lock.waiters),
@@ -358,15 +395,37 @@ impl<'s> Snapshot<'s> {
                 top_wake_call: top(&lock.wake_sites),
             })
             .collect();
-        summaries.sort_by(|a, b| b.waits.total.cmp(&a.waits.total).then(a.lock.cmp(&b.lock)));
+        summaries.sort_by(|a, b| {
+            b.waits
+                .total
+                .cmp(&a.waits.total)
+                .then(a.lock.cmp(&b.lock))
+                .then(a.pid.cmp(&b.pid))
+        });
         summaries
+    }
+
+    /// On-CPU samples by process, most first: (PID, name, samples).
+    pub fn samples_by_process(&self) -> Vec<(u32, String, u64)> {
+        let mut by_pid: HashMap<u32, u64> = HashMap::new();
+        for (event, value) in self.collected.aggregate.events() {
+            if event.origin == Origin::Cpu {
+                *by_pid.entry(event.pid).or_default() += value.total;
+            }
+        }
+        let mut out: Vec<(u32, String, u64)> = by_pid
+            .into_iter()
+            .map(|(pid, n)| (pid, self.processes.name(pid).unwrap_or("?").to_owned(), n))
+            .collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        out
     }
 
     /// An event's own stack: user frames from the outermost caller down,
     /// then kernel frames down to the leaf.
     fn own_frames(&self, event: &Event) -> Vec<Frame> {
-        let mut frames = self.collected.symbols.frames(&event.user, true);
-        frames.extend(self.collected.symbols.frames(&event.kernel, false));
+        let mut frames = self.collected.symbols.frames(event.pid, &event.user, true);
+        frames.extend(self.collected.symbols.frames(0, &event.kernel, false));
         frames
     }
 
@@ -382,7 +441,7 @@ impl<'s> Snapshot<'s> {
         match waker {
             Some(waker) => WokenBy {
                 who: "made runnable by a goroutine".to_owned(),
-                frames: self.collected.symbols.frames(&waker.user, true),
+                frames: self.collected.symbols.frames(waker.tgid, &waker.user, true),
             },
             None => WokenBy {
                 who: "made runnable by the scheduler (network poller, timer or GC)".to_owned(),
@@ -393,22 +452,26 @@ impl<'s> Snapshot<'s> {
 
     /// Who a waker was, and its stack (its user stack only for the target's
     /// own threads: another process's is not named).
-    fn woken_by(&self, waker: &Waker) -> WokenBy {
-        let target = self.target.pid;
+    fn woken_by(&self, pid: u32, waker: &Waker) -> WokenBy {
+        let recorded = matches!(waker.user, Stack::Frames(_));
         let mut frames = Vec::new();
-        if waker.tgid == target {
-            frames.extend(self.collected.symbols.frames(&waker.user, true));
+        if recorded {
+            frames.extend(self.collected.symbols.frames(waker.tgid, &waker.user, true));
         }
-        frames.extend(self.collected.symbols.frames(&waker.kernel, false));
+        frames.extend(self.collected.symbols.frames(0, &waker.kernel, false));
         let who = if waker.tgid == 0 {
             "woken by the kernel: an interrupt on an idle CPU".to_owned()
-        } else if waker.tgid == target && waker.tid >= FOLDED_THREADS {
+        } else if waker.tgid == pid && waker.tid >= FOLDED_THREADS {
             let name = self.threads.name(waker.tid).unwrap_or("?");
             format!("woken by thread {}", thread_label(name, waker.tid))
-        } else if waker.tgid == target {
+        } else if waker.tgid == pid {
             format!("woken by thread {}", waker.tid)
         } else {
-            let name = self.threads.process(waker.tgid).unwrap_or("?");
+            let name = self
+                .processes
+                .name(waker.tgid)
+                .or_else(|| self.threads.process(waker.tgid))
+                .unwrap_or("?");
             format!("woken by {name} (pid {})", waker.tgid)
         };
         WokenBy { who, frames }

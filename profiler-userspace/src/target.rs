@@ -1,6 +1,9 @@
-//! The process under study: finding it (`--pid`) or starting it held until
-//! the programs are attached (`-- CMD`), watching for its exit through a
-//! pidfd, and ending a started command when the recording ends first.
+//! The processes under study: finding them (`--pid`, a thread id resolved
+//! to its process), starting a command held until the programs are
+//! attached (`-- CMD`), a cgroup (`--cgroup`), a name (`--comm`) or the
+//! whole machine (`--all`); watching the given processes for their exit
+//! through pidfds, and ending a started command when the recording ends
+//! first.
 
 use std::{
     ffi::CString,
@@ -9,12 +12,13 @@ use std::{
         fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
         unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, process::ExitStatusExt as _},
     },
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitStatus,
 };
 
 use anyhow::{Context as _, bail};
 use tokio::io::unix::AsyncFd;
+use tracing::info;
 
 use crate::{
     model::TargetSpec,
@@ -105,16 +109,240 @@ impl std::fmt::Display for TargetExit {
     }
 }
 
-impl Target {
-    /// Finds a running process, or starts a command held before `exec`. Call
-    /// inside a tokio runtime (the exit watch registers with its reactor).
-    pub fn open(spec: &TargetSpec) -> anyhow::Result<Target> {
+/// A cgroup v2 directory whose processes are recorded.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    pub path: PathBuf,
+    /// Its id (the directory's inode) and depth below the root.
+    pub id: u64,
+    pub level: u32,
+}
+
+impl Cgroup {
+    /// Finds a cgroup v2 directory, given as a path or relative to the
+    /// cgroup2 mount (`system.slice/nginx.service`).
+    pub fn find(path: &Path) -> anyhow::Result<Cgroup> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .context("cannot read /proc/self/mountinfo to find the cgroup2 mount")?;
+        let root = mountinfo
+            .lines()
+            .find_map(|line| {
+                let (left, right) = line.split_once(" - ")?;
+                (right.split_whitespace().next()? == "cgroup2")
+                    .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+            })
+            .context(
+                "--cgroup: no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup)",
+            )?;
+        let full = if path.is_absolute() {
+            path.to_owned()
+        } else {
+            root.join(path)
+        };
+        let full = full.canonicalize().map_err(|err| {
+            anyhow::anyhow!(
+                "--cgroup {}: {err}; give a cgroup v2 directory such as {}/system.slice/NAME.service",
+                path.display(),
+                root.display()
+            )
+        })?;
+        let Ok(below) = full.strip_prefix(&root) else {
+            bail!(
+                "--cgroup {}: not under the cgroup v2 mount {}",
+                full.display(),
+                root.display()
+            );
+        };
+        if !full.join("cgroup.procs").exists() {
+            bail!(
+                "--cgroup {}: not a cgroup directory (it has no cgroup.procs)",
+                full.display()
+            );
+        }
+        let id = std::fs::metadata(&full)
+            .with_context(|| format!("cannot read {}", full.display()))?
+            .ino();
+        Ok(Cgroup {
+            level: below.components().count() as u32,
+            path: full,
+            id,
+        })
+    }
+
+    /// The processes in it and below it now.
+    pub fn processes(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        let mut dirs = vec![self.path.clone()];
+        while let Some(dir) = dirs.pop() {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            }
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        pids
+    }
+}
+
+/// Every process to record, as the user named them.
+pub struct Targets {
+    pub spec: TargetSpec,
+    /// The processes given (`--pid`) or started (`-- CMD`), watched for
+    /// their exit.
+    pub roots: Vec<Target>,
+    pub cgroup: Option<Cgroup>,
+}
+
+impl Targets {
+    /// Finds the processes, or starts the command held before `exec`. Call
+    /// inside a tokio runtime (the exit watches register with its reactor).
+    pub fn open(spec: &TargetSpec) -> anyhow::Result<Targets> {
+        let mut roots = Vec::new();
+        let mut cgroup = None;
         match spec {
-            TargetSpec::Pid(pid) => Self::attach_to(*pid),
-            TargetSpec::Command(argv) => Self::spawn_held(argv),
+            TargetSpec::Pids { pids, .. } => {
+                for pid in pids {
+                    let target = Target::attach_to(*pid)?;
+                    if !roots.iter().any(|r: &Target| r.pid == target.pid) {
+                        roots.push(target);
+                    }
+                }
+            }
+            TargetSpec::Command(argv) => roots.push(Target::spawn_held(argv)?),
+            TargetSpec::Cgroup(path) => cgroup = Some(Cgroup::find(path)?),
+            TargetSpec::Comm(name) => {
+                if name.is_empty() || name.len() > 15 {
+                    bail!(
+                        "--comm takes a process name as /proc/PID/comm shows it (1 to 15 characters), got {name:?}"
+                    );
+                }
+            }
+            TargetSpec::All => {}
+        }
+        Ok(Targets {
+            spec: spec.clone(),
+            roots,
+            cgroup,
+        })
+    }
+
+    /// The one process recorded, for a plain `--pid` or a command (the
+    /// Go features and `--unwind copy` need one).
+    pub fn primary(&self) -> Option<&Target> {
+        match (&self.spec, self.roots.as_slice()) {
+            (
+                TargetSpec::Pids {
+                    children: false, ..
+                },
+                [one],
+            ) => Some(one),
+            (TargetSpec::Command(_), [one]) => Some(one),
+            _ => None,
         }
     }
 
+    pub fn primary_mut(&mut self) -> Option<&mut Target> {
+        match (&self.spec, self.roots.as_mut_slice()) {
+            (
+                TargetSpec::Pids {
+                    children: false, ..
+                },
+                [one],
+            ) => Some(one),
+            (TargetSpec::Command(_), [one]) => Some(one),
+            _ => None,
+        }
+    }
+
+    /// Whether we started the command ourselves.
+    pub fn is_spawned(&self) -> bool {
+        self.roots.iter().any(Target::is_spawned)
+    }
+
+    /// The processes to record from the start: those given, their
+    /// descendants with `--children`, those of the name or cgroup.
+    pub fn initial_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.roots.iter().map(|r| r.pid).collect();
+        match &self.spec {
+            TargetSpec::Pids { children: true, .. } => pids.extend(procfs::descendants(&pids)),
+            TargetSpec::Comm(name) => pids.extend(processes_named(name)),
+            TargetSpec::Cgroup(_) => {
+                pids.extend(self.cgroup.iter().flat_map(Cgroup::processes));
+            }
+            _ => {}
+        }
+        let own = std::process::id();
+        pids.retain(|p| *p != own);
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// What is recorded, in words: `PID 42 (nginx)`, `PID 42 (nginx) and
+    /// its descendants`, `` `./app` (PID 9) and the processes it starts ``,
+    /// `cgroup /sys/fs/cgroup/x`, `processes named nginx`, `the whole
+    /// machine`.
+    pub fn describe(&self) -> String {
+        let roots = self
+            .roots
+            .iter()
+            .map(|r| format!("PID {} ({})", r.pid, r.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &self.spec {
+            TargetSpec::Pids {
+                children: false, ..
+            } => roots,
+            TargetSpec::Pids { children: true, .. } if self.roots.len() == 1 => {
+                format!("{roots} and its descendants")
+            }
+            TargetSpec::Pids { children: true, .. } => format!("{roots} and their descendants"),
+            TargetSpec::Command(argv) => format!(
+                "`{}` ({}) and the processes it starts",
+                argv.join(" "),
+                self.roots
+                    .first()
+                    .map_or_else(String::new, |r| format!("PID {}", r.pid))
+            ),
+            TargetSpec::Cgroup(_) => format!(
+                "cgroup {}",
+                self.cgroup
+                    .as_ref()
+                    .map_or_else(String::new, |c| c.path.display().to_string())
+            ),
+            TargetSpec::Comm(name) => format!("processes named {name}"),
+            TargetSpec::All => "the whole machine".to_owned(),
+        }
+    }
+
+    /// Resolves when every process given (`--pid`, or the command) has
+    /// exited; never for a cgroup, a name or the whole machine.
+    pub async fn roots_exited(&self) {
+        if self.roots.is_empty() {
+            return std::future::pending().await;
+        }
+        for root in &self.roots {
+            let _ = root.exited().await;
+        }
+    }
+}
+
+/// The processes whose `comm` is `name` now.
+pub fn processes_named(name: &str) -> Vec<u32> {
+    procfs::pids()
+        .into_iter()
+        .filter(|pid| read_comm(*pid, *pid).is_ok_and(|c| c == name))
+        .collect()
+}
+
+impl Target {
     fn attach_to(pid: u32) -> anyhow::Result<Target> {
         let name = read_comm(pid, pid).map_err(|err| match err.kind() {
             io::ErrorKind::NotFound => anyhow::anyhow!(
@@ -122,13 +350,32 @@ impl Target {
             ),
             _ => anyhow::Error::new(err).context(format!("cannot read /proc/{pid}/comm")),
         })?;
+        // A thread's id: its process is recorded (the kernel records whole
+        // processes), and the user is told.
+        if let Some(tgid) = procfs::tgid_of(pid)
+            && tgid != pid
+        {
+            let process = read_comm(tgid, tgid).unwrap_or_else(|_| "?".to_owned());
+            info!(
+                "{pid} is a thread ({name}) of process {tgid} ({process}): recording the whole process {tgid}"
+            );
+            return Self::attach_to(tgid);
+        }
+        if procfs::stat(pid).is_some_and(|s| matches!(s.state, 'Z' | 'X')) {
+            bail!(
+                "PID {pid} ({name}) has exited: it is a zombie waiting for its parent to reap it, and nothing of it runs any more"
+            );
+        }
         if procfs::is_kernel_thread(pid) {
             bail!(
                 "PID {pid} ({name}) is a kernel thread; profiler records user processes (give the PID of a program)"
             );
         }
-        let pidfd = pidfd_open(pid)
-            .with_context(|| format!("cannot watch PID {pid} for exit (pidfd_open)"))?;
+        let pidfd = pidfd_open(pid).map_err(|err| match err.raw_os_error() {
+            Some(libc::ESRCH) => anyhow::anyhow!("PID {pid} ({name}) has exited"),
+            _ => anyhow::Error::new(err)
+                .context(format!("cannot watch PID {pid} for exit (pidfd_open)")),
+        })?;
         let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
@@ -260,6 +507,10 @@ impl Target {
         // Dropping the release pipe unreleased makes a held child _exit.
         spawned.release = None;
         if stop && spawned.try_wait(self.pid).is_none() {
+            info!(
+                "the recording ended before {} (PID {}) did: sending it SIGTERM, as perf record does (SIGKILL after 2 s if it is still running); processes it started are left to it",
+                spawned.program, self.pid
+            );
             // SAFETY: kill(2) on our own child, which we have not reaped.
             unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -295,8 +546,12 @@ impl Drop for Target {
 /// process's (`/proc/PID/exe`), or the command's as `execvp` finds it.
 pub fn executable_of(spec: &TargetSpec) -> Option<PathBuf> {
     match spec {
-        TargetSpec::Pid(pid) => std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
         TargetSpec::Command(argv) => find_program(argv.first()?).ok(),
+        _ => {
+            let pid = spec.single_pid()?;
+            let pid = procfs::tgid_of(pid).unwrap_or(pid);
+            std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The one registry of names: the target's threads (as the kernel noted
+//! The one registry of names: the recorded threads (as the kernel noted
 //! them and as /proc shows them), the groups exited threads are folded
 //! into, and the other processes whose threads woke the target.
 
@@ -38,14 +38,16 @@ impl Threads {
         self.seen_by_kernel.contains(&tid)
     }
 
-    /// Reads the target's threads now alive and their names from /proc (the
-    /// latest name wins); none once the process is gone.
-    pub fn refresh(&mut self, pid: u32) {
+    /// Reads the threads now alive of the processes `pids` and their names
+    /// from /proc (the latest name wins); none of a process that is gone.
+    pub fn refresh(&mut self, pids: impl IntoIterator<Item = u32>) {
         self.live.clear();
-        for (tid, name) in procfs::threads(pid) {
-            self.live.insert(tid);
-            if let Some(name) = name {
-                self.names.insert(tid, name);
+        for pid in pids {
+            for (tid, name) in procfs::threads(pid) {
+                self.live.insert(tid);
+                if let Some(name) = name {
+                    self.names.insert(tid, name);
+                }
             }
         }
     }

@@ -67,11 +67,16 @@ pub fn run(config: DumpConfig) -> anyhow::Result<()> {
         _ => anyhow::Error::new(err).context(format!("cannot read the threads of PID {pid}")),
     })?;
 
-    let mut symbols = Symbols::new(pid);
-    symbols.cache_mappings(&mappings);
-    let addrs: Vec<u64> = threads.iter().flat_map(|t| t.user.lookup_addrs()).collect();
-    symbols.resolve(addrs, Vec::new(), procfs::is_alive(pid));
-    symbols.name_locks(threads.iter().filter_map(lock_of));
+    let mut symbols = Symbols::new();
+    symbols.cache_mappings(pid, &mappings);
+    let addrs: Vec<(u32, u64)> = threads
+        .iter()
+        .flat_map(|t| t.user.lookup_addrs())
+        .map(|a| (pid, a))
+        .collect();
+    let alive = procfs::is_alive(pid);
+    symbols.resolve(addrs, Vec::new(), |_| alive);
+    symbols.name_locks(threads.iter().filter_map(lock_of).map(|l| (pid, l)));
 
     let profile = Profile {
         kind: ProfileKind::Threads,
@@ -79,11 +84,12 @@ pub fn run(config: DumpConfig) -> anyhow::Result<()> {
         process_name: name.clone(),
         frequency: 0,
         duration: Duration::ZERO,
-        samples: threads.iter().map(|t| sample(t, &symbols)).collect(),
+        samples: threads.iter().map(|t| sample(pid, t, &symbols)).collect(),
         executable: std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .map(|p| Rc::from(p.to_string_lossy().as_ref())),
-        mappings: symbols.code_mappings(),
+        mappings: symbols.code_mappings(pid),
+        per_process: false,
     };
     print!("{}", render(pid, &name, &profile));
     let (profile, per_thread) = match goroutines(pid, &name, profile.executable.as_deref()) {
@@ -146,29 +152,30 @@ fn lock_of(thread: &ThreadDump) -> Option<u64> {
 }
 
 /// What a thread is doing, as one phrase.
-fn doing(thread: &ThreadDump, symbols: &Symbols) -> String {
+fn doing(pid: u32, thread: &ThreadDump, symbols: &Symbols) -> String {
     match &thread.activity {
         Activity::Running => "running".to_owned(),
         Activity::Blocked => "blocked outside a system call".to_owned(),
         Activity::Syscall {
             lock: Some(lock), ..
-        } => format!("futex wait on {}", symbols.lock_name(*lock)),
+        } => format!("futex wait on {}", symbols.lock_name(pid, *lock)),
         Activity::Syscall { name, .. } => format!("in {name}"),
         Activity::Unreadable(why) => format!("unreadable: {why}"),
     }
 }
 
 /// One thread as a sample: what it does as the first frame, then its stack.
-fn sample(thread: &ThreadDump, symbols: &Symbols) -> Sample {
-    let mut frames = vec![Frame::marker(format!("[{}]", doing(thread, symbols)))];
-    frames.extend(symbols.frames(&thread.user, true));
+fn sample(pid: u32, thread: &ThreadDump, symbols: &Symbols) -> Sample {
+    let mut frames = vec![Frame::marker(format!("[{}]", doing(pid, thread, symbols)))];
+    frames.extend(symbols.frames(pid, &thread.user, true));
     Sample {
+        pid,
         tid: thread.tid,
         thread_name: thread.name.as_str().into(),
         frames,
         value: 1,
         count: 1,
-        lock: lock_of(thread).map(|l| symbols.lock_name(l)),
+        lock: lock_of(thread).map(|l| symbols.lock_name(pid, l)),
         state: Some(procfs::state_name(thread.state)),
         ..Sample::default()
     }

@@ -16,7 +16,7 @@ use crate::{
     go::rates::RatesRequest,
     model::{Profile, ProfileKind, TargetSpec, UnwindMode},
     session::{Session, Ticks, unix_ns},
-    target::Target,
+    target::Targets,
 };
 
 /// The checked settings of one `profiler record`.
@@ -71,6 +71,13 @@ impl Ending {
     }
 }
 
+/// The one Go process the Go heap profile and `--go-rates` read.
+fn go_pid(session: &Session) -> anyhow::Result<u32> {
+    session.pid().ok_or_else(|| {
+        anyhow::anyhow!("the Go heap profile and --go-rates read one Go process: give --pid PID")
+    })
+}
+
 /// Runs one recording.
 pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     attach::preflight()?;
@@ -85,10 +92,11 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let _runtime_context = runtime.enter();
-    let target = Target::open(&config.target)?;
+    let targets = Targets::open(&config.target)?;
     let load = LoadConfig {
-        tgid: target.pid,
-        arm_on_exec: target.is_spawned(),
+        selection: attach::Selection::listed(false),
+        go_tgid: 0,
+        arm_on_exec: false,
         unwind: config.unwind,
         max_depth: config.max_depth,
         kinds: config.kinds.clone(),
@@ -96,40 +104,37 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         min_block: config.min_block,
         go_waits: None,
     };
-    let mut session = Session::start(target, &load, config.max_depth)?;
+    let mut session = Session::start(targets, &load, config.max_depth)?;
     let started = Instant::now();
     let start_unix_ns = unix_ns();
     let mut kinds: Vec<&str> = config.kinds.iter().map(|k| k.name()).collect();
     if heap_outputs.wanted() {
         kinds.push("goheap");
     }
-    match &config.target {
-        TargetSpec::Pid(pid) => info!(
-            "recording {} of PID {pid} ({}){}; Ctrl-C to stop",
-            kinds.join(", "),
-            session.name(),
-            config
-                .duration
-                .map(|d| format!(" for {:.1} s", d.as_secs_f64()))
-                .unwrap_or_default()
-        ),
-        TargetSpec::Command(argv) => info!(
-            "recording {} of `{}` (PID {}) until it exits; Ctrl-C to stop",
-            kinds.join(", "),
-            argv.join(" "),
-            session.pid(),
-        ),
-    }
+    let how_long = match (config.duration, &config.target) {
+        (Some(d), _) => format!(" for {:.1} s", d.as_secs_f64()),
+        (None, TargetSpec::Command(_)) => " until the command exits".to_owned(),
+        (None, TargetSpec::Pids { .. }) => " until it exits".to_owned(),
+        (None, _) => String::new(),
+    };
+    info!(
+        "recording {} of {}{how_long}; Ctrl-C to stop",
+        kinds.join(", "),
+        session.describe()
+    );
 
     // Handled from here on, so rates set below are put back on either.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     // Put back by `restore_rates` below, or by the guard's drop on an error.
     let rates = match config.go_rates {
-        Some(request) => Some(go_heap::set_rates(session.pid(), request)?),
+        Some(request) => Some(go_heap::set_rates(go_pid(&session)?, request)?),
         None => None,
     };
-    heap_outputs.check(session.pid())?;
+    if heap_outputs.wanted() {
+        heap_outputs.check(go_pid(&session)?)?;
+    }
+    let following = matches!(config.target, TargetSpec::Pids { children: true, .. });
     let ending = runtime.block_on(async {
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
         let mut ticks = Ticks::new();
@@ -144,8 +149,18 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 () = until_deadline => break Ok::<_, anyhow::Error>(Ending::Duration),
                 _ = sigint.recv() => break Ok(Ending::Interrupted),
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
-                _ = session.target_exited() => break Ok(Ending::TargetExited),
-                tick = ticks.next() => session.on_tick(tick)?,
+                () = session.target_exited() => break Ok(Ending::TargetExited),
+                tick = ticks.next() => {
+                    session.on_tick(tick)?;
+                    // `--children`: the given processes and every
+                    // descendant are gone.
+                    if tick == crate::session::Tick::Drain
+                        && following
+                        && !session.any_alive()
+                    {
+                        break Ok(Ending::TargetExited);
+                    }
+                }
             }
         }
     })?;
@@ -157,7 +172,11 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         (true, Ending::TargetExited) => Some(Err(
             "the target exited before its Go heap profile could be read".to_owned(),
         )),
-        (true, _) => Some(heap_outputs.read(session.pid())),
+        (true, _) => Some(
+            go_pid(&session)
+                .map_err(|e| e.to_string())
+                .and_then(|pid| heap_outputs.read(pid)),
+        ),
     };
     if let Some(rates) = rates {
         go_heap::restore_rates(rates);
@@ -214,7 +233,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     eprint!("{}", report.render());
     match heap {
         Some(Ok(taken)) => {
-            let written = heap_outputs.write(&taken, session.name())?;
+            let written = heap_outputs.write(&taken, &session.name())?;
             eprint!("{}", taken.report(config.top));
             eprintln!("  written to {}", written.join("; "));
         }

@@ -64,9 +64,8 @@ impl Report<'_> {
         let kinds: Vec<&str> = self.profiles.iter().map(|(p, _)| p.kind.name()).collect();
         let _ = writeln!(
             out,
-            "profiler: recorded PID {} ({}) for {:.2} s [{}]; {}",
-            first.pid,
-            first.process_name,
+            "profiler: recorded {} for {:.2} s [{}]; {}",
+            first.target(),
             first.duration.as_secs_f64(),
             kinds.join(", "),
             self.ended
@@ -81,6 +80,9 @@ impl Report<'_> {
         }
         if let Some(build) = self.go_build {
             let _ = writeln!(out, "  Go program: {build}");
+        }
+        if self.snapshot.target.per_process {
+            self.processes(&mut out);
         }
         self.losses(&mut out);
         let cost = self.snapshot.programs.kernel_cost;
@@ -129,6 +131,38 @@ impl Report<'_> {
             let _ = writeln!(out, "  wrote {written}");
         }
         out
+    }
+
+    /// The processes recorded, most sampled first: PID, name, on-CPU
+    /// samples and their share (the first `top`, the rest summed).
+    fn processes(&self, out: &mut String) {
+        let by_process = self.snapshot.samples_by_process();
+        let total: u64 = by_process.iter().map(|p| p.2).sum();
+        let seen = self.snapshot.processes.all().count();
+        let alive = self.snapshot.processes.alive().count();
+        let _ = writeln!(
+            out,
+            "Processes: {seen} recorded ({alive} still running), {} with on-CPU samples",
+            by_process.len()
+        );
+        let share = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
+        for (pid, name, n) in by_process.iter().take(self.top.max(1)) {
+            let _ = writeln!(
+                out,
+                "  {pid:>8}  {name:<16} {n:>8} samples  {:>6.2}%",
+                share(*n)
+            );
+        }
+        if by_process.len() > self.top.max(1) {
+            let rest: u64 = by_process.iter().skip(self.top.max(1)).map(|p| p.2).sum();
+            let _ = writeln!(
+                out,
+                "  {:>8}  {:<16} {rest:>8} samples  {:>6.2}%",
+                "",
+                format!("({} others)", by_process.len() - self.top.max(1)),
+                share(rest)
+            );
+        }
     }
 
     /// How the in-kernel DWARF walks ended, per kind of event: whole, or

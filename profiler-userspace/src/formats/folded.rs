@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, io::Write};
 
-use crate::model::{Frame, FrameKind, Profile, thread_label};
+use crate::model::{Frame, FrameKind, Profile, process_label, thread_label};
 
 /// Options of the folded output.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,7 +18,12 @@ pub struct FoldedOptions {
 pub fn lines(profile: &Profile, options: FoldedOptions) -> Vec<(String, u64)> {
     let mut merged: BTreeMap<String, u64> = BTreeMap::new();
     for sample in &profile.samples {
-        let mut line = clean(&profile.process_name);
+        // One process: its name; several: each stack's own `name (PID)`.
+        let mut line = if profile.per_process {
+            clean(&process_label(&sample.process, sample.pid))
+        } else {
+            clean(&profile.process_name)
+        };
         if options.per_thread {
             line.push(';');
             line.push_str(&clean(&thread_label(&sample.thread_name, sample.tid)));
@@ -99,6 +104,7 @@ mod tests {
             duration: Duration::from_secs(1),
             executable: None,
             mappings: Vec::new(),
+            per_process: false,
             samples: vec![
                 sample(
                     10,

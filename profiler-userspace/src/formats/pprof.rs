@@ -381,6 +381,14 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
             ProfileKind::Threads | ProfileKind::Goroutines => vec![sample.value as i64],
         };
         let mut label = Vec::new();
+        if profile.per_process {
+            label.push(proto::Label {
+                key: b.string("pid"),
+                num: i64::from(sample.pid),
+                ..Default::default()
+            });
+            label.push(b.label_str("process", &sample.process));
+        }
         // Folded exited threads have a name but no one thread id; a Go
         // goroutine's wait belongs to no thread (tid 0).
         if sample.tid != 0 && sample.tid < FOLDED_THREADS {
@@ -425,10 +433,9 @@ pub fn to_proto(profile: &Profile, start_unix_ns: i64) -> proto::Profile {
         });
     }
     let comment = b.string(&format!(
-        "profiler {} profile of PID {} ({})",
+        "profiler {} profile of {}",
         profile.kind.name(),
-        profile.pid,
-        profile.process_name
+        profile.target()
     ));
     // A mapping with unnamed locations is not fully symbolized.
     for mapping in &mut b.mappings {
@@ -492,6 +499,7 @@ mod tests {
             duration: Duration::from_secs(2),
             executable: None,
             mappings: Vec::new(),
+            per_process: false,
             samples: vec![Sample {
                 tid: 43,
                 thread_name: "worker".into(),
@@ -567,6 +575,7 @@ mod tests {
             duration: Duration::from_secs(1),
             executable: None,
             mappings: Vec::new(),
+            per_process: false,
             samples: vec![Sample {
                 tid: 1,
                 thread_name: "p".into(),

@@ -73,6 +73,7 @@ impl HeapPprof<'_> {
                 .collect(),
             executable: self.executable.clone(),
             mappings: Vec::new(),
+            per_process: false,
         }
     }
 

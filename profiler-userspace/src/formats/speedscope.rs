@@ -7,7 +7,7 @@ use std::{collections::HashMap, io::Write, rc::Rc};
 
 use serde_json::{Value, json};
 
-use crate::model::{Frame, FrameKind, Profile, ProfileKind, thread_label};
+use crate::model::{Frame, FrameKind, Profile, ProfileKind, process_label, thread_label};
 
 /// The schema speedscope publishes for its file format.
 const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";
@@ -55,21 +55,23 @@ pub fn to_json(profile: &Profile) -> Value {
     let mut samples = Vec::with_capacity(profile.samples.len());
     let mut weights = Vec::with_capacity(profile.samples.len());
     for sample in &profile.samples {
-        let mut stack = vec![intern(&Frame::marker(thread_label(
+        let mut stack = Vec::new();
+        if profile.per_process {
+            stack.push(intern(&Frame::marker(process_label(
+                &sample.process,
+                sample.pid,
+            ))));
+        }
+        stack.push(intern(&Frame::marker(thread_label(
             &sample.thread_name,
             sample.tid,
-        )))];
+        ))));
         stack.extend(profile.drawn_frames(sample).iter().map(|f| intern(f)));
         samples.push(stack);
         weights.push(sample.value.saturating_mul(period));
     }
     let total: u64 = weights.iter().sum();
-    let name = format!(
-        "{} profile of {} (PID {})",
-        profile.kind.name(),
-        profile.process_name,
-        profile.pid
-    );
+    let name = format!("{} profile of {}", profile.kind.name(), profile.target());
     json!({
         "$schema": SCHEMA,
         "name": name,
@@ -120,6 +122,7 @@ mod tests {
             duration: Duration::from_secs(1),
             executable: None,
             mappings: Vec::new(),
+            per_process: false,
             samples: vec![
                 Sample {
                     tid: 7,

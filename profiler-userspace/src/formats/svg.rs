@@ -64,7 +64,7 @@ pub fn write(
     };
     opts.colors = Palette::Basic(palette);
     opts.count_name = count_name.to_owned();
-    opts.title = format!("{what} of {} (PID {})", profile.process_name, profile.pid);
+    opts.title = format!("{what} of {}", profile.target());
     opts.subtitle = Some(match profile.kind {
         ProfileKind::Cpu => format!(
             "{} samples at {} Hz over {:.1} s; kernel frames in orange",

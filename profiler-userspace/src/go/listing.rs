@@ -215,6 +215,7 @@ pub fn profile(
         samples,
         executable: module,
         mappings: Vec::new(),
+        per_process: false,
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Waker {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Event {
     pub origin: Origin,
+    /// The thread's process (its user stack is that process's addresses).
+    pub pid: u32,
     pub tid: u32,
     pub user: Stack,
     pub kernel: Stack,

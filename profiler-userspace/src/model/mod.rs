@@ -14,7 +14,7 @@ pub use frame::{AddrFrames, Frame, FrameKind};
 pub use kind::ProfileKind;
 pub use profile::{
     CodeMapping, FOLDED_THREADS, FunctionShare, Profile, STILL_BLOCKED, Sample, WokenBy,
-    short_stack, thread_label,
+    process_label, short_stack, thread_label,
 };
 /// How user stacks are taken: the kernel side's own enum (the programs read
 /// it as a global).

@@ -60,6 +60,9 @@ pub fn short_stack(frames: &[Frame], depth: usize) -> Option<String> {
 /// for waits.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sample {
+    /// The process and its name (`comm`).
+    pub pid: u32,
+    pub process: Rc<str>,
     pub tid: u32,
     pub thread_name: Rc<str>,
     /// Root (outermost caller) first, leaf last. Structural frames
@@ -90,12 +93,22 @@ pub struct Sample {
 /// The marker of a wait still under way when the recording ended.
 pub const STILL_BLOCKED: &str = "[still blocked]";
 
-/// A recorded profile of one process.
+/// How a process is shown as the first frame of its stacks: `name (PID)`.
+pub fn process_label(name: &str, pid: u32) -> String {
+    format!("{name} ({pid})")
+}
+
+/// A recorded profile of one process, or of several.
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub kind: ProfileKind,
+    /// The one process recorded, else 0.
     pub pid: u32,
+    /// Its name, else what was recorded in words.
     pub process_name: String,
+    /// Whether the profile may hold several processes: every stack then
+    /// starts with its process ([`process_label`]).
+    pub per_process: bool,
     /// Samples per second per CPU.
     pub frequency: u64,
     pub duration: Duration,
@@ -140,6 +153,16 @@ impl Profile {
             frames.push(Cow::Owned(Frame::marker(format!("[{}]", waker.who))));
         }
         frames
+    }
+
+    /// What the profile is of, in words: `app (PID 42)`, or what was
+    /// recorded when it holds several processes.
+    pub fn target(&self) -> String {
+        if self.per_process || self.pid == 0 {
+            self.process_name.clone()
+        } else {
+            format!("{} (PID {})", self.process_name, self.pid)
+        }
     }
 
     /// Functions by self value and total value (anywhere on the stack,
@@ -249,6 +272,7 @@ mod tests {
             duration: Duration::from_secs(1),
             executable: None,
             mappings: Vec::new(),
+            per_process: false,
             samples,
         }
     }

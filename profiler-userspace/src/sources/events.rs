@@ -27,6 +27,7 @@ pub fn event_of(key: &EventKey, user: Stack, kernel: Stack, waker: Option<Waker>
     };
     Some(Event {
         origin,
+        pid: key.tgid,
         tid: key.tid,
         user,
         kernel,

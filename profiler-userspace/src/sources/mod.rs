@@ -17,12 +17,7 @@ mod stacks;
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, StackTraceMap};
-use profiler_common::{
-    control::Control,
-    counters::Counter,
-    maps as names,
-    unwind::{StackKind, WalkEnd, quality_slot},
-};
+use profiler_common::{control::Control, counters::Counter, maps as names};
 
 use self::{maps::EventMaps, rings::Rings, stacks::KernelStacks};
 use crate::{
@@ -46,10 +41,12 @@ pub struct Sources {
     stacks: KernelStacks,
     /// The in-kernel DWARF walker's tables.
     tables: KernelTables,
+    /// Processes the walker asked tables for.
+    needs_tables: BpfHashMap<MapData, u32, u32>,
+    /// The processes recorded (`TargetMode::Set`).
+    targets: BpfHashMap<MapData, u32, u8>,
     /// How each walk ended (`profiler_common::unwind::quality_slot`).
     quality: PerCpuArray<MapData, u64>,
-    /// Walks that met an address in no known mapping, when last looked.
-    no_mapping_seen: u64,
     events: EventMaps,
     rings: Rings,
     /// The generation the kernel writes to.
@@ -79,9 +76,11 @@ impl Sources {
             tables: KernelTables::new(
                 Array::try_from(take(names::MAP_UNWIND_ROWS)?)?,
                 Array::try_from(take(names::MAP_UNWIND_MAPPINGS)?)?,
+                BpfHashMap::try_from(take(names::MAP_PROC_TABLES)?)?,
             ),
+            needs_tables: BpfHashMap::try_from(take(names::MAP_NEEDS_TABLES)?)?,
+            targets: BpfHashMap::try_from(take(names::MAP_TARGETS)?)?,
             quality: PerCpuArray::try_from(take(names::MAP_STACK_QUALITY)?)?,
-            no_mapping_seen: 0,
             events: EventMaps::new([
                 pair(&mut take, names::MAP_CPU_EVENTS)?,
                 pair(&mut take, names::MAP_OFFCPU_EVENTS)?,
@@ -108,12 +107,40 @@ impl Sources {
         self.thread_names.keys().flatten().collect()
     }
 
-    /// Makes the DWARF walker's tables those of `pid`'s `mappings` (just
-    /// read).
+    /// Records `pids` from now on (`TargetMode::Set`).
+    pub fn add_targets(&mut self, pids: &[u32]) -> anyhow::Result<()> {
+        for pid in pids {
+            self.targets
+                .insert(pid, 1, 0)
+                .with_context(|| format!("cannot add PID {pid} to the processes recorded"))?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the targets map now (those given, and those the
+    /// kernel added as they were forked; a thread's id may be among them).
+    pub fn targets(&self) -> Vec<u32> {
+        self.targets.keys().flatten().collect()
+    }
+
+    /// Makes the DWARF walker's tables of `pid` its `mappings` (just read).
     pub fn refresh_unwind_tables(&mut self, pid: u32, mappings: &[crate::procfs::Mapping]) {
-        if let Err(err) = self.tables.refresh(pid, mappings, &mut self.control) {
+        if let Err(err) = self.tables.refresh(pid, mappings) {
             tracing::warn!("{err:#}");
         }
+    }
+
+    /// Whether `pid` has walker tables.
+    pub fn has_unwind_tables(&self, pid: u32) -> bool {
+        self.tables.has(pid)
+    }
+
+    /// Forgets a process that has exited: its tables and its place in the
+    /// targets map.
+    pub fn forget_process(&mut self, pid: u32) {
+        self.tables.forget(pid);
+        let _ = self.targets.remove(&pid);
+        let _ = self.needs_tables.remove(&pid);
     }
 
     /// What the DWARF walker's tables hold.
@@ -121,19 +148,16 @@ impl Sources {
         self.tables.stats()
     }
 
-    /// Whether walks met addresses in no known mapping since the last call
-    /// (the target mapped code since the tables were written).
-    pub fn walks_missed_mappings(&mut self) -> bool {
-        let mut missed = 0;
-        for kind in StackKind::ALL {
-            let slot = quality_slot(kind, WalkEnd::NoMapping);
-            if let Ok(per_cpu) = self.quality.get(&slot, 0) {
-                missed += per_cpu.iter().sum::<u64>();
-            }
+    /// The processes the walker asked tables for since the last call: new
+    /// ones, new images, code mapped since their tables were written.
+    pub fn tables_wanted(&mut self) -> Vec<u32> {
+        let wanted: Vec<u32> = self.needs_tables.keys().flatten().collect();
+        for pid in &wanted {
+            let _ = self.needs_tables.remove(pid);
+            // The kernel dropped them at an exec, or they miss code.
+            self.tables.invalidate(*pid);
         }
-        let moved = missed != self.no_mapping_seen;
-        self.no_mapping_seen = missed;
-        moved
+        wanted
     }
 
     /// Reads the ring buffers: unwinds each copied stack (while its binaries

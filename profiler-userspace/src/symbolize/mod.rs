@@ -1,5 +1,6 @@
 //! Turning instruction addresses into frames with blazesym: user frames
-//! through the target's own mappings, kernel frames from kallsyms, inlined
+//! through each recorded process's own mappings, kernel frames from
+//! kallsyms, inlined
 //! frames expanded and names demangled; and lock words into the variables
 //! they are (`data`).
 //!
@@ -38,121 +39,30 @@ pub struct SymbolizeStats {
 /// that names new ones.
 pub struct Symbols {
     symbolizer: Symbolizer,
-    pid: u32,
-    user: HashMap<u64, AddrFrames>,
+    /// What is known of each process's addresses, by tgid.
+    processes: HashMap<u32, ProcessSymbols>,
     kernel: HashMap<u64, AddrFrames>,
-    /// Names of lock words (futex addresses), by address.
-    locks: HashMap<u64, Rc<str>>,
-    /// The target's mappings as last read, to name addresses in no symbol.
-    mappings: Vec<Mapping>,
     /// Variables of the files mapped, by path.
     data_symbols: HashMap<String, Option<DataSymbols>>,
     pub stats: SymbolizeStats,
-    /// User addresses a symbolization left for later (the target exiting
-    /// under it): tried again with the next batch.
-    retry: Vec<u64>,
-    /// The Go tables of the target's Go binaries.
+    /// The Go tables of the Go binaries mapped, by path.
     go: GoModules,
 }
 
-impl Symbols {
-    pub fn new(pid: u32) -> Symbols {
-        let symbolizer = Symbolizer::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
-        Symbols {
-            symbolizer,
-            pid,
-            user: HashMap::new(),
-            kernel: HashMap::new(),
-            locks: HashMap::new(),
-            mappings: Vec::new(),
-            data_symbols: HashMap::new(),
-            stats: SymbolizeStats::default(),
-            retry: Vec::new(),
-            go: GoModules::default(),
-        }
-    }
+/// One process's named addresses and lock words, and its mappings.
+#[derive(Default)]
+struct ProcessSymbols {
+    user: HashMap<u64, AddrFrames>,
+    /// Names of lock words (futex addresses), by address.
+    locks: HashMap<u64, Rc<str>>,
+    /// Its mappings as last read, to name addresses in no symbol.
+    mappings: Vec<Mapping>,
+    /// User addresses a symbolization left for later (the process exiting
+    /// under it): tried again with the next batch.
+    retry: Vec<u64>,
+}
 
-    /// Caches the target's current mappings (call while it runs: on start and
-    /// before each batch, which also picks up libraries loaded since).
-    /// `mappings` are the ones just read (an exiting process shows none: the
-    /// last real ones are kept).
-    pub fn cache_mappings(&mut self, mappings: &[Mapping]) {
-        if mappings.is_empty() {
-            return;
-        }
-        self.mappings = mappings.to_vec();
-        let mut cache = ProcessCache::new(self.pid.into());
-        cache.cache_vmas = true;
-        if let Err(err) = self.symbolizer.cache(&Cache::Process(cache)) {
-            debug!("could not cache the mappings of PID {}: {err}", self.pid);
-        }
-    }
-
-    /// Symbolizes every address not seen before. `alive` says whether the
-    /// target still runs (then `/proc/PID/map_files` is used).
-    pub fn resolve(
-        &mut self,
-        user_addrs: impl IntoIterator<Item = u64>,
-        kernel_addrs: impl IntoIterator<Item = u64>,
-        alive: bool,
-    ) {
-        let retry = std::mem::take(&mut self.retry);
-        let mut user = unseen(user_addrs.into_iter().chain(retry), &self.user);
-        // Go's text is named from its own table; the rest by blazesym.
-        user.retain(
-            |addr| match self.go.frames(*addr, &self.mappings, self.pid) {
-                Some(frames) => {
-                    self.user.insert(*addr, frames);
-                    false
-                }
-                None => true,
-            },
-        );
-        debug!(fresh = user.len(), alive, "symbolizing user addresses");
-        let kernel = unseen(kernel_addrs, &self.kernel);
-
-        if !user.is_empty() && !alive {
-            // The target is gone: symbolize through the files of its last
-            // mappings (path and file offset), not through /proc.
-            let frames = self.batch_by_file(&user);
-            for (addr, frames) in user.iter().zip(frames) {
-                self.user.insert(*addr, frames);
-            }
-        } else if !user.is_empty() {
-            let mut process = Process::new(self.pid.into());
-            process.map_files = alive;
-            let source = Source::Process(process);
-            // While the target runs, a read error may be the target exiting
-            // under us: leave those addresses for the final pass, which reads
-            // the binaries by path through the cached mappings.
-            let frames = self.batch(&source, &user, FrameKind::User, !alive);
-            for (addr, frames) in user.iter().zip(frames) {
-                match frames {
-                    Some(frames) => {
-                        self.user.insert(*addr, frames);
-                    }
-                    None => self.retry.push(*addr),
-                }
-            }
-        }
-        for addr in &user {
-            self.place_unknown(*addr);
-        }
-        if !kernel.is_empty() {
-            let source = Source::Kernel(Kernel::default());
-            let frames = self.batch(&source, &kernel, FrameKind::Kernel, true);
-            for (addr, frames) in kernel.iter().zip(frames) {
-                if let Some(frames) = frames {
-                    self.kernel.insert(*addr, frames);
-                }
-            }
-        }
-    }
-
+impl ProcessSymbols {
     /// An unnamed user address in a file mapping gets the file and its
     /// offset there (`[unknown] libfoo.so+0x1a2b`); one in executable
     /// memory no file backs is JIT code (`[jit] 0x7f..`).
@@ -181,15 +91,154 @@ impl Symbols {
             self.user.insert(addr, Rc::from(vec![Frame::jit(addr)]));
         }
     }
+}
+
+impl Default for Symbols {
+    fn default() -> Self {
+        Symbols::new()
+    }
+}
+
+impl Symbols {
+    pub fn new() -> Symbols {
+        let symbolizer = Symbolizer::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            .build();
+        Symbols {
+            symbolizer,
+            processes: HashMap::new(),
+            kernel: HashMap::new(),
+            data_symbols: HashMap::new(),
+            stats: SymbolizeStats::default(),
+            go: GoModules::default(),
+        }
+    }
+
+    /// Caches a process's current mappings (call while it runs: when it is
+    /// first seen and before each batch, which also picks up libraries
+    /// loaded since). `mappings` are the ones just read (an exiting process
+    /// shows none: the last real ones are kept).
+    pub fn cache_mappings(&mut self, pid: u32, mappings: &[Mapping]) {
+        if mappings.is_empty() {
+            return;
+        }
+        self.processes.entry(pid).or_default().mappings = mappings.to_vec();
+        let mut cache = ProcessCache::new(pid.into());
+        cache.cache_vmas = true;
+        if let Err(err) = self.symbolizer.cache(&Cache::Process(cache)) {
+            debug!("could not cache the mappings of PID {pid}: {err}");
+        }
+    }
+
+    /// Whether a process's mappings were ever cached.
+    pub fn knows(&self, pid: u32) -> bool {
+        self.processes
+            .get(&pid)
+            .is_some_and(|p| !p.mappings.is_empty())
+    }
+
+    /// Forgets what is known of a process (it exited and nothing of it is
+    /// kept any more).
+    pub fn forget(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    /// Symbolizes every address not seen before, each of its process.
+    /// `alive` says whether a process still runs (then
+    /// `/proc/PID/map_files` is used).
+    pub fn resolve(
+        &mut self,
+        user_addrs: impl IntoIterator<Item = (u32, u64)>,
+        kernel_addrs: impl IntoIterator<Item = u64>,
+        alive: impl Fn(u32) -> bool,
+    ) {
+        let mut by_process: HashMap<u32, Vec<u64>> = HashMap::new();
+        for (pid, addr) in user_addrs {
+            by_process.entry(pid).or_default().push(addr);
+        }
+        for (pid, retry) in self
+            .processes
+            .iter_mut()
+            .map(|(pid, p)| (*pid, std::mem::take(&mut p.retry)))
+            .collect::<Vec<_>>()
+        {
+            if !retry.is_empty() {
+                by_process.entry(pid).or_default().extend(retry);
+            }
+        }
+        for (pid, addrs) in by_process {
+            let mut process = self.processes.remove(&pid).unwrap_or_default();
+            self.resolve_user(pid, &mut process, addrs, alive(pid));
+            self.processes.insert(pid, process);
+        }
+        let kernel = unseen(kernel_addrs, &self.kernel);
+        if !kernel.is_empty() {
+            let source = Source::Kernel(Kernel::default());
+            let frames = self.batch(&source, &kernel, FrameKind::Kernel, true);
+            for (addr, frames) in kernel.iter().zip(frames) {
+                if let Some(frames) = frames {
+                    self.kernel.insert(*addr, frames);
+                }
+            }
+        }
+    }
+
+    /// Symbolizes one process's new user addresses.
+    fn resolve_user(
+        &mut self,
+        pid: u32,
+        process: &mut ProcessSymbols,
+        addrs: Vec<u64>,
+        alive: bool,
+    ) {
+        let mut user = unseen(addrs, &process.user);
+        // Go's text is named from its own table; the rest by blazesym.
+        user.retain(|addr| match self.go.frames(*addr, &process.mappings, pid) {
+            Some(frames) => {
+                process.user.insert(*addr, frames);
+                false
+            }
+            None => true,
+        });
+        debug!(pid, fresh = user.len(), alive, "symbolizing user addresses");
+        if !user.is_empty() && !alive {
+            // The process is gone: symbolize through the files of its last
+            // mappings (path and file offset), not through /proc.
+            let frames = self.batch_by_file(&process.mappings, &user);
+            for (addr, frames) in user.iter().zip(frames) {
+                process.user.insert(*addr, frames);
+            }
+        } else if !user.is_empty() {
+            let mut source = Process::new(pid.into());
+            source.map_files = alive;
+            let source = Source::Process(source);
+            // While the process runs, a read error may be it exiting under
+            // us: leave those addresses for the final pass, which reads the
+            // binaries by path through the cached mappings.
+            let frames = self.batch(&source, &user, FrameKind::User, !alive);
+            for (addr, frames) in user.iter().zip(frames) {
+                match frames {
+                    Some(frames) => {
+                        process.user.insert(*addr, frames);
+                    }
+                    None => process.retry.push(*addr),
+                }
+            }
+        }
+        for addr in &user {
+            process.place_unknown(*addr);
+        }
+    }
 
     /// Symbolizes addresses of an exited target through the files of its
     /// last mappings: each address becomes (file, file offset).
-    fn batch_by_file(&mut self, addrs: &[u64]) -> Vec<AddrFrames> {
+    fn batch_by_file(&mut self, mappings: &[Mapping], addrs: &[u64]) -> Vec<AddrFrames> {
         let mut by_file: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
         let mut out: Vec<Option<AddrFrames>> = vec![None; addrs.len()];
         for (i, addr) in addrs.iter().enumerate() {
-            match self
-                .mappings
+            match mappings
                 .iter()
                 .find(|m| m.start <= *addr && *addr < m.end && m.path.is_some())
             {
@@ -343,28 +392,29 @@ impl Symbols {
         out
     }
 
-    /// Names lock words not seen before: the variable an address lies in (a
-    /// global `pthread_mutex_t g_lock` is `g_lock`; in a stripped Go binary
-    /// the runtime variables its code gives away; a variable of a stripped
-    /// binary as `file+0xaddress`), else the mapping (`[heap]`, `[stack]`,
-    /// a file) and the address.
-    pub fn name_locks(&mut self, addrs: impl IntoIterator<Item = u64>) {
-        for addr in unseen(addrs, &self.locks) {
-            let variable = self
-                .variable_at(addr, false)
-                .or_else(|| self.go.variable(addr, &self.mappings))
-                .or_else(|| self.variable_at(addr, true));
-            let name = variable.unwrap_or_else(|| {
-                match self
-                    .mappings
-                    .iter()
-                    .find(|m| m.start <= addr && addr < m.end)
-                {
-                    Some(m) => format!("{addr:#x} {}", m.name),
-                    None => format!("{addr:#x}"),
-                }
-            });
-            self.locks.insert(addr, name.into());
+    /// Names lock words not seen before, each in its process: the
+    /// variable an address lies in (a global `pthread_mutex_t g_lock` is
+    /// `g_lock`; in a stripped Go binary the runtime variables its code
+    /// gives away; a variable of a stripped binary as `file+0xaddress`),
+    /// else the mapping (`[heap]`, `[stack]`, a file) and the address.
+    pub fn name_locks(&mut self, locks: impl IntoIterator<Item = (u32, u64)>) {
+        for (pid, addr) in locks {
+            let mut process = self.processes.remove(&pid).unwrap_or_default();
+            if !process.locks.contains_key(&addr) {
+                let mappings = &process.mappings;
+                let variable = self
+                    .variable_at(mappings, addr, false)
+                    .or_else(|| self.go.variable(addr, mappings))
+                    .or_else(|| self.variable_at(mappings, addr, true));
+                let name = variable.unwrap_or_else(|| {
+                    match mappings.iter().find(|m| m.start <= addr && addr < m.end) {
+                        Some(m) => format!("{addr:#x} {}", m.name),
+                        None => format!("{addr:#x}"),
+                    }
+                });
+                process.locks.insert(addr, name.into());
+            }
+            self.processes.insert(pid, process);
         }
     }
 
@@ -373,9 +423,8 @@ impl Symbols {
     /// bytes (in an anonymous mapping) is covered too.
     /// With `unnamed`, an address in a file's variables that no symbol
     /// names is named by the file and its address there.
-    fn variable_at(&mut self, addr: u64, unnamed: bool) -> Option<String> {
-        let bases: Vec<(String, u64)> = self
-            .mappings
+    fn variable_at(&mut self, mappings: &[Mapping], addr: u64, unnamed: bool) -> Option<String> {
+        let bases: Vec<(String, u64)> = mappings
             .iter()
             .filter(|m| m.offset == 0)
             .filter_map(|m| Some((m.path.clone()?, m.start)))
@@ -407,10 +456,14 @@ impl Symbols {
         None
     }
 
-    /// The executable file mappings of the target as last read, for
+    /// The executable file mappings of a process as last read, for
     /// pprof's mapping table.
-    pub fn code_mappings(&self) -> Vec<CodeMapping> {
-        self.mappings
+    pub fn code_mappings(&self, pid: u32) -> Vec<CodeMapping> {
+        let Some(process) = self.processes.get(&pid) else {
+            return Vec::new();
+        };
+        process
+            .mappings
             .iter()
             .filter(|m| m.executable)
             .filter_map(|m| {
@@ -424,24 +477,27 @@ impl Symbols {
             .collect()
     }
 
-    /// The name of a lock word (after [`Symbols::name_locks`]).
-    pub fn lock_name(&self, addr: u64) -> Rc<str> {
-        self.locks
-            .get(&addr)
+    /// The name of a lock word of a process (after
+    /// [`Symbols::name_locks`]).
+    pub fn lock_name(&self, pid: u32, addr: u64) -> Rc<str> {
+        self.processes
+            .get(&pid)
+            .and_then(|p| p.locks.get(&addr))
             .cloned()
             .unwrap_or_else(|| format!("{addr:#x}").into())
     }
 
     /// A stack's frames, root first (the kernel records them leaf first),
     /// every address having been given to [`Symbols::resolve`]; a lost
-    /// stack is one frame that says why.
-    pub fn frames(&self, stack: &Stack, user: bool) -> Vec<Frame> {
+    /// stack is one frame that says why. `pid` is the process of a user
+    /// stack.
+    pub fn frames(&self, pid: u32, stack: &Stack, user: bool) -> Vec<Frame> {
         let mut frames = Vec::new();
         match stack {
             Stack::Frames(_) => {
                 for addr in stack.lookup_addrs().into_iter().rev() {
                     let named = if user {
-                        self.user_frames(addr)
+                        self.user_frames(pid, addr)
                     } else {
                         self.kernel_frames(addr)
                     };
@@ -459,10 +515,12 @@ impl Symbols {
         self.go.insert(path, binary);
     }
 
-    /// The frames of a user address (after [`Symbols::resolve`]).
-    pub fn user_frames(&self, addr: u64) -> AddrFrames {
-        self.user
-            .get(&addr)
+    /// The frames of a user address of a process (after
+    /// [`Symbols::resolve`]).
+    pub fn user_frames(&self, pid: u32, addr: u64) -> AddrFrames {
+        self.processes
+            .get(&pid)
+            .and_then(|p| p.user.get(&addr))
             .cloned()
             .unwrap_or_else(|| unknown(addr, FrameKind::User))
     }

@@ -1,10 +1,11 @@
 //! The tables the in-kernel DWARF walker reads (`--unwind dwarf`): each
-//! executable file the target maps gets its `.eh_frame` rows (built by
-//! `tables`) written once into `UNWIND_ROWS`; the target's executable
-//! mappings, sorted, go into `UNWIND_MAPPINGS` with where their rows are.
-//! Rewritten whenever the mappings change (a library loaded, an exec).
-//! Nothing of a binary is kept here but where its rows are: the file is
-//! mapped while its table is built, then let go.
+//! executable file a recorded process maps gets its `.eh_frame` rows
+//! (built by `tables`) written once into `UNWIND_ROWS`, shared by every
+//! process that maps it; each process's executable mappings, sorted, go
+//! into slots of `UNWIND_MAPPINGS` with where their rows are, and
+//! `PROC_TABLES` says where. Rewritten whenever a process's mappings change
+//! (a library loaded, an exec). Nothing of a binary is kept here but where
+//! its rows are: the file is mapped while its table is built, then let go.
 
 use std::{
     collections::HashMap,
@@ -13,11 +14,11 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{Array, IterableMap as _, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, IterableMap as _, MapData};
 use object::{Object as _, ObjectSegment as _};
-use profiler_common::{
-    control::Control,
-    unwind::{MappingKind, UNWIND_MAPPING_ENTRIES, UNWIND_ROW_ENTRIES, UnwindMapping, UnwindRow},
+use profiler_common::unwind::{
+    MappingKind, ProcessTables, UNWIND_MAPPING_ENTRIES, UNWIND_MAPPING_SLOT,
+    UNWIND_PROCESS_MAPPINGS, UNWIND_ROW_ENTRIES, UnwindMapping, UnwindRow,
 };
 use tracing::{debug, warn};
 
@@ -50,32 +51,56 @@ pub struct TableStats {
     /// pointers), and those left out because the rows map was full.
     pub unreadable: usize,
     pub rows_full: usize,
-    /// Executable mappings the walker knows now.
+    /// Executable mappings the walker knows now, of every process.
     pub mappings: usize,
+    /// Processes with tables now, and those left without for want of room
+    /// (walked by frame pointers).
+    pub processes: usize,
+    pub processes_full: u64,
 }
 
-/// The walker's tables in the kernel, kept current for one process.
+/// One process's mappings as written: what they were, and which slots of
+/// `UNWIND_MAPPINGS` hold them.
+struct Written {
+    key: Vec<(u64, u64, u64)>,
+    first_slot: usize,
+    slots: usize,
+    count: usize,
+}
+
+/// The walker's tables in the kernel, kept current for every recorded
+/// process.
 pub struct KernelTables {
     rows: Array<MapData, UnwindRow>,
     mappings: Array<MapData, UnwindMapping>,
-    /// By (device, inode) of the mapped file; the vDSO by its name.
+    processes: BpfHashMap<MapData, u32, ProcessTables>,
+    /// By (device, inode) of the mapped file.
     files: HashMap<(u64, u64), FileTable>,
-    vdso: Option<(u64, FileTable)>,
+    /// The vDSO's table (the same image in every process).
+    vdso: Option<FileTable>,
     next_row: u32,
-    /// The mappings written last (start, end, offset), to skip rewrites.
-    written: Vec<(u64, u64, u64)>,
+    /// Each process's mappings as written, by tgid.
+    written: HashMap<u32, Written>,
+    /// Which slots of `UNWIND_MAPPINGS` are taken.
+    taken: Vec<bool>,
     stats: TableStats,
 }
 
 impl KernelTables {
-    pub fn new(rows: Array<MapData, UnwindRow>, mappings: Array<MapData, UnwindMapping>) -> Self {
+    pub fn new(
+        rows: Array<MapData, UnwindRow>,
+        mappings: Array<MapData, UnwindMapping>,
+        processes: BpfHashMap<MapData, u32, ProcessTables>,
+    ) -> Self {
         KernelTables {
             rows,
             mappings,
+            processes,
             files: HashMap::new(),
             vdso: None,
             next_row: 0,
-            written: Vec::new(),
+            written: HashMap::new(),
+            taken: vec![false; (UNWIND_MAPPING_ENTRIES / UNWIND_MAPPING_SLOT) as usize],
             stats: TableStats::default(),
         }
     }
@@ -84,15 +109,55 @@ impl KernelTables {
         &self.stats
     }
 
-    /// Makes the kernel's mappings those of `pid` now (`mappings`, just
-    /// read), loading the rows of binaries not seen yet. `control` is the
-    /// object's control array (its `UnwindMappings` word is the count).
-    pub fn refresh(
-        &mut self,
-        pid: u32,
-        mappings: &[Mapping],
-        control: &mut Array<MapData, u32>,
-    ) -> anyhow::Result<()> {
+    /// Whether `pid` has tables.
+    pub fn has(&self, pid: u32) -> bool {
+        self.written.contains_key(&pid)
+    }
+
+    /// Drops a process's tables (it exited): its slots are free again.
+    pub fn forget(&mut self, pid: u32) {
+        if let Some(old) = self.written.remove(&pid) {
+            let _ = self.processes.remove(&pid);
+            self.free(&old);
+        }
+    }
+
+    /// Forgets that `pid`'s mappings were written, so the next refresh
+    /// writes them whatever they are (after the kernel dropped them at an
+    /// exec).
+    pub fn invalidate(&mut self, pid: u32) {
+        if let Some(old) = self.written.get_mut(&pid) {
+            old.key.clear();
+        }
+    }
+
+    fn free(&mut self, old: &Written) {
+        for slot in self.taken.iter_mut().skip(old.first_slot).take(old.slots) {
+            *slot = false;
+        }
+        self.stats.mappings = self.stats.mappings.saturating_sub(old.count);
+        self.stats.processes = self.written.len();
+    }
+
+    /// The first of `n` free consecutive slots, taken.
+    fn allocate(&mut self, n: usize) -> Option<usize> {
+        let mut run = 0;
+        for i in 0..self.taken.len() {
+            run = if self.taken[i] { 0 } else { run + 1 };
+            if run == n {
+                let first = i + 1 - n;
+                for slot in &mut self.taken[first..=i] {
+                    *slot = true;
+                }
+                return Some(first);
+            }
+        }
+        None
+    }
+
+    /// Makes the kernel's mappings of `pid` those it has now (`mappings`,
+    /// just read), loading the rows of binaries not seen yet.
+    pub fn refresh(&mut self, pid: u32, mappings: &[Mapping]) -> anyhow::Result<()> {
         let executable: Vec<&Mapping> = mappings
             .iter()
             .filter(|m| m.executable && m.name != "[vsyscall]")
@@ -101,7 +166,7 @@ impl KernelTables {
             .iter()
             .map(|m| (m.start, m.end, m.offset))
             .collect();
-        if key == self.written {
+        if key.is_empty() || self.written.get(&pid).is_some_and(|w| w.key == key) {
             return Ok(());
         }
         let mut entries = Vec::with_capacity(executable.len());
@@ -112,24 +177,41 @@ impl KernelTables {
             entries.push(entry);
         }
         entries.sort_by_key(|e| e.start);
-        entries.truncate(UNWIND_MAPPING_ENTRIES as usize);
-        // Shrink the count first, so the walker never reads an entry while
-        // it is rewritten past the old end.
-        let count = entries.len() as u32;
-        control
-            .set(Control::UnwindMappings as u32, 0, 0)
-            .context("cannot update the unwinder's mapping count")?;
-        for (i, entry) in entries.iter().enumerate() {
-            self.mappings
-                .set(i as u32, entry, 0)
-                .context("cannot write the unwinder's mappings")?;
+        entries.truncate(UNWIND_PROCESS_MAPPINGS as usize);
+        // New slots, written before the process is pointed at them; its
+        // old ones are freed after (a walk under way reads either whole).
+        let slot_len = UNWIND_MAPPING_SLOT as usize;
+        let slots = entries.len().div_ceil(slot_len).max(1);
+        let Some(first_slot) = self.allocate(slots) else {
+            self.stats.processes_full += 1;
+            debug!(pid, "no room for the unwind tables of this process");
+            return Ok(());
+        };
+        let first = (first_slot * slot_len) as u32;
+        if update_batch(self.mappings.map(), first, &entries).is_err() {
+            for (i, entry) in entries.iter().enumerate() {
+                self.mappings
+                    .set(first + i as u32, entry, 0)
+                    .context("cannot write the unwinder's mappings")?;
+            }
         }
-        control
-            .set(Control::UnwindMappings as u32, count, 0)
-            .context("cannot update the unwinder's mapping count")?;
-        self.stats.mappings = entries.len();
-        self.written = key;
+        let count = entries.len() as u32;
+        self.processes
+            .insert(pid, ProcessTables { first, count }, 0)
+            .context("cannot write where the unwinder's mappings are")?;
+        let written = Written {
+            key,
+            first_slot,
+            slots,
+            count: entries.len(),
+        };
+        if let Some(old) = self.written.insert(pid, written) {
+            self.free(&old);
+        }
+        self.stats.mappings += entries.len();
+        self.stats.processes = self.written.len();
         debug!(
+            pid,
             mappings = count,
             rows = self.next_row,
             "unwind tables written"
@@ -204,14 +286,12 @@ impl KernelTables {
 
     /// The vDSO's table, read from the target's memory (it is in no file).
     fn vdso_table(&mut self, pid: u32, m: &Mapping) -> Option<FileTable> {
-        if let Some((start, table)) = &self.vdso
-            && *start == m.start
-        {
+        if let Some(table) = &self.vdso {
             return Some(table.clone());
         }
         let image = crate::procfs::read_range(pid, m.start..m.end)?;
         let table = self.load(&image, "[vdso]");
-        self.vdso = Some((m.start, table.clone()));
+        self.vdso = Some(table.clone());
         Some(table)
     }
 

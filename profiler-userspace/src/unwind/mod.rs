@@ -111,6 +111,11 @@ impl Unwinder {
         &self.stats
     }
 
+    /// The deepest stack it takes.
+    pub fn max_depth(&self) -> usize {
+        self.max_depth
+    }
+
     /// Adds the modules among `mappings` (just read) that are not known yet.
     pub fn refresh_modules(&mut self, mappings: &[Mapping]) {
         // Per file: the start of its offset-0 mapping (the load base) and

@@ -15,7 +15,7 @@ use profiler::{
     },
     formats::Format,
     model::{ProfileKind, TargetSpec, UnwindMode},
-    target,
+    procfs, target,
 };
 
 /// A zero-instrumentation profiler for Linux, on eBPF.
@@ -158,9 +158,13 @@ impl DumpArgs {
     after_help = "Examples:\n  sudo profiler serve --pid 4242\n  go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5\n  curl http://127.0.0.1:6060/metrics"
 )]
 pub struct ServeArgs {
-    /// The process to watch, every thread of it.
-    #[arg(short, long, value_name = "PID", allow_hyphen_values = true)]
-    pub pid: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// With one --pid: when the process exits, record the next process of
+    /// the same name (a restarted service) as --comm NAME does.
+    #[arg(long)]
+    pub follow: bool,
 
     /// Where to listen. Loopback by default; any other address (0.0.0.0:6060)
     /// lets other hosts read this process's stacks, and is logged as a
@@ -185,6 +189,89 @@ pub struct ServeArgs {
     /// locks.
     #[arg(long)]
     pub no_go_block: bool,
+}
+
+/// Which processes to record, for `record` and `serve` alike.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The processes to profile, every thread of each, including threads
+    /// they create while recorded: a comma list, or the flag repeated. A
+    /// thread id stands for its process.
+    #[arg(short, long, value_name = "PID[,PID...]", allow_hyphen_values = true)]
+    pub pid: Vec<String>,
+
+    /// With --pid: also every descendant, those running now and those
+    /// forked (or exec'd) later, followed in the kernel. For servers that
+    /// fork workers (nginx, PostgreSQL, gunicorn, php-fpm, Apache).
+    #[arg(long)]
+    pub children: bool,
+
+    /// Every process in this cgroup v2 directory or below it, now and
+    /// later: a systemd unit's (/sys/fs/cgroup/system.slice/NAME.service)
+    /// or a container's. A path relative to the cgroup2 mount works too.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<std::path::PathBuf>,
+
+    /// Every process named NAME (as /proc/PID/comm and `ps -o comm` show
+    /// it), those running now and those started later: a service that
+    /// restarts is picked up again.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+
+    /// The whole machine: every user process but the profiler itself.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+}
+
+impl TargetArgs {
+    /// The processes to record; `command` is what follows `--` (record
+    /// only).
+    pub fn spec(self, command: Vec<String>) -> anyhow::Result<TargetSpec> {
+        let mut pids = Vec::new();
+        for text in &self.pid {
+            for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                pids.push(parse_pid(part)?);
+            }
+        }
+        if !self.pid.is_empty() && pids.is_empty() {
+            bail!("--pid takes a process id (a positive number), got an empty list");
+        }
+        let given = [
+            !pids.is_empty(),
+            !command.is_empty(),
+            self.cgroup.is_some(),
+            self.comm.is_some(),
+            self.all,
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            bail!(
+                "give one of --pid, --cgroup, --comm, --all or a command after `--`, not several"
+            );
+        }
+        if self.children && pids.is_empty() {
+            bail!(
+                "--children follows the descendants of the processes given with --pid (a command after `--` is followed anyway)"
+            );
+        }
+        Ok(if !pids.is_empty() {
+            TargetSpec::Pids {
+                pids,
+                children: self.children,
+            }
+        } else if !command.is_empty() {
+            TargetSpec::Command(command)
+        } else if let Some(path) = self.cgroup {
+            TargetSpec::Cgroup(path)
+        } else if let Some(name) = self.comm {
+            TargetSpec::Comm(name)
+        } else if self.all {
+            TargetSpec::All
+        } else {
+            bail!(
+                "nothing to profile: give --pid PID for a running process (--children for its descendants too), --cgroup PATH, --comm NAME, --all, or a command after `--` (profiler record -- ./my-program)"
+            )
+        })
+    }
 }
 
 /// How samples and stacks are taken, for `record` and `serve` alike.
@@ -233,14 +320,25 @@ impl StackArgs {
 impl ServeArgs {
     /// Checks every flag and turns them into a [`ServeConfig`].
     pub fn into_config(self) -> anyhow::Result<ServeConfig> {
-        let pid = parse_pid(&self.pid)?;
+        let mut target = self.target.spec(Vec::new())?;
+        if self.follow {
+            let Some(pid) = target.single_pid() else {
+                bail!(
+                    "--follow takes one --pid (for a cgroup or a name, new processes are followed anyway)"
+                );
+            };
+            let name = procfs::read_comm(pid, pid).map_err(|_| {
+                anyhow::anyhow!("no process with PID {pid} exists; check the id with `ps -p {pid}`")
+            })?;
+            target = TargetSpec::Comm(name);
+        }
         let listen = parse_listen(&self.listen)?;
         let (frequency, unwind, max_depth) = self.stacks.check()?;
         if self.top_locks == 0 {
             bail!("--top-locks must be at least 1 (locks beyond it are labelled \"other\")");
         }
         Ok(ServeConfig {
-            pid,
+            target,
             listen,
             frequency,
             unwind,
@@ -281,10 +379,8 @@ pub fn parse_unwind(text: &str) -> anyhow::Result<UnwindMode> {
     after_help = "Examples:\n  sudo profiler record --pid 4242 --duration 10s -o cpu.svg\n  sudo profiler record -o cpu.folded -o cpu.pb.gz -- ./my-service --flag\n  sudo profiler record --pid 4242 --profile all --duration 30s -o wait.pb.gz\n  sudo profiler record --pid 4242 --profile offcpu --min-block 1ms -o off.svg"
 )]
 pub struct RecordArgs {
-    /// The process to profile, every thread of it, including threads it
-    /// creates while recorded.
-    #[arg(short, long, value_name = "PID", allow_hyphen_values = true)]
-    pub pid: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 
     /// How long to record ("10s", "500ms", "2m"); without it, until Ctrl-C or
     /// the target's exit.
@@ -426,16 +522,7 @@ const MAX_SAMPLE_RATE_PATH: &str = "/proc/sys/kernel/perf_event_max_sample_rate"
 impl RecordArgs {
     /// Checks every flag and turns them into a [`RecordConfig`].
     pub fn into_config(self) -> anyhow::Result<RecordConfig> {
-        let target = match (self.pid, self.command.is_empty()) {
-            (Some(_), false) => {
-                bail!("give either --pid PID or a command after `--`, not both")
-            }
-            (None, true) => bail!(
-                "nothing to profile: give --pid PID for a running process, or a command after `--` (profiler record -- ./my-program)"
-            ),
-            (Some(pid), true) => TargetSpec::Pid(parse_pid(&pid)?),
-            (None, false) => TargetSpec::Command(self.command),
-        };
+        let target = self.target.spec(self.command)?;
         let duration = self.duration.as_deref().map(parse_duration).transpose()?;
         let (frequency, unwind, max_depth) = self.stacks.check()?;
         let executable = target::executable_of(&target);
@@ -467,7 +554,7 @@ impl RecordArgs {
             Some(text) if let Err(err) = profiler::go::rates::RatesRequest::parse(text) => {
                 bail!("--go-rates: {err}")
             }
-            Some(_) if !matches!(target, TargetSpec::Pid(_)) => {
+            Some(_) if target.single_pid().is_none() => {
                 bail!("--go-rates sets the rates in a running Go program: give --pid PID")
             }
             Some(_) if !go => bail!(
@@ -613,7 +700,11 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     Ok(duration)
 }
 
-/// Parses a sampling frequency in Hz: positive, and within the kernel's cap.
+/// Above this frequency the cost of sampling is worth a warning.
+const HIGH_FREQUENCY: u64 = 1000;
+
+/// Parses a sampling frequency in Hz: positive, and within the kernel's cap;
+/// a high one gets a one-line warning of its cost.
 pub fn parse_frequency(text: &str) -> anyhow::Result<u64> {
     let hz: i64 = text.trim().parse().with_context(|| {
         format!("--frequency takes a whole number of samples per second (e.g. 99), got {text:?}")
@@ -628,6 +719,14 @@ pub fn parse_frequency(text: &str) -> anyhow::Result<u64> {
     {
         bail!(
             "--frequency {hz} is above this kernel's limit of {max} Hz ({MAX_SAMPLE_RATE_PATH}); choose a lower frequency"
+        );
+    }
+    if hz > HIGH_FREQUENCY {
+        // Each sample costs about 1 to 3 us of the CPU it interrupts (the
+        // stack walk, the map update; `cargo xtask bench unwind`).
+        let percent = hz as f64 * 2e-6 * 100.0;
+        eprintln!(
+            "warning: --frequency {hz} takes {hz} samples per second on every CPU, costing about {percent:.0}% of each busy CPU (around 2 us a sample) and skewing what is measured; 99 (the default) is enough for most profiles"
         );
     }
     Ok(hz)

@@ -36,7 +36,7 @@ use crate::{
     formats,
     model::{ProfileKind, TargetSpec, UnwindMode},
     session::{Mark, Session, Tick, Ticks, unix_ns},
-    target::Target,
+    target::Targets,
 };
 
 /// The address `serve` listens on unless told otherwise.
@@ -45,7 +45,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:6060";
 /// The checked settings of one `profiler serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub pid: u32,
+    pub target: TargetSpec,
     pub listen: std::net::SocketAddr,
     pub frequency: u64,
     pub unwind: UnwindMode,
@@ -104,12 +104,15 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let _runtime_context = runtime.enter();
-    let target = Target::open(&TargetSpec::Pid(config.pid))?;
+    let targets = Targets::open(&config.target)?;
+    // One process given: when it exits, serving goes on with what was
+    // collected. Processes found by name, cgroup or ancestry come and go.
+    let single = config.target.single_pid();
     // A Go program also gets Go's lock contention (gomutex) and its every
     // park timed (goblock), unless --no-go-block.
-    let is_go = target
-        .executable
-        .as_deref()
+    let is_go = targets
+        .primary()
+        .and_then(|t| t.executable.as_deref())
         .is_some_and(|exe| crate::go::is_go_executable(std::path::Path::new(exe)));
     let mut kinds = ProfileKind::ALL.to_vec();
     if is_go {
@@ -119,7 +122,8 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     let load = LoadConfig {
-        tgid: target.pid,
+        selection: attach::Selection::listed(false),
+        go_tgid: 0,
         arm_on_exec: false,
         unwind: config.unwind,
         max_depth: config.max_depth,
@@ -128,9 +132,12 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         min_block: Duration::ZERO,
         go_waits: None,
     };
-    let mut session = Session::start(target, &load, config.max_depth)?;
-    let mut go = GoWatch::open(config.pid, session.name());
-    let mut go_stats = GoStatsWatch::open(config.pid, session.name());
+    let mut session = Session::start(targets, &load, config.max_depth)?;
+    let name = session.name();
+    let (mut go, mut go_stats) = match session.pid() {
+        Some(pid) if is_go => (GoWatch::open(pid, &name), GoStatsWatch::open(pid, &name)),
+        _ => (None, None),
+    };
     let started = Instant::now();
     let started_unix_ns = unix_ns();
 
@@ -162,10 +169,13 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .spawn(move || http::serve(listener, state, stopped))
         .context("cannot start the HTTP server thread")?;
     info!(
-        "serving PID {} ({}) on http://{bound}: /metrics, /healthz, /debug/pprof/{{profile,mutex,block}}; Ctrl-C or SIGTERM to stop",
-        config.pid,
-        session.name()
+        "serving {} on http://{bound}: /metrics, /healthz, /debug/pprof/{{profile,mutex,block}}; Ctrl-C or SIGTERM to stop",
+        session.describe()
     );
+    let target = match single {
+        Some(pid) => format!("the target (PID {pid})"),
+        None => "every target process".to_owned(),
+    };
 
     let mut up = true;
     let mut drains: u64 = 0;
@@ -185,12 +195,12 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
             tokio::select! {
                 _ = sigint.recv() => break Ok::<_, anyhow::Error>(Ending::Interrupted),
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
-                _ = session.target_exited(), if up => {
+                () = session.target_exited(), if up && single.is_some() => {
                     up = false;
                     session.detach_and_drain()?;
                     info!(
                         "PID {} exited: detached; still serving the data collected so far (/healthz now answers 503)",
-                        config.pid
+                        single.unwrap_or(0)
                     );
                     publish(&session, go.as_ref(), go_stats.as_mut(), &mut metrics, &health, started);
                     // Profiles being taken end now, with what there is.
@@ -239,12 +249,10 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         let reply = match (&go, up) {
                             (Some(go), true) => go.reply(request.debug),
                             (_, false) => ProfileReply::Unavailable(format!(
-                                "the target (PID {}) has exited: it has no goroutines any more",
-                                config.pid
+                                "{target} has exited: it has no goroutines any more"
                             )),
                             (None, true) => ProfileReply::Unavailable(format!(
-                                "the target (PID {}) is not a Go program whose goroutines can be read (the log of profiler serve says why)",
-                                config.pid
+                                "{target} is not one Go program whose goroutines can be read (the log of profiler serve says why)"
                             )),
                         };
                         let _ = request.reply.send(reply);
@@ -257,8 +265,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                     match request.seconds {
                         Some(_) if !up => {
                             let _ = request.reply.send(ProfileReply::Unavailable(format!(
-                                "the target (PID {}) has exited: there is nothing more to profile; profiles without ?seconds= still give what was collected",
-                                config.pid
+                                "{target} has exited: there is nothing more to profile; profiles without ?seconds= still give what was collected"
                             )));
                         }
                         Some(seconds) => pending.push(Pending {
