@@ -32,6 +32,10 @@ pub struct GoParked {
     pub state: u32,
 }
 
+// SAFETY: `repr(C)`, no padding (tested), every bit pattern valid.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for GoParked {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

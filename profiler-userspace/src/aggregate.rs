@@ -3,7 +3,7 @@
 //! exited threads, and notes what each drain added that still needs naming.
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::{HashMap, HashSet, hash_map::Entry},
     hash::Hash,
 };
 
@@ -35,6 +35,9 @@ pub struct Totals {
     pub stack_quality: Vec<u64>,
     /// What the DWARF walker's tables held.
     pub unwind_tables: crate::unwind::kernel::TableStats,
+    /// Events the programs missed because a BPF program was already
+    /// running on that CPU (the kernel's `recursion_misses`).
+    pub recursion_misses: u64,
 }
 
 impl Default for Totals {
@@ -46,6 +49,7 @@ impl Default for Totals {
             vanished_stacks: 0,
             stack_quality: vec![0; QUALITY_SLOTS as usize],
             unwind_tables: Default::default(),
+            recursion_misses: 0,
         }
     }
 }
@@ -81,7 +85,10 @@ impl Totals {
             .iter()
             .filter(|c| c.is_loss())
             .map(|c| (c.label(), self.counter(*c)))
-            .chain([("stack_evicted", self.vanished_stacks)])
+            .chain([
+                ("stack_evicted", self.vanished_stacks),
+                ("bpf_recursion", self.recursion_misses),
+            ])
             .collect()
     }
 
@@ -103,6 +110,9 @@ impl Totals {
             vanished_stacks: self.vanished_stacks.saturating_sub(before.vanished_stacks),
             stack_quality: minus(&self.stack_quality, &before.stack_quality),
             unwind_tables: self.unwind_tables.clone(),
+            recursion_misses: self
+                .recursion_misses
+                .saturating_sub(before.recursion_misses),
         }
     }
 }
@@ -193,6 +203,11 @@ impl Aggregate {
         self.totals = totals;
     }
 
+    /// Notes the programs' recursion misses (read apart from the maps).
+    pub fn set_recursion_misses(&mut self, misses: u64) {
+        self.totals.recursion_misses = misses;
+    }
+
     pub fn totals(&self) -> &Totals {
         &self.totals
     }
@@ -245,6 +260,91 @@ impl Aggregate {
             totals: self.totals.since(&before.totals),
             fresh: Fresh::default(),
         }
+    }
+
+    /// Takes out what `before` (an earlier copy of this) held: every event's
+    /// value up to then, leaving what came after (events with nothing after
+    /// are removed). The kernel's totals stay. Returns what was taken out.
+    pub fn drop_before(&mut self, before: &Aggregate) -> Aggregate {
+        let mut dropped = Aggregate::default();
+        for (event, old) in &before.events {
+            let Some(value) = self.events.get_mut(event) else {
+                continue;
+            };
+            let taken = Value {
+                count: old.count.min(value.count),
+                total: old.total.min(value.total),
+                max: old.max,
+            };
+            *value = value.since(*old);
+            if value.count == 0 && value.total == 0 {
+                self.events.remove(event);
+            }
+            dropped.events.insert(event.clone(), taken);
+        }
+        dropped
+    }
+
+    /// Adds `other`'s events without their stacks (their sums by process,
+    /// thread, lock and origin stay; for running totals that outlive the
+    /// stacks).
+    pub fn add_stackless(&mut self, other: Aggregate) {
+        for (mut event, value) in other.events {
+            event.user = Stack::Empty;
+            event.kernel = Stack::Empty;
+            if let Some(waker) = &mut event.waker {
+                waker.user = Stack::Empty;
+                waker.kernel = Stack::Empty;
+            }
+            event.in_progress = false;
+            self.events.entry(event).or_default().add(value);
+        }
+    }
+
+    /// This and `other`'s events together (the totals are this one's).
+    pub fn merged(&self, other: &Aggregate) -> Aggregate {
+        let mut out = self.clone();
+        for (event, value) in &other.events {
+            out.events.entry(event.clone()).or_default().add(*value);
+        }
+        out
+    }
+
+    /// Every process and user address, and every kernel address, the
+    /// events name (to keep their symbols).
+    pub fn addresses(&self, user: &mut HashSet<(u32, u64)>, kernel: &mut HashSet<u64>) {
+        for event in self.events.keys() {
+            user.extend(
+                event
+                    .user
+                    .lookup_addrs()
+                    .into_iter()
+                    .map(|a| (event.pid, a)),
+            );
+            kernel.extend(event.kernel.lookup_addrs());
+            if let Some(waker) = &event.waker {
+                user.extend(
+                    waker
+                        .user
+                        .lookup_addrs()
+                        .into_iter()
+                        .map(|a| (waker.tgid, a)),
+                );
+                kernel.extend(waker.kernel.lookup_addrs());
+            }
+        }
+    }
+
+    /// The processes the events name (their own, and their wakers').
+    pub fn pids(&self) -> HashSet<u32> {
+        let mut pids = HashSet::new();
+        for event in self.events.keys() {
+            pids.insert(event.pid);
+            if let Some(waker) = &event.waker {
+                pids.insert(waker.tgid);
+            }
+        }
+        pids
     }
 
     /// Moves the events of the threads in `folding` (thread id -> the id

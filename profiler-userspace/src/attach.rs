@@ -210,6 +210,8 @@ pub struct Attached {
     /// What each program cost in the kernel, read at detach when the
     /// kernel keeps BPF statistics (`sysctl kernel.bpf_stats_enabled=1`).
     pub kernel_cost: Vec<ProgramCost>,
+    /// The programs' recursion misses when last read.
+    recursion_misses: u64,
 }
 
 /// One program's runs and time in the kernel (its BPF statistics).
@@ -389,6 +391,7 @@ impl Attached {
             cpus,
             attachments,
             kernel_cost: Vec::new(),
+            recursion_misses: 0,
         })
     }
 
@@ -415,6 +418,22 @@ impl Attached {
         }
     }
 
+    /// Events the programs missed because a BPF program was already
+    /// running on that CPU (the kernel's per-program `recursion_misses`),
+    /// summed; the last value read once detached.
+    pub fn recursion_misses(&mut self) -> u64 {
+        if let Some(ebpf) = &self.ebpf {
+            use std::os::fd::AsFd as _;
+            let total = ebpf
+                .programs()
+                .filter_map(|(_, program)| program.fd().ok())
+                .filter_map(|fd| recursion_misses(fd.as_fd()))
+                .sum();
+            self.recursion_misses = self.recursion_misses.max(total);
+        }
+        self.recursion_misses
+    }
+
     /// Whether the programs are still loaded and attached.
     pub fn is_attached(&self) -> bool {
         self.ebpf.is_some()
@@ -425,10 +444,43 @@ impl Attached {
         if let Some(ebpf) = &self.ebpf {
             self.kernel_cost = kernel_cost(ebpf);
         }
+        self.recursion_misses();
         if self.ebpf.take().is_some() {
             debug!("detached and unloaded the eBPF programs");
         }
     }
+}
+
+/// A program's `recursion_misses` (Linux 5.12+), read with
+/// `BPF_OBJ_GET_INFO_BY_FD` by hand: aya's `ProgramInfo` does not expose it.
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    use std::os::fd::AsRawFd as _;
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: bpf_prog_info is plain old data; all zeroes is valid.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes into `info`,
+    // which outlives the call; `attr` is a valid bpf_attr prefix.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoAttr,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    (ret == 0).then_some(info.recursion_misses)
 }
 
 /// A program of the object, as its type.

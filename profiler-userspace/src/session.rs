@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use profiler_common::{futex::FutexInFlight, maps, offcpu::SwitchedOut};
+use profiler_common::{counters::Counter, futex::FutexInFlight, maps, offcpu::SwitchedOut};
 
 use tracing::{debug, info, warn};
 
@@ -152,6 +152,21 @@ pub struct Session {
     kinds: Vec<ProfileKind>,
     /// When recording began.
     started: Instant,
+    /// A long session's window (`serve --window`): the data as it was at
+    /// the last rotation (dropped at the next), and when the data kept
+    /// begins.
+    rotation: Option<Aggregate>,
+    window_started: Instant,
+    rotated_at: Instant,
+    /// Stack-map-full losses when last looked, and the last recycling.
+    stack_maps_full: u64,
+    last_recycle: Instant,
+    /// The events dropped at rotations, without their stacks: the running
+    /// totals (metrics) go on counting them.
+    carried: Aggregate,
+    /// What rotations dropped: events, and addresses' names.
+    pub evicted_events: u64,
+    pub evicted_symbols: u64,
 }
 
 /// Where a Go binary's first page is mapped, against where it loads (0 when
@@ -164,6 +179,9 @@ fn go_bias(mappings: &[procfs::Mapping], exe: &str, binary: &go::GoBinary) -> u6
         .min()
         .map_or(0, |start| start.saturating_sub(binary.first_load))
 }
+
+/// Stack maps that fill up are recycled at most this often.
+const RECYCLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Up to this many live processes have their threads listed from /proc on
 /// every drain (names and liveness; the kernel names the others).
@@ -344,6 +362,14 @@ impl Session {
             go_reason_reads: 0,
             kinds: load.kinds.clone(),
             started: Instant::now(),
+            rotation: None,
+            window_started: Instant::now(),
+            rotated_at: Instant::now(),
+            stack_maps_full: 0,
+            last_recycle: Instant::now(),
+            carried: Aggregate::new(),
+            evicted_events: 0,
+            evicted_symbols: 0,
         };
         if !spawned {
             session.read_go_reasons();
@@ -450,7 +476,9 @@ impl Session {
     /// Notes a process seen for the first time: named, its mappings cached
     /// for the symbolizer.
     fn note_process(&mut self, pid: u32) {
-        if self.processes.note(pid, None) {
+        // One gone already is named as the kernel saw its main thread.
+        let fallback = self.threads.name(pid).map(str::to_owned);
+        if self.processes.note(pid, fallback.as_deref()) {
             debug!(pid, "new process recorded");
             self.symbols
                 .cache_mappings(pid, &procfs::read_mappings(pid));
@@ -518,6 +546,8 @@ impl Session {
     pub fn drain(&mut self) -> anyhow::Result<()> {
         self.read_rings();
         let noted = self.sources.drain(&mut self.aggregate)?;
+        self.aggregate
+            .set_recursion_misses(self.attached.recursion_misses());
         self.threads.note(noted);
         self.name_fresh();
         self.threads.refresh(
@@ -527,6 +557,16 @@ impl Session {
                 .take(CPU_THREADS_LIMIT),
         );
         self.read_go_reasons();
+        // Stack maps that filled up since the last look are recycled (at
+        // most every RECYCLE_EVERY): stacks then keep being taken.
+        let totals = self.aggregate.totals();
+        let full =
+            totals.counter(Counter::UserStackMapFull) + totals.counter(Counter::KernelStackMapFull);
+        if full > self.stack_maps_full && self.last_recycle.elapsed() >= RECYCLE_EVERY {
+            self.stack_maps_full = full;
+            self.last_recycle = Instant::now();
+            self.recycle_stacks();
+        }
         debug!(events = self.aggregate.len(), "drained");
         Ok(())
     }
@@ -685,6 +725,8 @@ impl Session {
         self.attached.detach();
         self.read_rings();
         let noted = self.sources.drain_all(&mut self.aggregate)?;
+        self.aggregate
+            .set_recursion_misses(self.attached.recursion_misses());
         self.threads.note(noted);
         let alive: Vec<u32> = self.processes.alive().map(|p| p.pid).collect();
         if alive.len() <= MAPPINGS_EVERY_PROCESS {
@@ -759,6 +801,100 @@ impl Session {
         Mark(self.aggregate.clone(), monotonic_ns())
     }
 
+    /// Drops the data older than the last rotation (a long session keeps
+    /// between one and two rotation periods of it), keeping its sums
+    /// without stacks for the running totals; `marks` (profiles being
+    /// taken) are moved the same way. Then forgets the names of addresses
+    /// and processes nothing kept refers to, and recycles the kernel's
+    /// stack storage. Returns how many events were dropped.
+    pub fn rotate<'m>(&mut self, marks: impl IntoIterator<Item = &'m mut Mark>) -> usize {
+        let mut evicted = 0;
+        if let Some(before) = self.rotation.take() {
+            let dropped = self.aggregate.drop_before(&before);
+            evicted = dropped.len();
+            self.carried.add_stackless(dropped);
+            for mark in marks {
+                mark.0.drop_before(&before);
+            }
+            self.window_started = self.rotated_at;
+        }
+        self.rotated_at = Instant::now();
+        self.rotation = Some(self.aggregate.clone());
+        self.evicted_events += evicted as u64;
+        // Names of what is kept, and of processes still running.
+        let (mut user, mut kernel) = Default::default();
+        self.aggregate.addresses(&mut user, &mut kernel);
+        let kept = self.aggregate.pids();
+        let processes = &self.processes;
+        let forgotten = self.symbols.retain(&user, &kernel, |pid| {
+            kept.contains(&pid) || processes.is_alive(pid)
+        });
+        self.evicted_symbols += forgotten as u64;
+        let carried = self.carried.pids();
+        let gone: Vec<u32> = self
+            .processes
+            .all()
+            .filter(|p| !p.alive && !kept.contains(&p.pid) && !carried.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect();
+        for pid in gone {
+            self.processes.forget(pid);
+        }
+        self.recycle_stacks();
+        debug!(evicted, forgotten, "rotated");
+        evicted
+    }
+
+    /// Recycles the kernel's long-lived stack maps, keeping the stacks of
+    /// waits under way.
+    pub fn recycle_stacks(&mut self) {
+        if !self.attached.is_attached() {
+            return;
+        }
+        let mut in_flight = std::collections::HashSet::new();
+        for (_, out) in self
+            .attached
+            .hash_entries::<u32, SwitchedOut>(maps::MAP_SWITCHED_OUT)
+        {
+            in_flight.extend([
+                out.user_stack_id,
+                out.kernel_stack_id,
+                out.waker.user_stack_id,
+                out.waker.kernel_stack_id,
+            ]);
+        }
+        for (_, wait) in self
+            .attached
+            .hash_entries::<u32, FutexInFlight>(maps::MAP_FUTEX_INFLIGHT)
+        {
+            in_flight.extend([wait.waker.user_stack_id, wait.waker.kernel_stack_id]);
+        }
+        for (_, parked) in self
+            .attached
+            .hash_entries::<u64, profiler_common::gowait::GoParked>(maps::MAP_GO_PARKED)
+        {
+            in_flight.insert(parked.user_stack_id);
+        }
+        match self.sources.recycle_stacks(in_flight) {
+            Ok(removed) => debug!(removed, "stack maps recycled"),
+            Err(err) => warn!("{err:#}"),
+        }
+    }
+
+    /// When the data kept begins (the start, or the rotation before last).
+    pub fn window_started(&self) -> Instant {
+        self.window_started
+    }
+
+    /// Everything collected so far with the running totals of what
+    /// rotations dropped (for the metrics: their counters never go back).
+    pub fn snapshot_with_totals(&self) -> Snapshot<'_> {
+        if self.carried.is_empty() {
+            return self.snapshot();
+        }
+        self.snapshot_of(Cow::Owned(self.aggregate.merged(&self.carried)))
+    }
+
     /// Everything collected so far.
     pub fn snapshot(&self) -> Snapshot<'_> {
         self.snapshot_of(Cow::Borrowed(&self.aggregate))
@@ -797,6 +933,11 @@ impl Session {
             threads: &self.threads,
             collected: Collected::new(aggregate, &self.symbols),
             processes: &self.processes,
+            evicted: crate::snapshot::Evicted {
+                events: self.evicted_events,
+                symbols: self.evicted_symbols,
+                stacks: self.sources.recycled(),
+            },
             go_reasons: &self.go_reasons,
         }
     }
@@ -812,6 +953,10 @@ impl Session {
             return folding;
         }
         self.aggregate.fold_threads(&folding);
+        if let Some(rotation) = &mut self.rotation {
+            rotation.fold_threads(&folding);
+        }
+        self.carried.fold_threads(&folding);
         self.sources
             .forget_threads(|tid| folding.contains_key(&tid));
         debug!(threads = folding.len(), "folded exited threads");

@@ -59,6 +59,17 @@ pub struct Programs<'s> {
     pub kernel_cost: &'s [ProgramCost],
 }
 
+/// What a long session let go to stay within its memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evicted {
+    /// Events older than the window (their sums stay in the totals).
+    pub events: u64,
+    /// Names of addresses nothing referred to any more.
+    pub symbols: u64,
+    /// Stacks recycled from the kernel's long-lived stack maps.
+    pub stacks: u64,
+}
+
 /// One view of a session's data.
 pub struct Snapshot<'s> {
     pub target: TargetState,
@@ -72,6 +83,7 @@ pub struct Snapshot<'s> {
     pub collected: Collected<'s>,
     /// Every process recorded.
     pub processes: &'s Processes,
+    pub evicted: Evicted,
     /// A Go target's wait reasons by number (its
     /// `runtime.waitReasonStrings`); empty when unknown.
     pub go_reasons: &'s [String],

@@ -33,6 +33,21 @@ impl EventMaps {
         EventMaps { maps }
     }
 
+    /// Every stack id the events of `generation` name (the generation the
+    /// kernel writes to now: its stacks must stay).
+    pub fn stack_ids(&self, generation: usize, into: &mut std::collections::HashSet<i32>) {
+        for pair in &self.maps {
+            for key in pair[generation].keys().flatten() {
+                into.extend([
+                    key.user_stack_id,
+                    key.kernel_stack_id,
+                    key.waker.user_stack_id,
+                    key.waker.kernel_stack_id,
+                ]);
+            }
+        }
+    }
+
     /// Moves every event of `generation` into `into`, and clears the
     /// generation's on-CPU stacks (its samples were the only users).
     pub fn drain(

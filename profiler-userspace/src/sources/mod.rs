@@ -51,6 +51,8 @@ pub struct Sources {
     rings: Rings,
     /// The generation the kernel writes to.
     generation: u32,
+    /// Stacks recycled so far.
+    recycled: u64,
 }
 
 impl Sources {
@@ -92,6 +94,7 @@ impl Sources {
                 aya::maps::RingBuf::try_from(take(names::MAP_INTERVALS)?)?,
             ),
             generation: 0,
+            recycled: 0,
         })
     }
 
@@ -187,6 +190,25 @@ impl Sources {
             self.events.drain(generation, &mut self.stacks, into)?;
         }
         self.read_totals(into)
+    }
+
+    /// Recycles the long-lived stack maps: every stack that neither the
+    /// events of the generation being written nor `in_flight` (waits under
+    /// way) refer to is removed. Returns how many were.
+    pub fn recycle_stacks(
+        &mut self,
+        mut in_flight: std::collections::HashSet<i32>,
+    ) -> anyhow::Result<usize> {
+        self.events
+            .stack_ids(self.generation as usize, &mut in_flight);
+        let removed = self.stacks.recycle(&in_flight)?;
+        self.recycled += removed as u64;
+        Ok(removed)
+    }
+
+    /// Stacks recycled so far.
+    pub fn recycled(&self) -> u64 {
+        self.recycled
     }
 
     /// Completes a Go target's stacks from here on (see `go::traceback`).

@@ -1,7 +1,8 @@
 //! Stack ids into stacks: on-CPU samples name stacks in their generation's
-//! stack map (read at the drain, then cleared with it); every other event
-//! names them in the long-lived map, never cleared during a recording, so
-//! its stacks are resolved once and cached here. A Go target's stacks get
+//! stack map (read at the drain, then cleared with it); every other event,
+//! and every stack the DWARF walker took, names them in a long-lived map,
+//! whose stacks are resolved once and cached here, and which is recycled
+//! (every stack nothing still refers to removed) during a long session. A Go target's stacks get
 //! the frame a frame-pointer walk misses (see `go::traceback`).
 
 use std::{collections::HashMap, rc::Rc};
@@ -78,6 +79,35 @@ impl KernelStacks {
         };
         self.long_cache.insert(id, stack.clone());
         stack
+    }
+
+    /// Removes from the long-lived stack maps (and from the cache) every
+    /// stack no event still to be read refers to (`referenced`), so the
+    /// maps do not fill up over a long session. Returns how many were
+    /// removed. A stack walked again later is stored again.
+    pub fn recycle(
+        &mut self,
+        referenced: &std::collections::HashSet<i32>,
+    ) -> anyhow::Result<usize> {
+        let mut removed = 0;
+        let dwarf: Vec<i32> = self.dwarf.keys().flatten().collect();
+        for id in dwarf {
+            if !referenced.contains(&id) && self.dwarf.remove(&id).is_ok() {
+                removed += 1;
+            }
+        }
+        let long = self
+            .long
+            .stack_ids()
+            .collect::<Result<Vec<u32>, _>>()
+            .context("cannot list the kernel's long-lived stack map")?;
+        for id in long {
+            if !referenced.contains(&(id as i32)) && self.long.remove(&id).is_ok() {
+                removed += 1;
+            }
+        }
+        self.long_cache.retain(|id, _| referenced.contains(id));
+        Ok(removed)
     }
 
     /// A resolver for the on-CPU stacks of one generation, caching within

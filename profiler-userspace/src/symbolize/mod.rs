@@ -47,6 +47,19 @@ pub struct Symbols {
     pub stats: SymbolizeStats,
     /// The Go tables of the Go binaries mapped, by path.
     go: GoModules,
+    /// Processes forgotten since the symbolizer was made.
+    processes_forgotten: usize,
+}
+
+/// After this many processes are forgotten, the symbolizer is made anew.
+const SYMBOLIZER_RENEW_AFTER: usize = 256;
+
+fn new_symbolizer() -> Symbolizer {
+    Symbolizer::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(true)
+        .build()
 }
 
 /// One process's named addresses and lock words, and its mappings.
@@ -101,13 +114,9 @@ impl Default for Symbols {
 
 impl Symbols {
     pub fn new() -> Symbols {
-        let symbolizer = Symbolizer::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
         Symbols {
-            symbolizer,
+            symbolizer: new_symbolizer(),
+            processes_forgotten: 0,
             processes: HashMap::new(),
             kernel: HashMap::new(),
             data_symbols: HashMap::new(),
@@ -139,10 +148,42 @@ impl Symbols {
             .is_some_and(|p| !p.mappings.is_empty())
     }
 
-    /// Forgets what is known of a process (it exited and nothing of it is
-    /// kept any more).
-    pub fn forget(&mut self, pid: u32) {
-        self.processes.remove(&pid);
+    /// Keeps the names of only these addresses (those the data kept still
+    /// names), and of the processes still alive or named by them, so a long
+    /// session's symbols follow what it keeps, not everything it ever saw.
+    /// Returns how many addresses were forgotten.
+    pub fn retain(
+        &mut self,
+        user: &std::collections::HashSet<(u32, u64)>,
+        kernel: &std::collections::HashSet<u64>,
+        keep_process: impl Fn(u32) -> bool,
+    ) -> usize {
+        let before: usize =
+            self.kernel.len() + self.processes.values().map(|p| p.user.len()).sum::<usize>();
+        self.kernel.retain(|addr, _| kernel.contains(addr));
+        let processes = self.processes.len();
+        self.processes.retain(|pid, _| keep_process(*pid));
+        self.processes_forgotten += processes - self.processes.len();
+        if self.processes_forgotten > SYMBOLIZER_RENEW_AFTER {
+            // blazesym keeps what it read of each process cached: a new
+            // symbolizer lets those of processes long gone go (binaries
+            // still mapped are read again when next needed).
+            self.symbolizer = new_symbolizer();
+            self.processes_forgotten = 0;
+            for (pid, process) in &self.processes {
+                let mut cache = ProcessCache::new((*pid).into());
+                cache.cache_vmas = true;
+                if !process.mappings.is_empty() {
+                    let _ = self.symbolizer.cache(&Cache::Process(cache));
+                }
+            }
+        }
+        for (pid, process) in &mut self.processes {
+            process.user.retain(|addr, _| user.contains(&(*pid, *addr)));
+        }
+        let after: usize =
+            self.kernel.len() + self.processes.values().map(|p| p.user.len()).sum::<usize>();
+        before.saturating_sub(after)
     }
 
     /// Symbolizes every address not seen before, each of its process.

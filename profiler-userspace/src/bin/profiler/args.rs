@@ -166,6 +166,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub follow: bool,
 
+    /// How much data serve keeps, so its memory stays flat however long it
+    /// runs ("10m", "1h"): profiles without ?seconds= cover between half of
+    /// it and all of it, ?seconds=N may ask for at most half of it; the
+    /// metrics' counters keep counting what is let go.
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub window: String,
+
     /// Where to listen. Loopback by default; any other address (0.0.0.0:6060)
     /// lets other hosts read this process's stacks, and is logged as a
     /// warning.
@@ -337,7 +344,14 @@ impl ServeArgs {
         if self.top_locks == 0 {
             bail!("--top-locks must be at least 1 (locks beyond it are labelled \"other\")");
         }
+        let window = parse_duration(&self.window).map_err(|err| {
+            anyhow::anyhow!("{}", err.to_string().replace("--duration", "--window"))
+        })?;
+        if window < Duration::from_secs(2) {
+            bail!("--window must be at least 2 s (profiles over ?seconds=N need half of it)");
+        }
         Ok(ServeConfig {
+            window,
             target,
             listen,
             frequency,

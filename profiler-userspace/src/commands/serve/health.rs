@@ -37,8 +37,10 @@ impl Health {
             }
         }
         let mut problems = Vec::new();
-        if !target.up {
+        if !target.up && target.pid != 0 {
             problems.push(format!("the target (PID {}) has exited", target.pid));
+        } else if !target.up {
+            problems.push(format!("no target process runs ({})", target.description));
         }
         if !programs.attached {
             problems.push("the eBPF programs are detached".to_owned());
@@ -49,8 +51,16 @@ impl Health {
             "target": {
                 "pid": target.pid,
                 "name": target.name,
+                "what": target.description,
                 "up": target.up,
                 "threads": target.threads,
+                "processes": target.processes,
+                "restarts": target.restarts,
+            },
+            "evicted": {
+                "events": snapshot.evicted.events,
+                "symbols": snapshot.evicted.symbols,
+                "stacks": snapshot.evicted.stacks,
             },
             "programs": programs
                 .attachments

@@ -66,7 +66,7 @@ fn families(top_locks: usize) -> Vec<Family> {
     vec![
         family(
             "profiler_target_up",
-            "1 while the profiled process runs, 0 once it has exited.",
+            "1 while a profiled process runs (for a cgroup, a name or a process tree: any of them), 0 once none does.",
             MetricType::GAUGE,
             &[],
         ),
@@ -219,8 +219,37 @@ fn families(top_locks: usize) -> Vec<Family> {
             kind: MetricType::COUNTER,
             labels: &["lock"],
         },
+        family(
+            "profiler_target_processes",
+            "Profiled processes running now (one for --pid; for --children, --cgroup, --comm and --all, every process followed).",
+            MetricType::GAUGE,
+            &[],
+        ),
+        family(
+            "profiler_target_restarts_total",
+            "Times every profiled process had exited and a new one was picked up (--comm NAME, --pid with --follow: a restarted service).",
+            MetricType::COUNTER,
+            &[],
+        ),
+        Family {
+            name: "profiler_process_cpu_samples_total",
+            help: format!(
+                "On-CPU samples by process (PID and name; the first {MAX_PROCESS_LABELS} processes by samples get labels, the rest are summed under process=\"other\", pid=\"\")."
+            ),
+            kind: MetricType::COUNTER,
+            labels: &["pid", "process"],
+        },
+        family(
+            "profiler_evicted_total",
+            "What a long serve let go to stay within its memory: events older than the window (their sums stay in the counters), names of addresses nothing refers to any more, and stacks recycled from the kernel's stack maps.",
+            MetricType::COUNTER,
+            &["what"],
+        ),
     ]
 }
+
+/// Processes that get their own labels in `profiler_process_cpu_samples_total`.
+const MAX_PROCESS_LABELS: usize = 20;
 
 /// The registry's view of the target metrics: the families last built.
 struct Published {
@@ -379,6 +408,7 @@ pub struct Metrics {
     locks: BoundedLabels,
     sites: BoundedLabels,
     go_locks: BoundedLabels,
+    processes: BoundedLabels,
     frequency: u64,
 }
 
@@ -417,6 +447,7 @@ impl Metrics {
                 locks: BoundedLabels::new(top_locks),
                 sites: BoundedLabels::new(MAX_SITE_LABELS),
                 go_locks: BoundedLabels::new(MAX_GO_LOCK_LABELS),
+                processes: BoundedLabels::new(MAX_PROCESS_LABELS),
                 frequency,
             },
         ))
@@ -598,6 +629,34 @@ impl Metrics {
         let (block, mutex) = self.go_waits(snapshot);
         metrics.extend(block);
         metrics.extend(mutex);
+
+        metrics.push(vec![gauge(&[], target.processes as f64)]);
+        metrics.push(vec![counter(&[], target.restarts as f64)]);
+        let by_process: HashMap<String, u64> = snapshot
+            .samples_by_process()
+            .into_iter()
+            .map(|(pid, name, n)| (format!("{pid}\u{0}{name}"), n))
+            .collect();
+        let by_process = self.processes.fold(by_process, |n| *n, |sum, n| *sum += n);
+        metrics.push(
+            by_process
+                .iter()
+                .map(|(key, n)| {
+                    let (pid, name) = key.split_once('\u{0}').unwrap_or(("", key.as_str()));
+                    counter(&[("pid", pid), ("process", name)], *n as f64)
+                })
+                .collect(),
+        );
+        metrics.push(
+            [
+                ("events", snapshot.evicted.events),
+                ("symbols", snapshot.evicted.symbols),
+                ("stacks", snapshot.evicted.stacks),
+            ]
+            .iter()
+            .map(|(what, n)| counter(&[("what", what)], *n as f64))
+            .collect(),
+        );
 
         let families = self
             .defs

@@ -55,6 +55,10 @@ pub struct ServeConfig {
     /// For a Go target, also goblock (every goroutine park probed); off
     /// with `--no-go-block`.
     pub go_block: bool,
+    /// How much data is kept (`--window`): profiles without `?seconds=`
+    /// cover between half of it and all of it; `?seconds=N` may ask for at
+    /// most half of it.
+    pub window: Duration,
 }
 
 /// Every this many drains, the data of exited threads is folded into one
@@ -179,6 +183,11 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let mut up = true;
     let mut drains: u64 = 0;
+    // Every half window, data older than the last rotation is let go.
+    let rotate_every = (config.window / 2).max(Duration::from_secs(1));
+    let mut rotation =
+        tokio::time::interval_at(tokio::time::Instant::now() + rotate_every, rotate_every);
+    rotation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Vec<Pending> = Vec::new();
     let outcome = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -228,6 +237,10 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         publish(&session, go.as_ref(), go_stats.as_mut(), &mut metrics, &health, started);
                     }
                 }
+                _ = rotation.tick(), if up => {
+                    session.drain()?;
+                    session.rotate(pending.iter_mut().map(|p| &mut p.before));
+                }
                 () = due => {
                     if up {
                         session.drain()?;
@@ -263,6 +276,13 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                         session.drain()?;
                     }
                     match request.seconds {
+                        Some(seconds) if Duration::from_secs(seconds) > rotate_every => {
+                            let _ = request.reply.send(ProfileReply::Unavailable(format!(
+                                "?seconds={seconds} is longer than half of the window profiler serve keeps (--window {}s): ask for at most {} seconds, or run serve with a longer --window",
+                                config.window.as_secs(),
+                                rotate_every.as_secs()
+                            )));
+                        }
                         Some(_) if !up => {
                             let _ = request.reply.send(ProfileReply::Unavailable(format!(
                                 "{target} has exited: there is nothing more to profile; profiles without ?seconds= still give what was collected"
@@ -277,10 +297,16 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                             reply: request.reply,
                         }),
                         None => {
+                            // The data kept: from the start, or from the
+                            // rotation before last.
+                            let covers = session.window_started().elapsed();
                             let profile = session
                                 .snapshot_with_waits(None, request.kind)
-                                .profile(request.kind, started.elapsed());
-                            reply_with(&profile, started_unix_ns, request.reply);
+                                .profile(request.kind, covers);
+                            let since = unix_ns().saturating_sub(
+                                i64::try_from(covers.as_nanos()).unwrap_or(i64::MAX),
+                            );
+                            reply_with(&profile, since.max(started_unix_ns), request.reply);
                         }
                     }
                 }
@@ -350,7 +376,8 @@ fn publish(
     health: &Mutex<Health>,
     started: Instant,
 ) {
-    let snapshot = session.snapshot();
+    // The counters go on counting what rotations let go.
+    let snapshot = session.snapshot_with_totals();
     if let Some(watch) = go_stats.as_deref_mut() {
         watch.refresh(snapshot.target.up);
     }
