@@ -548,7 +548,16 @@ impl Session {
         let noted = self.sources.drain(&mut self.aggregate)?;
         self.aggregate
             .set_recursion_misses(self.attached.recursion_misses());
+        self.forget_drained_stacks();
         self.threads.note(noted);
+        if self.targets.spec.follows_forks() {
+            // Processes forked since, even those that have not run yet.
+            for pid in self.sources.targets() {
+                if self.processes.get(pid).is_none() && procfs::tgid_of(pid) == Some(pid) {
+                    self.note_process(pid);
+                }
+            }
+        }
         self.name_fresh();
         self.threads.refresh(
             self.processes
@@ -728,6 +737,8 @@ impl Session {
         self.aggregate
             .set_recursion_misses(self.attached.recursion_misses());
         self.threads.note(noted);
+        // Which processes still run decides how their addresses are named.
+        self.read_cpu_time();
         let alive: Vec<u32> = self.processes.alive().map(|p| p.pid).collect();
         if alive.len() <= MAPPINGS_EVERY_PROCESS {
             for pid in &alive {
@@ -845,12 +856,10 @@ impl Session {
         evicted
     }
 
-    /// Recycles the kernel's long-lived stack maps, keeping the stacks of
-    /// waits under way.
-    pub fn recycle_stacks(&mut self) {
-        if !self.attached.is_attached() {
-            return;
-        }
+    /// The stack ids of the waits under way (switched out, in a futex
+    /// wait, and with `parked`, parked goroutines: a long read for a Go
+    /// program with many).
+    fn in_flight_stacks(&self, parked: bool) -> std::collections::HashSet<i32> {
         let mut in_flight = std::collections::HashSet::new();
         for (_, out) in self
             .attached
@@ -869,12 +878,38 @@ impl Session {
         {
             in_flight.extend([wait.waker.user_stack_id, wait.waker.kernel_stack_id]);
         }
-        for (_, parked) in self
-            .attached
-            .hash_entries::<u64, profiler_common::gowait::GoParked>(maps::MAP_GO_PARKED)
-        {
-            in_flight.insert(parked.user_stack_id);
+        if parked {
+            for (_, parked) in self
+                .attached
+                .hash_entries::<u64, profiler_common::gowait::GoParked>(maps::MAP_GO_PARKED)
+            {
+                in_flight.insert(parked.user_stack_id);
+            }
         }
+        in_flight
+    }
+
+    /// Removes from the kernel's long-lived stack maps the stacks the last
+    /// drain read and nothing still refers to (see
+    /// `Sources::forget_drained_stacks`): ever-new stacks then do not fill
+    /// them. Not for Go waits (reading every parked goroutine each second
+    /// would cost too much): those are recycled at rotations and when full.
+    fn forget_drained_stacks(&mut self) {
+        if !self.attached.is_attached() || self.kinds.iter().any(|k| k.is_go()) {
+            return;
+        }
+        let in_flight = self.in_flight_stacks(false);
+        let removed = self.sources.forget_drained_stacks(in_flight);
+        debug!(removed, "drained stacks removed from the kernel");
+    }
+
+    /// Recycles the kernel's long-lived stack maps, keeping the stacks of
+    /// waits under way.
+    pub fn recycle_stacks(&mut self) {
+        if !self.attached.is_attached() {
+            return;
+        }
+        let in_flight = self.in_flight_stacks(true);
         match self.sources.recycle_stacks(in_flight) {
             Ok(removed) => debug!(removed, "stack maps recycled"),
             Err(err) => warn!("{err:#}"),

@@ -357,7 +357,7 @@ impl Target {
         {
             let process = read_comm(tgid, tgid).unwrap_or_else(|_| "?".to_owned());
             info!(
-                "{pid} is a thread ({name}) of process {tgid} ({process}): recording the whole process {tgid}"
+                "{pid} is a thread of process {tgid} ({process}; the thread is named {name}): recording the whole process {tgid}"
             );
             return Self::attach_to(tgid);
         }

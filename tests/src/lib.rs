@@ -1198,3 +1198,248 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
 }
+
+// Helpers for the multi-process tests (process_trees.rs, serve_follow.rs,
+// soak.rs).
+
+/// A workload whose stdout lines the test reads (`worker a pid=...`),
+/// killed when dropped. Its stderr goes to the test's.
+pub struct PipedWorkload {
+    pub process: KillOnDrop,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PipedWorkload {
+    /// Starts `BINARY ARGS` with its stdout piped to a reader thread.
+    pub fn start(binary: &Path, args: &[&str]) -> PipedWorkload {
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        // Ends when every writer of the pipe (forked children too) is gone.
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        PipedWorkload {
+            process: KillOnDrop(child),
+            lines,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    /// The next stdout line that starts with `prefix` (skipping others),
+    /// waiting up to `timeout`; panics if none comes or the program ends.
+    pub fn line_starting(&mut self, prefix: &str, timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no line starting with {prefix:?} within {timeout:?}")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("the program's stdout closed before it printed {prefix:?}")
+                }
+            }
+        }
+    }
+
+    /// Every line it printed from now until its stdout closes (it and its
+    /// children exited), or `timeout`.
+    pub fn rest_of_lines(&mut self, timeout: std::time::Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => return lines,
+            }
+        }
+    }
+
+    /// The number after `key=` in the next line starting with `prefix`.
+    pub fn value_after(&mut self, prefix: &str, key: &str, timeout: std::time::Duration) -> f64 {
+        let line = self.line_starting(prefix, timeout);
+        workload_value(&line, key).unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+    }
+}
+
+/// The process frame `COMM (PID)` that starts every folded line when the
+/// target can span several processes: (COMM, PID).
+pub fn process_frame(frame: &str) -> Option<(&str, u32)> {
+    let (comm, pid) = frame.strip_suffix(')')?.rsplit_once(" (")?;
+    Some((comm, pid.parse().ok()?))
+}
+
+/// The samples of each process, by the PID of each stack's process frame;
+/// panics on a stack without one.
+pub fn samples_by_process(stacks: &[FoldedStack]) -> std::collections::BTreeMap<u32, u64> {
+    let mut by_pid = std::collections::BTreeMap::new();
+    for stack in stacks {
+        let first = stack.frames.first().map(String::as_str).unwrap_or("");
+        let (_, pid) = process_frame(first).unwrap_or_else(|| {
+            panic!(
+                "a stack without a process frame `COMM (PID)` first: {:?}",
+                stack.frames
+            )
+        });
+        *by_pid.entry(pid).or_insert(0) += stack.value;
+    }
+    by_pid
+}
+
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// `/proc/PID/stat` (`None` once it is gone).
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let user: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let system: u64 = fields.get(15 - 3)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((user + system) as f64 / hz)
+}
+
+/// A process's resident set size (`VmRSS` of `/proc/PID/status`), KiB.
+pub fn process_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The sum of every series of the family `name` in exposition text (`name
+/// VALUE` and `name{...} VALUE` lines; not `name_bucket` and the like), and
+/// how many series there were.
+pub fn metric_sum(text: &str, name: &str) -> (f64, usize) {
+    metric_sum_where(text, name, |_| true)
+}
+
+/// [`metric_sum`] of the series whose labels (`{...}`, empty when it has
+/// none) satisfy `pick`.
+pub fn metric_sum_where(text: &str, name: &str, pick: impl Fn(&str) -> bool) -> (f64, usize) {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = if rest.starts_with('{') {
+                let end = rest.rfind('}')?;
+                (&rest[..=end], rest[end + 1..].trim())
+            } else if rest.starts_with(' ') {
+                ("", rest.trim())
+            } else {
+                return None;
+            };
+            if !pick(labels) {
+                return None;
+            }
+            value.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .fold((0.0, 0), |(sum, n), v| (sum + v, n + 1))
+}
+
+/// Runs `profiler ARGS` in the background, stdout and stderr piped (they
+/// are read when it is waited for: keep it short of the pipe's 64 KiB
+/// until then).
+pub fn spawn_profiler(args: &[&str]) -> std::process::Child {
+    Command::new(profiler_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the profiler binary")
+}
+
+/// Waits (up to 30 s) until more programs of ours are loaded than
+/// `before` (from [`our_loaded_programs`] before `profiler` was started):
+/// the moment its recording is about to begin. Panics with its output if
+/// it exits first.
+pub fn wait_for_programs(before: usize, profiler: &mut std::process::Child) -> std::time::Instant {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if our_loaded_programs().len() > before {
+            return std::time::Instant::now();
+        }
+        if let Ok(Some(status)) = profiler.try_wait() {
+            let mut err = String::new();
+            if let Some(mut stderr) = profiler.stderr.take() {
+                use std::io::Read as _;
+                let _ = stderr.read_to_string(&mut err);
+            }
+            panic!("the profiler exited ({status}) before loading its programs: {err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the profiler loaded no program within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl Server {
+    /// Starts `profiler serve TARGET... --listen 127.0.0.1:FREE_PORT
+    /// OPTIONS...` for any kind of target (`--comm NAME`, `--pid P
+    /// --follow`, `--cgroup DIR`, `-a`) and waits (up to 30 s) until it
+    /// answers /healthz; its log goes to DIR/serve.stderr.
+    pub fn start_target(target: &[&str], dir: &Path, options: &[&str]) -> Server {
+        let port = free_port();
+        let stderr_path = dir.join("serve.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("create the server's log file");
+        let child = Command::new(profiler_bin())
+            .arg("serve")
+            .args(target)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(options)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start profiler serve");
+        let mut server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stderr_path,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if http_get(&server.url("/healthz")).is_ok() {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "profiler serve {target:?} exited ({status}) before answering: {}",
+                    server.stderr()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "profiler serve did not answer /healthz within 30 s: {}",
+                server.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

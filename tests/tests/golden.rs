@@ -250,6 +250,7 @@ fn fixture(kind: ProfileKind) -> Profile {
         samples,
         executable: Some("/opt/fixture/app".into()),
         mappings: Vec::new(),
+        per_process: false,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_redis;
+mod bench_soak;
 mod bench_unwind;
 mod measure;
 mod setup;
@@ -54,8 +55,19 @@ enum Cmd {
     /// Benchmarks that print ratios against a baseline run in the same invocation.
     Bench {
         #[command(subcommand)]
-        which: bench::Which,
+        which: BenchCmd,
     },
+}
+
+/// The benchmarks: those of `bench.rs`, and the soak.
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// `profiler serve --window 60s` on a workload whose stacks never
+    /// settle, for N minutes: the profiler's RSS, CPU, events and drops per
+    /// minute, and the last minute's ratios to the first.
+    Soak(bench_soak::SoakArgs),
+    #[command(flatten)]
+    Other(bench::Which),
 }
 
 fn main() -> ExitCode {
@@ -65,7 +77,10 @@ fn main() -> ExitCode {
         Cmd::Build => setup::run().and_then(|()| build_profiler()).map(|_| ()),
         Cmd::Run { args } => setup::run().and_then(|()| run_profiler(&args)),
         Cmd::Test { filter, no_lint } => setup::run().and_then(|()| test(filter, no_lint)),
-        Cmd::Bench { which } => setup::run().and_then(|()| bench::run(which)),
+        Cmd::Bench { which } => setup::run().and_then(|()| match which {
+            BenchCmd::Soak(args) => bench_soak::run(&args),
+            BenchCmd::Other(which) => bench::run(which),
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

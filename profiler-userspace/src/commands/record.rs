@@ -149,7 +149,7 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
                 () = until_deadline => break Ok::<_, anyhow::Error>(Ending::Duration),
                 _ = sigint.recv() => break Ok(Ending::Interrupted),
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
-                () = session.target_exited() => break Ok(Ending::TargetExited),
+                () = session.target_exited(), if !following => break Ok(Ending::TargetExited),
                 tick = ticks.next() => {
                     session.on_tick(tick)?;
                     // `--children`: the given processes and every

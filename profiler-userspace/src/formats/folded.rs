@@ -145,6 +145,26 @@ mod tests {
     }
 
     #[test]
+    fn several_processes_each_start_with_their_own() {
+        let mut profile = profile();
+        profile.per_process = true;
+        for (i, sample) in profile.samples.iter_mut().enumerate() {
+            (sample.pid, sample.process) = if i == 1 {
+                (8, "worker".into())
+            } else {
+                (7, "master".into())
+            };
+        }
+        let lines = lines(&profile, FoldedOptions { per_thread: true });
+        assert!(lines.contains(&("master (7);app-10;main;work".to_owned(), 3)));
+        assert!(lines.contains(&("worker (8);worker-11;main;work".to_owned(), 2)));
+        assert!(
+            lines.iter().all(|(l, _)| !l.starts_with("app;")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn splits_by_thread() {
         let lines = lines(&profile(), FoldedOptions { per_thread: true });
         assert!(lines.contains(&("app;app-10;main;work".to_owned(), 3)));

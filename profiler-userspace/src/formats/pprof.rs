@@ -562,7 +562,7 @@ mod tests {
             ]
         );
         assert_eq!(p.duration_nanos, 2_000_000_000);
-        assert_eq!(s(p.comment[0]), "profiler futex profile of PID 42 (app)");
+        assert_eq!(s(p.comment[0]), "profiler futex profile of app (PID 42)");
     }
 
     #[test]

@@ -9,7 +9,10 @@ use aya::{
     Pod,
     maps::{MapData, PerCpuHashMap, PerCpuValues},
 };
-use profiler_common::event::{EventKey, Origin, Value as KernelValue};
+use profiler_common::{
+    event::{EventKey, Origin, Value as KernelValue},
+    unwind::is_dwarf_stack_id,
+};
 
 use super::{
     events::{event_of, waker_of},
@@ -55,9 +58,25 @@ impl EventMaps {
         generation: usize,
         stacks: &mut KernelStacks,
         into: &mut Aggregate,
+        used: &mut std::collections::HashSet<i32>,
     ) -> anyhow::Result<()> {
         for pair in &mut self.maps {
             let entries = drain_entries(&mut pair[generation])?;
+            // The long-lived stacks they name (an on-CPU sample's kernel
+            // and frame-pointer stacks are its generation's, cleared anyway).
+            for (key, _) in &entries {
+                let on_cpu = key.origin() == Some(Origin::Cpu);
+                used.extend(
+                    [
+                        key.user_stack_id,
+                        key.kernel_stack_id,
+                        key.waker.user_stack_id,
+                        key.waker.kernel_stack_id,
+                    ]
+                    .into_iter()
+                    .filter(|id| *id >= 0 && (!on_cpu || is_dwarf_stack_id(*id))),
+                );
+            }
             // On-CPU samples name their generation's stacks (read before
             // that map is cleared); every other origin the long-lived map.
             let on_cpu: Vec<Option<(Stack, Stack)>> = {

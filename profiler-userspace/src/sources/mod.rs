@@ -53,6 +53,8 @@ pub struct Sources {
     generation: u32,
     /// Stacks recycled so far.
     recycled: u64,
+    /// The long-lived stack ids the last drain's events named.
+    drained_ids: std::collections::HashSet<i32>,
 }
 
 impl Sources {
@@ -95,6 +97,7 @@ impl Sources {
             ),
             generation: 0,
             recycled: 0,
+            drained_ids: Default::default(),
         })
     }
 
@@ -180,14 +183,34 @@ impl Sources {
             .context("cannot switch the kernel to the other map generation")?;
         self.generation = new;
         std::thread::sleep(GRACE);
-        self.events.drain(old as usize, &mut self.stacks, into)?;
+        self.drained_ids.clear();
+        self.events
+            .drain(old as usize, &mut self.stacks, into, &mut self.drained_ids)?;
         self.read_totals(into)
+    }
+
+    /// Removes from the long-lived stack maps the stacks the last drain's
+    /// events named, but those the events of the generation being written
+    /// or `in_flight` (waits under way) name: the maps then hold what is
+    /// still to be read, not every stack ever walked. Returns how many were
+    /// removed.
+    pub fn forget_drained_stacks(
+        &mut self,
+        mut in_flight: std::collections::HashSet<i32>,
+    ) -> usize {
+        self.events
+            .stack_ids(self.generation as usize, &mut in_flight);
+        let removed = self.stacks.forget(&self.drained_ids, &in_flight);
+        self.drained_ids.clear();
+        self.recycled += removed as u64;
+        removed
     }
 
     /// Drains both generations (after the programs are detached).
     pub fn drain_all(&mut self, into: &mut Aggregate) -> anyhow::Result<Vec<(u32, String)>> {
         for generation in 0..2 {
-            self.events.drain(generation, &mut self.stacks, into)?;
+            self.events
+                .drain(generation, &mut self.stacks, into, &mut self.drained_ids)?;
         }
         self.read_totals(into)
     }

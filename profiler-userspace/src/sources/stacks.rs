@@ -110,6 +110,29 @@ impl KernelStacks {
         Ok(removed)
     }
 
+    /// Removes the stacks of `ids` (those events just drained named) from
+    /// the long-lived maps and the cache, but those in `referenced` (still
+    /// to be read: events of the generation being written, waits under
+    /// way). A stack walked again is stored again. Returns how many were
+    /// removed.
+    pub fn forget(
+        &mut self,
+        ids: &std::collections::HashSet<i32>,
+        referenced: &std::collections::HashSet<i32>,
+    ) -> usize {
+        let mut removed = 0;
+        for id in ids.difference(referenced) {
+            let gone = if is_dwarf_stack_id(*id) {
+                self.dwarf.remove(id).is_ok()
+            } else {
+                self.long.remove(&(*id as u32)).is_ok()
+            };
+            self.long_cache.remove(id);
+            removed += usize::from(gone);
+        }
+        removed
+    }
+
     /// A resolver for the on-CPU stacks of one generation, caching within
     /// one drain (many samples share a stack).
     pub fn generation(&mut self, generation: usize) -> GenerationStacks<'_> {
