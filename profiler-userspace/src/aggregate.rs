@@ -2,10 +2,7 @@
 //! differences (a profile over the last N seconds), folds the data of
 //! exited threads, and notes what each drain added that still needs naming.
 
-use std::{
-    collections::{HashMap, HashSet, hash_map::Entry},
-    hash::Hash,
-};
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 
 use profiler_common::{
     counters::Counter,
@@ -92,7 +89,8 @@ impl Totals {
             .collect()
     }
 
-    fn since(&self, before: &Totals) -> Totals {
+    /// What the counters and histograms added after `before`.
+    pub fn since(&self, before: &Totals) -> Totals {
         let minus = |now: &[u64], then: &[u64]| -> Vec<u64> {
             now.iter()
                 .zip(then.iter().chain(std::iter::repeat(&0)))
@@ -160,11 +158,15 @@ impl Fresh {
     }
 }
 
+/// Events by shape. Hashed with foldhash: an event's key holds its stacks,
+/// and a long session hashes hundreds of thousands of them.
+type EventMap = HashMap<Event, Value, foldhash::fast::RandomState>;
+
 /// Everything collected: each distinct event with the sum of its values,
 /// and the kernel's totals.
 #[derive(Debug, Default)]
 pub struct Aggregate {
-    events: HashMap<Event, Value>,
+    events: EventMap,
     totals: Totals,
     fresh: Fresh,
 }
@@ -184,6 +186,21 @@ impl Clone for Aggregate {
 impl Aggregate {
     pub fn new() -> Aggregate {
         Aggregate::default()
+    }
+
+    /// An empty aggregate that starts from these kernel totals.
+    pub fn with_totals(totals: Totals) -> Aggregate {
+        Aggregate {
+            totals,
+            ..Aggregate::default()
+        }
+    }
+
+    /// Adds `other`'s events (its totals are left out).
+    pub fn add_events(&mut self, other: &Aggregate) {
+        for (event, value) in &other.events {
+            self.events.entry(event.clone()).or_default().add(*value);
+        }
     }
 
     /// Adds `value` to `event`'s sum, noting a new event's stacks and lock
@@ -262,29 +279,6 @@ impl Aggregate {
         }
     }
 
-    /// Takes out what `before` (an earlier copy of this) held: every event's
-    /// value up to then, leaving what came after (events with nothing after
-    /// are removed). The kernel's totals stay. Returns what was taken out.
-    pub fn drop_before(&mut self, before: &Aggregate) -> Aggregate {
-        let mut dropped = Aggregate::default();
-        for (event, old) in &before.events {
-            let Some(value) = self.events.get_mut(event) else {
-                continue;
-            };
-            let taken = Value {
-                count: old.count.min(value.count),
-                total: old.total.min(value.total),
-                max: old.max,
-            };
-            *value = value.since(*old);
-            if value.count == 0 && value.total == 0 {
-                self.events.remove(event);
-            }
-            dropped.events.insert(event.clone(), taken);
-        }
-        dropped
-    }
-
     /// Adds `other`'s events without their stacks (their sums by process,
     /// thread, lock and origin stay; for running totals that outlive the
     /// stacks).
@@ -299,15 +293,6 @@ impl Aggregate {
             event.in_progress = false;
             self.events.entry(event).or_default().add(value);
         }
-    }
-
-    /// This and `other`'s events together (the totals are this one's).
-    pub fn merged(&self, other: &Aggregate) -> Aggregate {
-        let mut out = self.clone();
-        for (event, value) in &other.events {
-            out.events.entry(event.clone()).or_default().add(*value);
-        }
-        out
     }
 
     /// Every process and user address, and every kernel address, the
@@ -351,7 +336,27 @@ impl Aggregate {
     /// that stands for its folded group, as thread and as waker) under
     /// their group's id, summing events that become equal.
     pub fn fold_threads(&mut self, folding: &HashMap<u32, u32>) {
-        fold_keys(&mut self.events, |event| {
+        if folding.is_empty() {
+            return;
+        }
+        // Only the events of the threads folded are rekeyed (a long
+        // session holds many more than churn folds at a time).
+        let moved: Vec<Event> = self
+            .events
+            .keys()
+            .filter(|event| {
+                folding.contains_key(&event.tid)
+                    || event
+                        .waker
+                        .as_ref()
+                        .is_some_and(|w| folding.contains_key(&w.tid))
+            })
+            .cloned()
+            .collect();
+        for mut event in moved {
+            let Some(value) = self.events.remove(&event) else {
+                continue;
+            };
             if let Some(group) = folding.get(&event.tid) {
                 event.tid = *group;
             }
@@ -360,16 +365,8 @@ impl Aggregate {
             {
                 waker.tid = *group;
             }
-        });
-    }
-}
-
-/// Rewrites every key of `map` with `rewrite`, summing values whose keys
-/// become equal.
-fn fold_keys<K: Eq + Hash>(map: &mut HashMap<K, Value>, rewrite: impl Fn(&mut K)) {
-    for (mut key, value) in std::mem::take(map) {
-        rewrite(&mut key);
-        map.entry(key).or_default().add(value);
+            self.events.entry(event).or_default().add(value);
+        }
     }
 }
 

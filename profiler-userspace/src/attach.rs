@@ -426,8 +426,14 @@ impl Attached {
             use std::os::fd::AsFd as _;
             let total = ebpf
                 .programs()
-                .filter_map(|(_, program)| program.fd().ok())
-                .filter_map(|fd| recursion_misses(fd.as_fd()))
+                .filter_map(|(name, program)| Some((name, program.fd().ok()?)))
+                .filter_map(|(name, fd)| {
+                    let misses = recursion_misses(fd.as_fd())?;
+                    if misses > 0 {
+                        debug!(program = name, misses, "recursion misses");
+                    }
+                    Some(misses)
+                })
                 .sum();
             self.recursion_misses = self.recursion_misses.max(total);
         }

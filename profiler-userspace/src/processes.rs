@@ -17,6 +17,9 @@ pub struct Process {
     /// Its name (`comm`) when first seen.
     pub name: String,
     pub executable: Option<String>,
+    /// Whether it runs a Go program (its runtime's idle threads are told
+    /// apart from contention).
+    pub go: bool,
     /// Whether it still ran at the last look.
     pub alive: bool,
     /// When it started (clock ticks since boot), to tell a reused PID.
@@ -80,6 +83,9 @@ impl Processes {
         let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .map(|p| p.to_string_lossy().into_owned());
+        let go = executable
+            .as_deref()
+            .is_some_and(|exe| crate::go::is_go_executable(std::path::Path::new(exe)));
         let alive = stat.is_some_and(|s| !matches!(s.state, 'Z' | 'X'));
         let (start_ticks, cpu) = stat.map_or((0, Duration::ZERO), |s| (s.start_ticks, s.cpu));
         // Started after the recording began: all of its CPU time counts.
@@ -98,6 +104,7 @@ impl Processes {
                 pid,
                 name,
                 executable,
+                go,
                 alive,
                 start_ticks,
                 cpu_first,
@@ -138,6 +145,11 @@ impl Processes {
 
     pub fn get(&self, pid: u32) -> Option<&Process> {
         self.by_pid.get(&pid)
+    }
+
+    /// Whether a process runs a Go program.
+    pub fn is_go(&self, pid: u32) -> bool {
+        self.by_pid.get(&pid).is_some_and(|p| p.go)
     }
 
     /// A process's name, if seen.

@@ -112,14 +112,19 @@ pub fn unix_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// A copy of a session's data at one moment, to take differences from.
-pub struct Mark(Aggregate, u64);
+/// A copy of a session's data at one moment, to take differences from:
+/// the data of the epoch then, which epoch, and when (monotonic ns).
+pub struct Mark {
+    data: Aggregate,
+    epoch: u64,
+    ns: u64,
+}
 
 impl Mark {
     /// Folds exited threads as the session did (see
     /// [`Session::fold_exited_threads`]), or its differences would be wrong.
     pub fn fold_threads(&mut self, folding: &HashMap<u32, u32>) {
-        self.0.fold_threads(folding);
+        self.data.fold_threads(folding);
     }
 }
 
@@ -152,21 +157,23 @@ pub struct Session {
     kinds: Vec<ProfileKind>,
     /// When recording began.
     started: Instant,
-    /// A long session's window (`serve --window`): the data as it was at
-    /// the last rotation (dropped at the next), and when the data kept
-    /// begins.
-    rotation: Option<Aggregate>,
+    /// A long session's window (`serve --window`): `aggregate` holds the
+    /// data since the last rotation, `previous` the epoch before it (let go
+    /// at the next rotation); `epoch` counts rotations; and when the data
+    /// kept begins.
+    previous: Aggregate,
+    epoch: u64,
     window_started: Instant,
     rotated_at: Instant,
+    /// The events let go at rotations, without their stacks: the running
+    /// totals (metrics) go on counting them.
+    carried: Aggregate,
+    /// What rotations let go: events, and addresses' names.
+    pub evicted_events: u64,
+    pub evicted_symbols: u64,
     /// Stack-map-full losses when last looked, and the last recycling.
     stack_maps_full: u64,
     last_recycle: Instant,
-    /// The events dropped at rotations, without their stacks: the running
-    /// totals (metrics) go on counting them.
-    carried: Aggregate,
-    /// What rotations dropped: events, and addresses' names.
-    pub evicted_events: u64,
-    pub evicted_symbols: u64,
 }
 
 /// Where a Go binary's first page is mapped, against where it loads (0 when
@@ -362,7 +369,8 @@ impl Session {
             go_reason_reads: 0,
             kinds: load.kinds.clone(),
             started: Instant::now(),
-            rotation: None,
+            previous: Aggregate::new(),
+            epoch: 0,
             window_started: Instant::now(),
             rotated_at: Instant::now(),
             stack_maps_full: 0,
@@ -603,15 +611,19 @@ impl Session {
     /// now (`serve`), without adding them to what is collected (they are
     /// counted again, whole, when they end).
     pub fn snapshot_with_waits(&mut self, mark: Option<&Mark>, kind: ProfileKind) -> Snapshot<'_> {
-        let since = mark.map_or_else(|| self.started_ns(), |m| m.1);
+        let since = mark.map_or_else(|| self.started_ns(), |m| m.ns);
         let waits = if self.attached.is_attached() {
             self.waits_in_progress(since, &[kind])
         } else {
             Vec::new()
         };
         let mut aggregate = match mark {
-            Some(mark) => self.aggregate.since(&mark.0),
-            None => self.aggregate.clone(),
+            Some(mark) => self.since(mark),
+            None => {
+                let mut all = self.aggregate.clone();
+                all.add_events(&self.previous);
+                all
+            }
         };
         if !waits.is_empty() {
             // What is fresh in the copy was the session's to name.
@@ -622,7 +634,25 @@ impl Session {
             let fresh = aggregate.take_fresh();
             self.name_stacks(fresh);
         }
-        self.snapshot_of(Cow::Owned(aggregate))
+        self.snapshot_of(vec![Cow::Owned(aggregate)])
+    }
+
+    /// What was collected since `mark`: from its epoch's data (the current
+    /// one, or the one before after a rotation) on.
+    fn since(&self, mark: &Mark) -> Aggregate {
+        if mark.epoch == self.epoch {
+            return self.aggregate.since(&mark.data);
+        }
+        // A rotation since: the rest of the mark's epoch, then all of this
+        // one (the kernel's totals are this epoch's, which carry on).
+        let mut since = if mark.epoch + 1 == self.epoch {
+            self.previous.since(&mark.data)
+        } else {
+            Aggregate::new()
+        };
+        since.add_events(&self.aggregate);
+        since.set_totals(self.aggregate.totals().since(mark.data.totals()));
+        since
     }
 
     /// When recording began, on the kernel's clock (monotonic ns).
@@ -809,33 +839,33 @@ impl Session {
 
     /// A copy of the data now, to take a difference from later.
     pub fn mark(&self) -> Mark {
-        Mark(self.aggregate.clone(), monotonic_ns())
+        Mark {
+            data: self.aggregate.clone(),
+            epoch: self.epoch,
+            ns: monotonic_ns(),
+        }
     }
 
-    /// Drops the data older than the last rotation (a long session keeps
-    /// between one and two rotation periods of it), keeping its sums
-    /// without stacks for the running totals; `marks` (profiles being
-    /// taken) are moved the same way. Then forgets the names of addresses
+    /// Lets go of the data older than the last rotation (a long session
+    /// keeps between one and two rotation periods of it), keeping its sums
+    /// without stacks for the running totals; marks (profiles being taken)
+    /// stay valid over one rotation. Then forgets the names of addresses
     /// and processes nothing kept refers to, and recycles the kernel's
-    /// stack storage. Returns how many events were dropped.
-    pub fn rotate<'m>(&mut self, marks: impl IntoIterator<Item = &'m mut Mark>) -> usize {
-        let mut evicted = 0;
-        if let Some(before) = self.rotation.take() {
-            let dropped = self.aggregate.drop_before(&before);
-            evicted = dropped.len();
-            self.carried.add_stackless(dropped);
-            for mark in marks {
-                mark.0.drop_before(&before);
-            }
-            self.window_started = self.rotated_at;
-        }
+    /// stack storage. Returns how many events were let go.
+    pub fn rotate(&mut self) -> usize {
+        let dropped = std::mem::take(&mut self.previous);
+        let evicted = dropped.len();
+        self.carried.add_stackless(dropped);
+        let totals = self.aggregate.totals().clone();
+        self.previous = std::mem::replace(&mut self.aggregate, Aggregate::with_totals(totals));
+        self.epoch += 1;
+        self.window_started = self.rotated_at;
         self.rotated_at = Instant::now();
-        self.rotation = Some(self.aggregate.clone());
         self.evicted_events += evicted as u64;
         // Names of what is kept, and of processes still running.
         let (mut user, mut kernel) = Default::default();
-        self.aggregate.addresses(&mut user, &mut kernel);
-        let kept = self.aggregate.pids();
+        self.previous.addresses(&mut user, &mut kernel);
+        let kept = self.previous.pids();
         let processes = &self.processes;
         let forgotten = self.symbols.retain(&user, &kernel, |pid| {
             kept.contains(&pid) || processes.is_alive(pid)
@@ -854,6 +884,21 @@ impl Session {
         self.recycle_stacks();
         debug!(evicted, forgotten, "rotated");
         evicted
+    }
+
+    /// When the data kept begins (the start, or the rotation before last).
+    pub fn window_started(&self) -> Instant {
+        self.window_started
+    }
+
+    /// Everything kept with the running totals of what rotations let go
+    /// (for the metrics: their counters never go back).
+    pub fn snapshot_with_totals(&self) -> Snapshot<'_> {
+        self.snapshot_of(vec![
+            Cow::Borrowed(&self.aggregate),
+            Cow::Borrowed(&self.previous),
+            Cow::Borrowed(&self.carried),
+        ])
     }
 
     /// The stack ids of the waits under way (switched out, in a futex
@@ -916,31 +961,21 @@ impl Session {
         }
     }
 
-    /// When the data kept begins (the start, or the rotation before last).
-    pub fn window_started(&self) -> Instant {
-        self.window_started
-    }
-
-    /// Everything collected so far with the running totals of what
-    /// rotations dropped (for the metrics: their counters never go back).
-    pub fn snapshot_with_totals(&self) -> Snapshot<'_> {
-        if self.carried.is_empty() {
-            return self.snapshot();
-        }
-        self.snapshot_of(Cow::Owned(self.aggregate.merged(&self.carried)))
-    }
-
-    /// Everything collected so far.
+    /// Everything kept (for `record`: everything collected).
     pub fn snapshot(&self) -> Snapshot<'_> {
-        self.snapshot_of(Cow::Borrowed(&self.aggregate))
+        self.snapshot_of(vec![
+            Cow::Borrowed(&self.aggregate),
+            Cow::Borrowed(&self.previous),
+        ])
     }
 
     /// What was collected since `mark`.
     pub fn snapshot_since(&self, mark: &Mark) -> Snapshot<'_> {
-        self.snapshot_of(Cow::Owned(self.aggregate.since(&mark.0)))
+        self.snapshot_of(vec![Cow::Owned(self.since(mark))])
     }
 
-    fn snapshot_of<'s>(&'s self, aggregate: Cow<'s, Aggregate>) -> Snapshot<'s> {
+    /// A snapshot of `parts` summed (the kernel's totals are the first's).
+    fn snapshot_of<'s>(&'s self, parts: Vec<Cow<'s, Aggregate>>) -> Snapshot<'s> {
         let up = self.attached.is_attached() && self.any_alive();
         let primary = self.targets.primary();
         let target = TargetState {
@@ -966,7 +1001,7 @@ impl Session {
             frequency: self.frequency,
             unwind: self.unwinder.stats(),
             threads: &self.threads,
-            collected: Collected::new(aggregate, &self.symbols),
+            collected: Collected::new(parts, &self.symbols),
             processes: &self.processes,
             evicted: crate::snapshot::Evicted {
                 events: self.evicted_events,
@@ -988,9 +1023,7 @@ impl Session {
             return folding;
         }
         self.aggregate.fold_threads(&folding);
-        if let Some(rotation) = &mut self.rotation {
-            rotation.fold_threads(&folding);
-        }
+        self.previous.fold_threads(&folding);
         self.carried.fold_threads(&folding);
         self.sources
             .forget_threads(|tid| folding.contains_key(&tid));

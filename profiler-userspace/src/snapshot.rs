@@ -92,14 +92,38 @@ pub struct Snapshot<'s> {
 /// The events collected (all of them, or a difference), and the symbols
 /// that name their addresses and locks.
 pub struct Collected<'s> {
-    aggregate: Cow<'s, Aggregate>,
+    /// Summed: a session's window is two epochs (and the running totals
+    /// of what it let go); the kernel's totals are the first part's.
+    parts: Vec<Cow<'s, Aggregate>>,
     symbols: &'s Symbols,
 }
 
 impl<'s> Collected<'s> {
-    pub fn new(aggregate: Cow<'s, Aggregate>, symbols: &'s Symbols) -> Collected<'s> {
-        Collected { aggregate, symbols }
+    pub fn new(mut parts: Vec<Cow<'s, Aggregate>>, symbols: &'s Symbols) -> Collected<'s> {
+        if parts.is_empty() {
+            parts.push(Cow::Owned(Aggregate::default()));
+        }
+        Collected { parts, symbols }
     }
+
+    /// Every event of every part (an event in two parts comes twice: the
+    /// values sum).
+    fn events(&self) -> impl Iterator<Item = (&Event, &Value)> {
+        self.parts.iter().flat_map(|p| p.events())
+    }
+
+    fn totals(&self) -> &Totals {
+        self.parts
+            .first()
+            .map(|p| p.totals())
+            .unwrap_or_else(|| empty_totals())
+    }
+}
+
+/// Totals of nothing (for a snapshot with no part, which `new` prevents).
+fn empty_totals() -> &'static Totals {
+    static EMPTY: std::sync::OnceLock<Totals> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Totals::default)
 }
 
 /// Off-CPU time by state.
@@ -141,7 +165,7 @@ impl<'s> Snapshot<'s> {
 
     /// The kernel's counters and histograms.
     pub fn totals(&self) -> &Totals {
-        self.collected.aggregate.totals()
+        self.collected.totals()
     }
 
     pub fn counter(&self, counter: Counter) -> u64 {
@@ -176,7 +200,7 @@ impl<'s> Snapshot<'s> {
                 .clone()
         };
         let mut samples = Vec::new();
-        for (event, value) in self.collected.aggregate.events() {
+        for (event, value) in self.collected.events() {
             let sample = match (kind, event.origin) {
                 (ProfileKind::Cpu, Origin::Cpu) => Sample {
                     frames: self.own_frames(event),
@@ -319,7 +343,7 @@ impl<'s> Snapshot<'s> {
     /// Off-CPU time blocked and preempted (nothing needs naming).
     pub fn offcpu_split(&self) -> OffCpuSplit {
         let mut split = OffCpuSplit::default();
-        for (event, value) in self.collected.aggregate.events() {
+        for (event, value) in self.collected.events() {
             match event.origin {
                 Origin::OffCpu(OffCpuState::Blocked) => split.blocked.add(*value),
                 Origin::OffCpu(OffCpuState::Preempted) => split.preempted.add(*value),
@@ -332,7 +356,7 @@ impl<'s> Snapshot<'s> {
     /// On-CPU samples by thread name (nothing needs naming).
     pub fn samples_by_thread(&self) -> HashMap<String, u64> {
         let mut by_thread: HashMap<String, u64> = HashMap::new();
-        for (event, value) in self.collected.aggregate.events() {
+        for (event, value) in self.collected.events() {
             if event.origin == Origin::Cpu {
                 *by_thread
                     .entry(self.thread_name(event.tid).to_owned())
@@ -357,7 +381,7 @@ impl<'s> Snapshot<'s> {
             wake_sites: Stacks<'a>,
         }
         let mut locks: HashMap<(u32, u64), Lock<'_>> = HashMap::new();
-        for (event, value) in self.collected.aggregate.events() {
+        for (event, value) in self.collected.events() {
             let key = (event.pid, event.lock);
             match event.origin {
                 Origin::FutexWait => {
@@ -417,10 +441,35 @@ impl<'s> Snapshot<'s> {
         summaries
     }
 
+    /// Futex waits by lock name, as the futex profile names the locks (a Go
+    /// program's idle runtime threads parked on a futex are `[Go runtime
+    /// idle] ...`): (waits, nanoseconds). Stacks are looked at only for Go
+    /// programs, so this stays cheap for a long session's many stacks.
+    pub fn futex_waits_by_lock(&self) -> HashMap<String, (u64, u64)> {
+        let mut by_lock: HashMap<String, (u64, u64)> = HashMap::new();
+        for (event, value) in self.collected.events() {
+            if event.origin != Origin::FutexWait {
+                continue;
+            }
+            let name = self.collected.symbols.lock_name(event.pid, event.lock);
+            let idle = self.processes.is_go(event.pid)
+                && go::is_runtime_idle(&self.collected.symbols.frames(event.pid, &event.user, true));
+            let name = if idle {
+                go::idle_lock_name(&name)
+            } else {
+                name.to_string()
+            };
+            let entry = by_lock.entry(name).or_default();
+            entry.0 += value.count;
+            entry.1 += value.total;
+        }
+        by_lock
+    }
+
     /// On-CPU samples by process, most first: (PID, name, samples).
     pub fn samples_by_process(&self) -> Vec<(u32, String, u64)> {
         let mut by_pid: HashMap<u32, u64> = HashMap::new();
-        for (event, value) in self.collected.aggregate.events() {
+        for (event, value) in self.collected.events() {
             if event.origin == Origin::Cpu {
                 *by_pid.entry(event.pid).or_default() += value.total;
             }

@@ -12,7 +12,8 @@ use crate::model::UnwindMode;
 
 /// Whether the file at `path` is a Go binary (stripped or not).
 pub fn is_go_executable(path: &Path) -> bool {
-    let Ok(data) = std::fs::read(path) else {
+    // Mapped, not read: only the section headers are looked at.
+    let Ok(data) = crate::mapped::Bytes::map(path) else {
         return false;
     };
     object::File::parse(&*data).is_ok_and(|file| super::buildinfo::is_go(&file))

@@ -501,16 +501,8 @@ impl Metrics {
         // Locks named as the futex profile names them: a Go program's idle
         // runtime threads parked on a futex are "[Go runtime idle] ...", not
         // contention.
-        let futex = snapshot.profile(ProfileKind::Futex, Duration::ZERO);
-        let mut by_lock: HashMap<String, (u64, u64)> = HashMap::new();
-        for sample in &futex.samples {
-            let lock = sample.lock.as_deref().unwrap_or("?");
-            let entry = by_lock.entry(lock.to_owned()).or_default();
-            entry.0 += sample.count;
-            entry.1 += sample.value;
-        }
         let by_lock = self.locks.fold(
-            by_lock,
+            snapshot.futex_waits_by_lock(),
             |(_, ns)| *ns,
             |sum, (count, ns)| {
                 sum.0 += count;

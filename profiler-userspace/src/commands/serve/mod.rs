@@ -239,7 +239,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                 }
                 _ = rotation.tick(), if up => {
                     session.drain()?;
-                    session.rotate(pending.iter_mut().map(|p| &mut p.before));
+                    session.rotate();
                 }
                 () = due => {
                     if up {
