@@ -48,7 +48,8 @@ pub const GLOBAL_GO_SEMA_ONLY: &str = "GO_SEMA_ONLY";
 /// Tracepoint field offsets, read from tracefs formats at load time.
 pub const GLOBAL_SWITCH_PREV_STATE: &str = "OFF_SWITCH_PREV_STATE";
 pub const GLOBAL_SWITCH_NEXT_PID: &str = "OFF_SWITCH_NEXT_PID";
-pub const GLOBAL_WAKING_PID: &str = "OFF_WAKING_PID";
+/// `struct task_struct`'s `pid` offset, from the kernel's BTF.
+pub const GLOBAL_TASK_PID: &str = "OFF_TASK_PID";
 pub const GLOBAL_FUTEX_UADDR: &str = "OFF_FUTEX_UADDR";
 pub const GLOBAL_FUTEX_OP: &str = "OFF_FUTEX_OP";
 pub const GLOBAL_WAITV_WAITERS: &str = "OFF_WAITV_WAITERS";

@@ -60,8 +60,9 @@ pub static GO_SEMA_ONLY: u32 = 0;
 pub static OFF_SWITCH_PREV_STATE: u32 = 32;
 #[unsafe(no_mangle)]
 pub static OFF_SWITCH_NEXT_PID: u32 = 56;
+/// `struct task_struct`'s `pid` (the thread id), from the kernel's BTF.
 #[unsafe(no_mangle)]
-pub static OFF_WAKING_PID: u32 = 24;
+pub static OFF_TASK_PID: u32 = 0;
 #[unsafe(no_mangle)]
 pub static OFF_FUTEX_UADDR: u32 = 16;
 #[unsafe(no_mangle)]

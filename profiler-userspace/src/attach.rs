@@ -85,6 +85,8 @@ pub enum AttachError {
         "tracefs is not mounted and mounting it at {TRACEFS} failed ({0}); mount it (mount -t tracefs nodev {TRACEFS}) and run again"
     )]
     Tracefs(std::io::Error),
+    #[error("{0}; the offcpu and futex profiles need it to read who woke a thread")]
+    Btf(String),
     #[error("this kernel has no tracepoint {0} (no {1}); the {2} profile needs it")]
     MissingTracepoint(String, String, &'static str),
     #[error(
@@ -289,7 +291,7 @@ impl Attached {
                 loader
                     .override_global(m::GLOBAL_SWITCH_PREV_STATE, &o.switch_prev_state, true)
                     .override_global(m::GLOBAL_SWITCH_NEXT_PID, &o.switch_next_pid, true)
-                    .override_global(m::GLOBAL_WAKING_PID, &o.waking_pid, true)
+                    .override_global(m::GLOBAL_TASK_PID, &o.task_pid, true)
                     .override_global(m::GLOBAL_FUTEX_UADDR, &o.futex_uaddr, true)
                     .override_global(m::GLOBAL_FUTEX_OP, &o.futex_op, true)
                     .override_global(m::GLOBAL_WAITV_WAITERS, &o.waitv_waiters, true);
@@ -377,12 +379,10 @@ impl Attached {
         }
         if tracepoints {
             // Wake-ups: who woke a blocked thread or a futex waiter.
-            attachments.push(attach_tracepoint(
+            attachments.push(attach_raw_tracepoint(
                 &mut ebpf,
                 "prf_waking",
-                "sched",
                 "sched_waking",
-                "offcpu",
             )?);
         }
         debug!(?config.kinds, cpus, ?selection, "attached");
@@ -669,7 +669,8 @@ fn ensure_tracefs() -> Result<std::path::PathBuf, AttachError> {
 struct Offsets {
     switch_prev_state: u32,
     switch_next_pid: u32,
-    waking_pid: u32,
+    /// `task_struct.pid`, for the raw `sched_waking` tracepoint.
+    task_pid: u32,
     futex_uaddr: u32,
     futex_op: u32,
     waitv_waiters: u32,
@@ -696,7 +697,8 @@ impl Offsets {
         Ok(Offsets {
             switch_prev_state: field("sched", "sched_switch", "prev_state", "offcpu")?,
             switch_next_pid: field("sched", "sched_switch", "next_pid", "offcpu")?,
-            waking_pid: field("sched", "sched_waking", "pid", "offcpu")?,
+            task_pid: crate::btf::kernel_member_offset("task_struct", "pid")
+                .map_err(|err| AttachError::Btf(format!("{err:#}")))?,
             futex_uaddr: if futex {
                 field("syscalls", "sys_enter_futex", "uaddr", "futex")?
             } else {

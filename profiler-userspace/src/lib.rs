@@ -26,6 +26,7 @@
 
 pub mod aggregate;
 pub mod attach;
+pub mod btf;
 pub mod commands;
 pub mod formats;
 pub mod go;

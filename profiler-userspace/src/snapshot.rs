@@ -453,7 +453,11 @@ impl<'s> Snapshot<'s> {
             }
             let name = self.collected.symbols.lock_name(event.pid, event.lock);
             let idle = self.processes.is_go(event.pid)
-                && go::is_runtime_idle(&self.collected.symbols.frames(event.pid, &event.user, true));
+                && go::is_runtime_idle(&self.collected.symbols.frames(
+                    event.pid,
+                    &event.user,
+                    true,
+                ));
             let name = if idle {
                 go::idle_lock_name(&name)
             } else {
