@@ -187,6 +187,10 @@ fn go_bias(mappings: &[procfs::Mapping], exe: &str, binary: &go::GoBinary) -> u6
         .map_or(0, |start| start.saturating_sub(binary.first_load))
 }
 
+/// The most distinct events a long session keeps per rotation (two
+/// rotations' worth are kept): a few hundred bytes each with their stacks.
+pub const MAX_EPOCH_EVENTS: usize = 100_000;
+
 /// Stack maps that fill up are recycled at most this often.
 const RECYCLE_EVERY: Duration = Duration::from_secs(10);
 
@@ -884,6 +888,14 @@ impl Session {
         self.recycle_stacks();
         debug!(evicted, forgotten, "rotated");
         evicted
+    }
+
+    /// Whether the data since the last rotation holds more distinct events
+    /// than a long session keeps per rotation ([`MAX_EPOCH_EVENTS`]): a
+    /// target whose stacks never repeat then rotates sooner, so memory
+    /// stays bounded whatever the window.
+    pub fn over_capacity(&self) -> bool {
+        self.aggregate.len() > MAX_EPOCH_EVENTS
     }
 
     /// When the data kept begins (the start, or the rotation before last).

@@ -182,6 +182,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
 
     let mut up = true;
+    let mut capped = false;
     let mut drains: u64 = 0;
     // Every half window, data older than the last rotation is let go.
     let rotate_every = (config.window / 2).max(Duration::from_secs(1));
@@ -219,6 +220,20 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
                 }
                 tick = ticks.next(), if up => {
                     session.on_tick(tick)?;
+                    if tick == Tick::Drain && session.over_capacity() {
+                        // Ever-new stacks: the window shrinks rather than
+                        // memory growing (profiles say what they cover).
+                        if !capped {
+                            info!(
+                                "the target's events are too varied to keep {} s of them: rotating at {} distinct events instead (profiles without ?seconds= cover less; see their duration)",
+                                config.window.as_secs(),
+                                crate::session::MAX_EPOCH_EVENTS
+                            );
+                            capped = true;
+                        }
+                        session.rotate();
+                        rotation.reset();
+                    }
                     if tick == Tick::Drain {
                         drains += 1;
                         if drains.is_multiple_of(FOLD_EVERY_DRAINS) {
