@@ -236,29 +236,24 @@ impl Targets {
     /// The one process recorded, for a plain `--pid` or a command (the
     /// Go features and `--unwind copy` need one).
     pub fn primary(&self) -> Option<&Target> {
-        match (&self.spec, self.roots.as_slice()) {
-            (
-                TargetSpec::Pids {
-                    children: false, ..
-                },
-                [one],
-            ) => Some(one),
-            (TargetSpec::Command(_), [one]) => Some(one),
-            _ => None,
-        }
+        self.roots.first().filter(|_| self.has_primary())
     }
 
     pub fn primary_mut(&mut self) -> Option<&mut Target> {
-        match (&self.spec, self.roots.as_mut_slice()) {
-            (
-                TargetSpec::Pids {
-                    children: false, ..
-                },
-                [one],
-            ) => Some(one),
-            (TargetSpec::Command(_), [one]) => Some(one),
-            _ => None,
-        }
+        let one = self.has_primary();
+        self.roots.first_mut().filter(|_| one)
+    }
+
+    /// Whether one process is recorded: a plain `--pid`, or a command.
+    fn has_primary(&self) -> bool {
+        let one_process = matches!(
+            self.spec,
+            TargetSpec::Pids {
+                children: false,
+                ..
+            } | TargetSpec::Command(_)
+        );
+        one_process && self.roots.len() == 1
     }
 
     /// Whether we started the command ourselves.

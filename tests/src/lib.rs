@@ -587,11 +587,21 @@ impl Server {
 
     /// [`Server::start`] with more options for `serve`.
     pub fn start_with(pid: u32, listen: &str, dir: &Path, options: &[&str]) -> Server {
+        let pid = pid.to_string();
+        Server::launch(&["--pid", &pid], listen, dir, options)
+    }
+
+    /// Starts `profiler serve TARGET... --listen LISTEN OPTIONS...` and
+    /// waits (up to 30 s) until it answers /healthz; its log goes to
+    /// DIR/serve.stderr.
+    fn launch(target: &[&str], listen: &str, dir: &Path, options: &[&str]) -> Server {
         let port = listen.rsplit_once(':').map_or("", |(_, p)| p);
         let stderr_path = dir.join("serve.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("create the server's log file");
         let child = Command::new(profiler_bin())
-            .args(["serve", "--pid", &pid.to_string(), "--listen", listen])
+            .arg("serve")
+            .args(target)
+            .args(["--listen", listen])
             .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -610,7 +620,7 @@ impl Server {
             }
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!(
-                    "profiler serve exited ({status}) before answering: {}",
+                    "profiler serve {target:?} exited ({status}) before answering: {}",
                     server.stderr()
                 );
             }
@@ -1405,41 +1415,6 @@ impl Server {
     /// --follow`, `--cgroup DIR`, `-a`) and waits (up to 30 s) until it
     /// answers /healthz; its log goes to DIR/serve.stderr.
     pub fn start_target(target: &[&str], dir: &Path, options: &[&str]) -> Server {
-        let port = free_port();
-        let stderr_path = dir.join("serve.stderr");
-        let stderr = std::fs::File::create(&stderr_path).expect("create the server's log file");
-        let child = Command::new(profiler_bin())
-            .arg("serve")
-            .args(target)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(options)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start profiler serve");
-        let mut server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            stderr_path,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if http_get(&server.url("/healthz")).is_ok() {
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!(
-                    "profiler serve {target:?} exited ({status}) before answering: {}",
-                    server.stderr()
-                );
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "profiler serve did not answer /healthz within 30 s: {}",
-                server.stderr()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        Server::launch(target, &format!("127.0.0.1:{}", free_port()), dir, options)
     }
 }

@@ -375,6 +375,31 @@ impl Drop for TestCgroup {
 }
 
 /// The CPU seconds each of `pids` uses over `window` from now.
+/// Runs `profiler record TARGET --duration 3s -o OUT` and measures the CPU
+/// each of `pids` uses over the 3 s from the moment the programs are
+/// loaded; returns the stacks, that CPU and the profiler's PID, after
+/// checking it succeeded and left nothing loaded.
+fn record_measuring(
+    target: &[&str],
+    out: &Path,
+    pids: &[u32],
+) -> (Vec<FoldedStack>, BTreeMap<u32, f64>, u32) {
+    let before = our_loaded_programs().len();
+    let mut args = vec!["record"];
+    args.extend_from_slice(target);
+    args.extend(["--duration", "3s", "-o", utf8(out)]);
+    let mut recorder = spawn_profiler(&args);
+    let profiler_pid = recorder.id();
+    wait_for_programs(before, &mut recorder);
+    let cpu = cpu_over(pids, Duration::from_secs(3));
+    let output = recorder.wait_with_output().expect("wait for the profiler");
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "profiler failed: {report}");
+    assert_nothing_left_loaded();
+    let stacks = parse_folded(&std::fs::read_to_string(out).expect("the profile was written"));
+    (stacks, cpu, profiler_pid)
+}
+
 fn cpu_over(pids: &[u32], window: Duration) -> BTreeMap<u32, f64> {
     let start = Instant::now();
     let before: Vec<f64> = pids
@@ -422,23 +447,11 @@ fn cgroup_records_its_processes_only() {
     let outside = start_workload(&binary, &["60"]);
     TestCgroup::put(&cgroup.path, inside.0.id());
     TestCgroup::put(&cgroup.inner, nested.0.id());
-    let before = our_loaded_programs().len();
-    let mut recorder = spawn_profiler(&[
-        "record",
-        "--cgroup",
-        utf8(&cgroup.path),
-        "--duration",
-        "3s",
-        "-o",
-        utf8(&out),
-    ]);
-    wait_for_programs(before, &mut recorder);
-    let cpu = cpu_over(&[inside.0.id(), nested.0.id()], Duration::from_secs(3));
-    let output = recorder.wait_with_output().expect("wait for the profiler");
-    let report = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "profiler failed: {report}");
-    assert_nothing_left_loaded();
-    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("the profile was written"));
+    let (stacks, cpu, _) = record_measuring(
+        &["--cgroup", utf8(&cgroup.path)],
+        &out,
+        &[inside.0.id(), nested.0.id()],
+    );
     let by_pid = samples_by_process(&stacks);
     let recorded: BTreeSet<u32> = by_pid.keys().copied().collect();
     assert_eq!(
@@ -471,16 +484,8 @@ fn all_records_the_machine() {
     let out = dir.join("cpu.folded");
     let first = start_workload(&burner, &["60"]);
     let second = start_workload(&other, &["60"]);
-    let before = our_loaded_programs().len();
-    let mut recorder = spawn_profiler(&["record", "-a", "--duration", "3s", "-o", utf8(&out)]);
-    let profiler_pid = recorder.id();
-    wait_for_programs(before, &mut recorder);
-    let cpu = cpu_over(&[first.0.id(), second.0.id()], Duration::from_secs(3));
-    let output = recorder.wait_with_output().expect("wait for the profiler");
-    let report = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "profiler failed: {report}");
-    assert_nothing_left_loaded();
-    let stacks = parse_folded(&std::fs::read_to_string(&out).expect("the profile was written"));
+    let (stacks, cpu, profiler_pid) =
+        record_measuring(&["-a"], &out, &[first.0.id(), second.0.id()]);
     let by_pid = samples_by_process(&stacks);
     eprintln!("-a: {} processes recorded", by_pid.len());
     check_cpu_shares(&by_pid, &cpu, "-a:");
