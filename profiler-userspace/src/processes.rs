@@ -35,11 +35,6 @@ impl Process {
     pub fn cpu_used(&self) -> Duration {
         self.cpu_last.saturating_sub(self.cpu_first)
     }
-
-    /// `name (PID)`, the first frame of its stacks.
-    pub fn label(&self) -> String {
-        format!("{} ({})", self.name, self.pid)
-    }
 }
 
 /// Every process seen, by PID.

@@ -171,6 +171,8 @@ pub struct Session {
     /// What rotations let go: events, and addresses' names.
     pub evicted_events: u64,
     pub evicted_symbols: u64,
+    /// Ids in the targets map found to be threads, not processes.
+    thread_ids: std::collections::HashSet<u32>,
     /// Stack-map-full losses when last looked, and the last recycling.
     stack_maps_full: u64,
     last_recycle: Instant,
@@ -377,6 +379,7 @@ impl Session {
             epoch: 0,
             window_started: Instant::now(),
             rotated_at: Instant::now(),
+            thread_ids: Default::default(),
             stack_maps_full: 0,
             last_recycle: Instant::now(),
             carried: Aggregate::new(),
@@ -449,11 +452,6 @@ impl Session {
         self.processes.alive().next().is_some()
     }
 
-    /// Times the recorded processes all exited and a new one appeared.
-    pub fn restarts(&self) -> u64 {
-        self.processes.restarts
-    }
-
     /// Does what a tick asks.
     pub fn on_tick(&mut self, tick: Tick) -> anyhow::Result<()> {
         match tick {
@@ -475,26 +473,33 @@ impl Session {
             return;
         }
         for pid in self.sources.tables_wanted() {
-            self.note_process(pid);
-            if !self.processes.is_alive(pid) {
-                continue;
-            }
             let mappings = procfs::read_mappings(pid);
-            self.sources.refresh_unwind_tables(pid, &mappings);
-            self.symbols.cache_mappings(pid, &mappings);
+            if !self.note_process(pid, Some(&mappings)) {
+                self.symbols.cache_mappings(pid, &mappings);
+            }
+            if self.processes.is_alive(pid) {
+                self.sources.refresh_unwind_tables(pid, &mappings);
+            }
         }
     }
 
-    /// Notes a process seen for the first time: named, its mappings cached
-    /// for the symbolizer.
-    fn note_process(&mut self, pid: u32) {
+    /// Notes a process seen for the first time: named, its mappings (those
+    /// just read, else read now) cached for the symbolizer. Returns whether
+    /// it was new.
+    fn note_process(&mut self, pid: u32, mappings: Option<&[procfs::Mapping]>) -> bool {
         // One gone already is named as the kernel saw its main thread.
         let fallback = self.threads.name(pid).map(str::to_owned);
-        if self.processes.note(pid, fallback.as_deref()) {
-            debug!(pid, "new process recorded");
-            self.symbols
-                .cache_mappings(pid, &procfs::read_mappings(pid));
+        if !self.processes.note(pid, fallback.as_deref()) {
+            return false;
         }
+        debug!(pid, "new process recorded");
+        match mappings {
+            Some(mappings) => self.symbols.cache_mappings(pid, mappings),
+            None => self
+                .symbols
+                .cache_mappings(pid, &procfs::read_mappings(pid)),
+        }
+        true
     }
 
     /// The mappings tick: for a few processes, one read of each one's
@@ -542,12 +547,12 @@ impl Session {
         }
         for pid in new {
             let restarts = self.processes.restarts;
-            self.note_process(pid);
+            let mappings = procfs::read_mappings(pid);
+            self.note_process(pid, Some(&mappings));
             if self.processes.restarts > restarts {
                 info!("{name} started again as PID {pid}: recording it");
             }
             if self.unwind_mode == UnwindMode::Dwarf {
-                let mappings = procfs::read_mappings(pid);
                 self.sources.refresh_unwind_tables(pid, &mappings);
             }
         }
@@ -563,10 +568,18 @@ impl Session {
         self.forget_drained_stacks();
         self.threads.note(noted);
         if self.targets.spec.follows_forks() {
-            // Processes forked since, even those that have not run yet.
-            for pid in self.sources.targets() {
-                if self.processes.get(pid).is_none() && procfs::tgid_of(pid) == Some(pid) {
-                    self.note_process(pid);
+            // Processes forked since, even those that have not run yet (a
+            // thread's id, also in the map, is looked up once).
+            let listed = self.sources.targets();
+            self.thread_ids.retain(|tid| listed.contains(tid));
+            for pid in listed {
+                if self.processes.get(pid).is_some() || self.thread_ids.contains(&pid) {
+                    continue;
+                }
+                if procfs::tgid_of(pid) == Some(pid) {
+                    self.note_process(pid, None);
+                } else {
+                    self.thread_ids.insert(pid);
                 }
             }
         }
@@ -1062,7 +1075,7 @@ impl Session {
         let mut kernel = Vec::new();
         for (pid, stack) in &fresh.user {
             if !self.symbols.knows(*pid) {
-                self.note_process(*pid);
+                self.note_process(*pid, None);
             }
             user.extend(stack.lookup_addrs().into_iter().map(|a| (*pid, a)));
         }

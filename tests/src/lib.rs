@@ -940,10 +940,9 @@ pub fn build_go_workload(name: &str, toolchain: &GoToolchain, stripped: bool) ->
 /// the port its net/http/pprof listens on (its first stdout line,
 /// `port=<n>`) and its later stdout lines.
 pub struct GoWorkload {
-    pub process: KillOnDrop,
+    workload: PipedWorkload,
     /// The loopback port of its `/debug/pprof/`.
     pub port: u16,
-    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl GoWorkload {
@@ -951,40 +950,18 @@ impl GoWorkload {
     /// one) and waits up to 10 s for its `port=<n>` line. Its stderr goes
     /// to the test's.
     pub fn start(binary: &Path, args: &[&str]) -> GoWorkload {
-        let mut child = Command::new(binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = std::sync::mpsc::channel();
-        // Ends when the program's stdout closes (it exited or was killed).
-        std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut workload = GoWorkload {
-            process: KillOnDrop(child),
-            port: 0,
-            lines,
-        };
+        let mut workload = PipedWorkload::start(binary, args);
         let first = workload.line_starting("port=", std::time::Duration::from_secs(10));
-        workload.port = first["port=".len()..]
+        let port = first["port=".len()..]
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("bad first line from {}: {first:?}", binary.display()));
-        workload
+        GoWorkload { workload, port }
     }
 
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.process.0.id()
+        self.workload.pid()
     }
 
     /// `http://127.0.0.1:PORT/PATH`
@@ -997,24 +974,9 @@ impl GoWorkload {
         http_get(&self.url(path)).unwrap_or_else(|err| panic!("{err}"))
     }
 
-    /// The next stdout line that starts with `prefix` (skipping others),
-    /// waiting up to `timeout`; panics if none comes or the program ends.
+    /// See [`PipedWorkload::line_starting`].
     pub fn line_starting(&mut self, prefix: &str, timeout: std::time::Duration) -> String {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("no line starting with {prefix:?} within {timeout:?}")
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.process.0.wait().ok();
-                    panic!("the program ended ({status:?}) before printing {prefix:?}")
-                }
-            }
-        }
+        self.workload.line_starting(prefix, timeout)
     }
 }
 
@@ -1264,7 +1226,8 @@ impl PipedWorkload {
                     panic!("no line starting with {prefix:?} within {timeout:?}")
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("the program's stdout closed before it printed {prefix:?}")
+                    let status = self.process.0.wait().ok();
+                    panic!("the program ended ({status:?}) before printing {prefix:?}")
                 }
             }
         }

@@ -125,7 +125,7 @@ impl Sources {
 
     /// The processes in the targets map now (those given, and those the
     /// kernel added as they were forked; a thread's id may be among them).
-    pub fn targets(&self) -> Vec<u32> {
+    pub fn targets(&self) -> std::collections::HashSet<u32> {
         self.targets.keys().flatten().collect()
     }
 
@@ -134,11 +134,6 @@ impl Sources {
         if let Err(err) = self.tables.refresh(pid, mappings) {
             tracing::warn!("{err:#}");
         }
-    }
-
-    /// Whether `pid` has walker tables.
-    pub fn has_unwind_tables(&self, pid: u32) -> bool {
-        self.tables.has(pid)
     }
 
     /// Forgets a process that has exited: its tables and its place in the

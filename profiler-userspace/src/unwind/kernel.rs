@@ -109,11 +109,6 @@ impl KernelTables {
         &self.stats
     }
 
-    /// Whether `pid` has tables.
-    pub fn has(&self, pid: u32) -> bool {
-        self.written.contains_key(&pid)
-    }
-
     /// Drops a process's tables (it exited): its slots are free again.
     pub fn forget(&mut self, pid: u32) {
         if let Some(old) = self.written.remove(&pid) {
