@@ -5,6 +5,7 @@
 pub mod folded;
 pub mod pprof;
 pub mod pprof_heap;
+pub mod read;
 pub mod speedscope;
 pub mod svg;
 

@@ -5,6 +5,7 @@
 pub mod event;
 pub mod frame;
 pub mod kind;
+pub mod loaded;
 pub mod profile;
 pub mod stack;
 pub mod target;
@@ -12,6 +13,7 @@ pub mod target;
 pub use event::{Event, OffCpuState, Origin, Value, Waker};
 pub use frame::{AddrFrames, Frame, FrameKind};
 pub use kind::ProfileKind;
+pub use loaded::{LoadedFormat, LoadedKind, LoadedProfile, LoadedStack, ValueType};
 pub use profile::{
     CodeMapping, FOLDED_THREADS, FunctionShare, Profile, STILL_BLOCKED, Sample, WokenBy,
     process_label, short_stack, thread_label,
