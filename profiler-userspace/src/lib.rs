@@ -28,6 +28,7 @@ pub mod aggregate;
 pub mod attach;
 pub mod btf;
 pub mod commands;
+pub mod compare;
 pub mod formats;
 pub mod go;
 pub mod inspect;

@@ -4,6 +4,7 @@
 //! ([`crate::inspect`], and a Go program's goroutines), `goroutines` watches
 //! a Go program's goroutines for leaks.
 
+pub mod diff;
 pub mod dump;
 pub mod go_heap;
 pub mod goroutines;

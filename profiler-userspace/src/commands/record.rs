@@ -9,12 +9,17 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use super::{go_heap, output::Output, report::Report};
+use super::{
+    diff::{self, CompareSettings},
+    go_heap,
+    output::Output,
+    report::Report,
+};
 use crate::{
     attach::{self, LoadConfig},
     formats::{Format, folded::FoldedOptions},
     go::rates::RatesRequest,
-    model::{Profile, ProfileKind, TargetSpec, UnwindMode},
+    model::{LoadedProfile, Profile, ProfileKind, TargetSpec, UnwindMode},
     session::{Session, Ticks, unix_ns},
     target::Targets,
 };
@@ -41,6 +46,17 @@ pub struct RecordConfig {
     pub go_heap_optional: bool,
     /// `--go-rates`: Go's own sampling rates, set for the recording.
     pub go_rates: Option<RatesRequest>,
+    /// `--compare BASE`: compare the recording with a baseline at the end.
+    pub compare: Option<RecordCompare>,
+}
+
+/// `record --compare`: the baseline, read before recording, and the kind
+/// recorded that is compared with it.
+#[derive(Debug, Clone)]
+pub struct RecordCompare {
+    pub base: LoadedProfile,
+    pub kind: ProfileKind,
+    pub settings: CompareSettings,
 }
 
 /// One file `record` writes.
@@ -242,6 +258,26 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         }
         Some(Err(why)) => anyhow::bail!("--profile goheap: {why}"),
         None => {}
+    }
+    if let Some(compare) = &config.compare
+        && let Some(profile) = profiles.iter().find(|p| p.kind == compare.kind)
+    {
+        // On stderr with the report: stdout may be the profile (`-o -`).
+        eprintln!(
+            "\nCompared with {} ({} profile):",
+            compare.base.origin,
+            compare.kind.name()
+        );
+        let recorded = diff::recorded(profile)?;
+        let tripped = diff::compare(
+            &compare.base,
+            &recorded,
+            &compare.settings,
+            &mut std::io::stderr().lock(),
+        )?;
+        if tripped > 0 {
+            return Err(diff::GatesTripped(tripped).into());
+        }
     }
     Ok(())
 }

@@ -8,13 +8,15 @@ use clap::{Args, Parser, Subcommand};
 
 use profiler::{
     commands::{
+        diff::{CompareSettings, DiffConfig},
         dump::DumpConfig,
         goroutines::GoroutinesConfig,
-        record::{OutputSpec, RecordConfig},
+        record::{OutputSpec, RecordCompare, RecordConfig},
         serve::{DEFAULT_LISTEN, ServeConfig},
     },
+    compare::{DiffOptions, Gate},
     formats::Format,
-    model::{ProfileKind, TargetSpec, UnwindMode},
+    model::{LoadedKind, LoadedProfile, ProfileKind, TargetSpec, UnwindMode},
     procfs, target,
 };
 
@@ -33,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Record a profile of a running process (--pid) or of a command you start
     /// (after `--`), then write it out and print a short report on stderr.
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// Stay attached to a running process and serve what it does over HTTP:
     /// Prometheus metrics (/metrics), health (/healthz) and pprof profiles on
     /// demand (/debug/pprof/profile, /debug/pprof/mutex, /debug/pprof/block),
@@ -48,6 +50,133 @@ pub enum Command {
     /// `go` statement), how many live, start and end and how fast they
     /// grow: leak suspects first.
     Goroutines(GoroutinesArgs),
+    /// Compare two profiles (folded or pprof, ours or other tools', Go's
+    /// goroutine dumps): which functions' shares changed most, which stacks
+    /// appeared and vanished, goroutines per creation site; fail (exit 1)
+    /// when a gate trips, for CI. Exit 2 when a file cannot be read.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  profiler diff base.pb.gz new.pb.gz\n  profiler diff base.folded new.folded -o diff.svg --max-regression 15%\n  profiler diff go-cpu.pprof ours.pb.gz --fail-on 'total:main.handle*>+5pp'\n  profiler diff dump1.txt dump2.txt --fail-on 'goroutines:main.worker*>+100'\n\nExit status: 0 within the gates, 1 when a gate trips, 2 when a profile cannot be read or compared."
+)]
+pub struct DiffArgs {
+    /// The baseline: folded stacks (ours, inferno-collapse-*, bcc -f), pprof
+    /// (ours, Go's runtime/pprof and net/http/pprof: cpu, heap, mutex,
+    /// block, goroutine; gzipped or not), or a Go goroutine dump (Go's
+    /// debug=2 or debug=1 text, or `profiler dump`'s output).
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+
+    /// The profile to compare with the baseline, of the same kind.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+
+    /// Also write a differential flamegraph (an .svg): the new profile's
+    /// shape, red where it grew, blue where it shrank.
+    #[arg(short, long, value_name = "FILE.svg")]
+    pub output: Option<PathBuf>,
+
+    /// How many functions, stacks and goroutine sites to list (0: all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// text (a table) or json.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: String,
+
+    #[command(flatten)]
+    pub gates: GateArgs,
+}
+
+/// How two profiles are compared and the gates the change is held to
+/// (`diff`, and `record --compare`).
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Fail (exit 1) when the change passes a bound:
+    /// SCOPE:PATTERN>+AMOUNT, SCOPE self, total or goroutines, PATTERN a
+    /// glob on function (or creation site) names, AMOUNT points of share
+    /// (5pp), percent of the base (10%), or a number (goroutines; raw
+    /// values with --absolute). E.g. 'total:main.handle*>+5pp',
+    /// 'self:*>+10%', 'goroutines:main.worker*>+100'. Changes within
+    /// sampling noise (3 sigma) do not trip. Give it several times.
+    #[arg(long = "fail-on", value_name = "GATE")]
+    pub fail_on: Vec<String>,
+
+    /// Fail when any function's self share grows by more than PERCENT of
+    /// its base share (beyond sampling noise), e.g. 15%.
+    #[arg(long, value_name = "PERCENT")]
+    pub max_regression: Option<String>,
+
+    /// Compare raw values (samples, nanoseconds, bytes) instead of shares
+    /// of each profile's total.
+    #[arg(long)]
+    pub absolute: bool,
+
+    /// The sample type to compare, as go tool pprof's -sample_index: a
+    /// name (cpu, samples, inuse_space, alloc_objects, delay, contentions)
+    /// or an index; by default each file's default (the last type).
+    #[arg(long, value_name = "TYPE")]
+    pub sample_index: Option<String>,
+}
+
+impl GateArgs {
+    /// Whether any of these flags was given.
+    fn any(&self) -> bool {
+        !self.fail_on.is_empty()
+            || self.max_regression.is_some()
+            || self.absolute
+            || self.sample_index.is_some()
+    }
+
+    /// The checked settings (`top` and output chosen by the command).
+    fn settings(&self, top: usize) -> anyhow::Result<CompareSettings> {
+        let mut gates = self
+            .fail_on
+            .iter()
+            .map(|g| Gate::parse(g))
+            .collect::<anyhow::Result<Vec<Gate>>>()?;
+        if let Some(text) = &self.max_regression {
+            gates.push(Gate::max_regression(text)?);
+        }
+        Ok(CompareSettings {
+            options: DiffOptions {
+                sample_index: self.sample_index.clone(),
+                absolute: self.absolute,
+            },
+            gates,
+            top,
+            json: false,
+            svg: None,
+        })
+    }
+}
+
+impl DiffArgs {
+    /// Checks every flag and turns them into a [`DiffConfig`].
+    pub fn into_config(self) -> anyhow::Result<DiffConfig> {
+        let mut settings = self.gates.settings(self.top)?;
+        settings.json = match self.format.as_str() {
+            "text" | "table" => false,
+            "json" => true,
+            other => bail!("--format: unknown format {other:?}; choose text or json"),
+        };
+        if let Some(svg) = &self.output {
+            if Format::from_path(svg) != Some(Format::Svg) {
+                bail!(
+                    "-o {}: diff writes a differential flamegraph; give a file name ending in .svg",
+                    svg.display()
+                );
+            }
+            settings.svg = Some(svg.clone());
+        }
+        Ok(DiffConfig {
+            base: self.base,
+            new: self.new,
+            settings,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -448,6 +577,15 @@ pub struct RecordArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
 
+    /// Compare the recording with a baseline profile when it ends (as
+    /// `profiler diff BASE`), print the table after the report, and exit 1
+    /// when a gate (--fail-on, --max-regression) trips.
+    #[arg(long, value_name = "BASE")]
+    pub compare: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub gates: GateArgs,
+
     /// The command to start and profile until it exits (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -639,7 +777,22 @@ impl RecordArgs {
                 });
             }
         }
+        let compare = match &self.compare {
+            None if self.gates.any() => bail!(
+                "--fail-on, --max-regression, --absolute and --sample-index apply to a comparison: add --compare BASE"
+            ),
+            None => None,
+            Some(path) => {
+                let base = profiler::formats::read::load(path)?;
+                Some(RecordCompare {
+                    kind: compared_kind(&base, &kinds)?,
+                    base,
+                    settings: self.gates.settings(self.top)?,
+                })
+            }
+        };
         Ok(RecordConfig {
+            compare,
             target,
             duration,
             frequency,
@@ -655,6 +808,43 @@ impl RecordArgs {
             go_rates,
         })
     }
+}
+
+/// The recorded kind `record --compare` compares with a baseline of
+/// `base`'s kind.
+fn compared_kind(base: &LoadedProfile, kinds: &[ProfileKind]) -> anyhow::Result<ProfileKind> {
+    let wanted: &[ProfileKind] = match base.kind() {
+        LoadedKind::Cpu => &[ProfileKind::Cpu],
+        LoadedKind::OffCpu => &[ProfileKind::OffCpu],
+        LoadedKind::Contention => &[
+            ProfileKind::Futex,
+            ProfileKind::GoMutex,
+            ProfileKind::GoBlock,
+        ],
+        LoadedKind::Unknown => kinds,
+        other => bail!(
+            "--compare: {} is a {} profile, which a recording does not take; compare two of them with profiler diff",
+            base.origin,
+            other.name()
+        ),
+    };
+    wanted
+        .iter()
+        .find(|k| kinds.contains(k))
+        .copied()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--compare: {} is a {} profile, but this recording takes {}; add --profile {}",
+                base.origin,
+                base.kind().name(),
+                kinds
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                wanted.first().map_or("cpu", |k| k.name())
+            )
+        })
 }
 
 /// Takes `goheap` (and `all`'s goheap, for a Go program) out of the

@@ -17,7 +17,20 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_logging(cli.verbose);
     let outcome = match cli.command {
-        args::Command::Record(args) => args.into_config().map(profiler::commands::record::run),
+        // Its own statuses: 1 when a gate trips, 2 for any error (a file
+        // that cannot be read or two profiles that cannot be compared).
+        args::Command::Diff(args) => {
+            return match args.into_config().and_then(profiler::commands::diff::run) {
+                Ok(false) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::from(EXIT_FAILURE),
+                Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("profiler: error: {err:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+        args::Command::Record(args) => (*args).into_config().map(profiler::commands::record::run),
         args::Command::Serve(args) => args.into_config().map(profiler::commands::serve::run),
         args::Command::Dump(args) => args.into_config().map(profiler::commands::dump::run),
         args::Command::Goroutines(args) => {
@@ -32,6 +45,16 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         // `-o - | head`: the reader left; that is not an error.
         Ok(Err(err)) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // `record --compare`: the comparison was printed, the gates said
+        // which tripped.
+        Ok(Err(err))
+            if err
+                .downcast_ref::<profiler::commands::diff::GatesTripped>()
+                .is_some() =>
+        {
+            eprintln!("profiler: {err}");
+            ExitCode::from(EXIT_FAILURE)
+        }
         Ok(Err(err)) => {
             eprintln!("profiler: error: {err:#}");
             ExitCode::from(EXIT_FAILURE)

@@ -31,11 +31,14 @@ fn header(line: &str) -> Option<u64> {
     goid.parse().ok()
 }
 
+/// A goroutine's frames (leaf first while read) and creation site.
+type Goroutine = (Vec<Rc<str>>, Option<Rc<str>>);
+
 /// Collects stacks and sums identical ones.
 #[derive(Default)]
 struct Stacks {
     names: HashMap<String, Rc<str>>,
-    index: HashMap<(Vec<Rc<str>>, Option<Rc<str>>), usize>,
+    index: HashMap<Goroutine, usize>,
     stacks: Vec<LoadedStack>,
 }
 
@@ -80,7 +83,7 @@ impl Stacks {
 /// Reads a `debug=2` dump.
 pub fn parse_dump(text: &str, origin: &str) -> anyhow::Result<LoadedProfile> {
     let mut stacks = Stacks::default();
-    let mut current: Option<(Vec<Rc<str>>, Option<Rc<str>>)> = None;
+    let mut current: Option<Goroutine> = None;
     for line in text.lines() {
         if header(line).is_some() {
             if let Some((frames, site)) = current.take() {
