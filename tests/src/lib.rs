@@ -1381,3 +1381,36 @@ impl Server {
         Server::launch(target, &format!("127.0.0.1:{}", free_port()), dir, options)
     }
 }
+
+/// Compares `actual` with the golden file `name` (under tests/golden), or
+/// rewrites the file when `UPDATE_GOLDEN` is set.
+pub fn check_golden(name: &str, actual: &str) {
+    let dir = workspace_root().join("tests/golden");
+    let path = dir.join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create tests/golden");
+        }
+        std::fs::write(&path, actual).expect("write a golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "no golden file {} ({err}); create it with UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(e, a)| e != a)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{name} differs from its golden file from line {}:\n  expected: {:?}\n  actual:   {:?}\n(accept an intended change with UPDATE_GOLDEN=1)",
+            first + 1,
+            expected.lines().nth(first),
+            actual.lines().nth(first)
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //! document. A change in what a format writes shows as a diff here; accept
 //! an intended one with `UPDATE_GOLDEN=1 cargo xtask test golden`.
 
-use std::{path::PathBuf, rc::Rc, time::Duration};
+use std::{rc::Rc, time::Duration};
+
+use tests::check_golden;
 
 use profiler::{
     formats::{self, Format, folded::FoldedOptions},
@@ -254,40 +256,6 @@ fn fixture(kind: ProfileKind) -> Profile {
     }
 }
 
-fn golden_dir() -> PathBuf {
-    tests::workspace_root().join("tests/golden")
-}
-
-/// Compares `actual` with the golden file `name`, or rewrites the file
-/// when `UPDATE_GOLDEN` is set.
-fn check(name: &str, actual: &str) {
-    let path = golden_dir().join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(golden_dir()).expect("create tests/golden");
-        std::fs::write(&path, actual).expect("write a golden file");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|err| {
-        panic!(
-            "no golden file {} ({err}); create it with UPDATE_GOLDEN=1",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or(expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{name} differs from its golden file from line {}:\n  expected: {:?}\n  actual:   {:?}\n(accept an intended change with UPDATE_GOLDEN=1)",
-            first + 1,
-            expected.lines().nth(first),
-            actual.lines().nth(first)
-        );
-    }
-}
-
 fn written(format: Format, profile: &Profile, options: FoldedOptions) -> String {
     let mut out = Vec::new();
     formats::write(format, profile, options, START_UNIX_NS, &mut out).expect("write to a Vec");
@@ -303,7 +271,7 @@ fn folded_stacks_of_each_kind() {
         ProfileKind::GoBlock,
     ]) {
         let profile = fixture(kind);
-        check(
+        check_golden(
             &format!("fixture.{}.folded", kind.name()),
             &written(Format::Folded, &profile, FoldedOptions::default()),
         );
@@ -313,13 +281,13 @@ fn folded_stacks_of_each_kind() {
         &fixture(ProfileKind::Cpu),
         FoldedOptions { per_thread: true },
     );
-    check("fixture.cpu.per-thread.folded", &per_thread);
+    check_golden("fixture.cpu.per-thread.folded", &per_thread);
 }
 
 #[test]
 fn flamegraph_svg() {
     let profile = fixture(ProfileKind::OffCpu);
-    check(
+    check_golden(
         "fixture.offcpu.svg",
         &written(Format::Svg, &profile, FoldedOptions::default()),
     );
@@ -336,7 +304,7 @@ fn pprof_tables() {
         ProfileKind::GoBlock,
     ] {
         let proto = formats::pprof::to_proto(&fixture(kind), START_UNIX_NS);
-        check(
+        check_golden(
             &format!("fixture.{}.pprof.txt", kind.name()),
             &format!("{proto:#?}\n"),
         );
@@ -354,7 +322,7 @@ fn speedscope_document() {
         FoldedOptions::default(),
     );
     let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
-    check(
+    check_golden(
         "fixture.offcpu.speedscope.json",
         &format!("{}\n", serde_json::to_string_pretty(&value).expect("JSON")),
     );

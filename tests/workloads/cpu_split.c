@@ -4,7 +4,10 @@
  * fixed size the round could last a whole number of sampling periods on
  * some machine (2.02 ms at -O0 is five rounds per 99 Hz period) and the
  * samples would lock onto one phase of it.
- * Usage: cpu_split SECONDS. Prints its own CPU time and rounds at exit:
+ * Usage: cpu_split SECONDS [ONE_FACTOR]. ONE_FACTOR (default 1) multiplies
+ * hot_one's work: with 2, hot_one is twice as expensive and the split is
+ * 60/40 (a regression for `profiler diff` to find).
+ * Prints its own CPU time and rounds at exit:
  *   cpu_seconds=<s> rounds=<n> rounds_per_second=<r>
  * Built -O0 with frame pointers so every function keeps its frame. */
 #include <stdio.h>
@@ -19,8 +22,10 @@ __attribute__((noinline)) void hot_three(unsigned long units) {
     for (unsigned long i = 0; i < 3 * units * UNIT; i++) sink += i;
 }
 
+static unsigned long one_factor = 1;
+
 __attribute__((noinline)) void hot_one(unsigned long units) {
-    for (unsigned long i = 0; i < units * UNIT; i++) sink += i;
+    for (unsigned long i = 0; i < one_factor * units * UNIT; i++) sink += i;
 }
 
 static double seconds(clockid_t clock) {
@@ -31,6 +36,7 @@ static double seconds(clockid_t clock) {
 
 int main(int argc, char **argv) {
     double duration = argc > 1 ? atof(argv[1]) : 5.0;
+    if (argc > 2 && atol(argv[2]) > 0) one_factor = (unsigned long)atol(argv[2]);
     double start = seconds(CLOCK_MONOTONIC), now;
     unsigned long rounds = 0, state = 12345;
     do {

@@ -1,8 +1,8 @@
 //! Folded ("collapsed") stacks read back: `root;...;leaf COUNT` per line,
 //! as we, inferno's collapse tools, flamegraph.pl's stackcollapse scripts
-//! and bcc's `-f` tools write them. Kernel and inlined frames lose the
-//! `_[k]`/`_[i]` suffixes flamegraph tools colour by, so they match pprof's
-//! names; identical stacks are summed.
+//! and bcc's `-f` tools write them. The suffixes flamegraph tools colour by
+//! become the names our pprof gives: a kernel frame `f_[k]` is `f
+//! [kernel]`, an inlined `f_[i]` is `f`; identical stacks are summed.
 
 use std::{collections::HashMap, rc::Rc};
 
@@ -51,8 +51,13 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<LoadedProfile> {
             .split(';')
             .filter(|f| !f.is_empty())
             .map(|f| {
-                let name = strip_suffix(f);
-                names.entry(name).or_insert_with(|| Rc::from(name)).clone()
+                names
+                    .entry(f)
+                    .or_insert_with(|| match f.strip_suffix("_[k]") {
+                        Some(kernel) => Rc::from(format!("{kernel} [kernel]")),
+                        None => Rc::from(strip_suffix(f)),
+                    })
+                    .clone()
             })
             .collect();
         match by_stack.get_mut(&frames) {
@@ -100,9 +105,9 @@ fn parse_count(text: &str) -> Result<i64, &'static str> {
     text.parse::<i64>().map_err(|_| "is too large")
 }
 
-/// The name without flamegraph's colouring suffix.
+/// The name without flamegraph's colouring suffix (inlined, JIT, waker).
 fn strip_suffix(frame: &str) -> &str {
-    for suffix in ["_[k]", "_[i]", "_[j]", "_[w]"] {
+    for suffix in ["_[i]", "_[j]", "_[w]"] {
         if let Some(name) = frame.strip_suffix(suffix) {
             return name;
         }
@@ -134,14 +139,15 @@ mod tests {
     #[test]
     fn reads_and_sums() {
         let p = parse(
-            "app;main;work_[k] 3\napp;main;work 4\n\napp;main;other 2\napp;main;work_[k] 1\n",
+            "app;main;work_[i] 3\napp;main;work 4\n\napp;main;other 2\napp;main;read_[k] 1\n",
             "f",
         );
         let p = p.ok();
         let stacks = p.map(|p| p.stacks).unwrap_or_default();
-        assert_eq!(stacks.len(), 2);
-        assert_eq!(stacks[0].values, [8]);
+        assert_eq!(stacks.len(), 3);
+        assert_eq!(stacks[0].values, [7]);
         assert_eq!(&*stacks[0].frames[2], "work");
+        assert_eq!(&*stacks[2].frames[2], "read [kernel]");
     }
 
     #[test]
