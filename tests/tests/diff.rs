@@ -193,6 +193,84 @@ fn a_doubled_hot_function_is_named_first_and_trips_the_gate() {
     assert_nothing_left_loaded();
 }
 
+/// Whether `perf` can record here.
+fn perf() -> Result<(), String> {
+    program("perf", &["--version"])
+}
+
+#[test]
+fn perf_folded_by_inferno_is_a_baseline_for_our_recording() {
+    require!(bpf(), perf());
+    let workload = build_workload("cpu_split", FRAME_POINTER_FLAGS);
+    let dir = scratch_dir("diff-perf");
+    let data = dir.path().join("perf.data");
+    let recorded = std::process::Command::new("perf")
+        .args(["record", "-F", FREQUENCY, "-g", "-o", path_str(&data), "--"])
+        .arg(&workload)
+        .args(["4", "1"])
+        .output()
+        .expect("run perf record");
+    assert!(
+        recorded.status.success(),
+        "perf record: {}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let script = std::process::Command::new("perf")
+        .args(["script", "-i", path_str(&data)])
+        .output()
+        .expect("run perf script");
+    assert!(script.status.success(), "perf script failed");
+    // `perf script | inferno-collapse-perf`, through inferno's library.
+    let mut folded = Vec::new();
+    inferno::collapse::Collapse::collapse(
+        &mut inferno::collapse::perf::Folder::default(),
+        &script.stdout[..],
+        &mut folded,
+    )
+    .expect("inferno collapses perf's output");
+    let perf_folded = dir.path().join("perf.folded");
+    std::fs::write(&perf_folded, &folded).expect("write");
+
+    let (ours, _) = record_split(&workload, dir.path(), "ours", "1");
+    let json = diff(&[
+        path_str(&perf_folded),
+        path_str(&ours),
+        "--format",
+        "json",
+        "--top",
+        "0",
+    ]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    for (function, truth) in [("hot_one", 25.0), ("hot_three", 75.0)] {
+        let row = doc["functions"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["name"] == function))
+            .unwrap_or_else(|| panic!("{function} is in both: {}", json.stdout));
+        let (perf, ours) = (
+            row["self"]["base"].as_f64().unwrap_or(0.0),
+            row["self"]["new"].as_f64().unwrap_or(0.0),
+        );
+        eprintln!("{function}: perf {perf:.1}%, ours {ours:.1}% (truth {truth}%)");
+        assert!(
+            (perf - truth).abs() < 5.0 && (ours - truth).abs() < 5.0,
+            "{perf} {ours}"
+        );
+    }
+    let unchanged = diff(&[
+        path_str(&perf_folded),
+        path_str(&ours),
+        "--max-regression",
+        "15%",
+    ]);
+    assert_eq!(
+        unchanged.code, 0,
+        "{}{}",
+        unchanged.stdout, unchanged.stderr
+    );
+    assert_nothing_left_loaded();
+}
+
 fn data(name: &str) -> String {
     workspace_root()
         .join("tests/data/diff")

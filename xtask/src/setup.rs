@@ -19,7 +19,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// is installed: gcc builds the workloads, `go tool pprof` reads our pprof
 /// files, python3-jsonschema validates our speedscope files, promtool and a
 /// Prometheus server read our metrics, redis-server and redis-tools'
-/// redis-benchmark are a real C server under load to unwind.
+/// redis-benchmark are a real C server under load to unwind, perf records
+/// a baseline `profiler diff` reads (through inferno's collapse).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("make", "make"),
@@ -31,6 +32,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ),
     ("redis-server", "/usr/bin/redis-server"),
     ("redis-tools", "/usr/bin/redis-benchmark"),
+    ("linux-perf", "perf"),
 ];
 
 /// The Go versions the tests build their Go programs with besides Debian's

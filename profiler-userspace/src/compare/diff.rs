@@ -27,6 +27,10 @@ pub struct DiffOptions {
 /// about sqrt(p(1-p)/N) between two runs of the same program.
 pub const NOISE_SIGMAS: f64 = 3.0;
 
+/// The smallest value of a folded file from which its values are taken
+/// for weights (nanoseconds, bytes) rather than counts of samples.
+const WEIGHTED: i64 = 1000;
+
 /// One of the two profiles, as compared.
 #[derive(Debug, Clone)]
 pub struct Side {
@@ -212,8 +216,10 @@ pub fn diff(
             new.origin
         );
     }
-    let base = summed(base, base_index);
-    let new = summed(new, new_index);
+    let mut base = summed(base, base_index);
+    let mut new = summed(new, new_index);
+    align_roots(&mut base, &new);
+    align_roots(&mut new, &base);
     for side in [&base.side, &new.side] {
         if side.total <= 0.0 {
             bail!(
@@ -323,6 +329,29 @@ pub fn diff(
     })
 }
 
+/// Drops `of`'s root frame when every stack of it starts with one frame
+/// that `other` never starts with: folded stacks start with the process
+/// (ours, perf's), pprof keeps it in labels, and the two should line up.
+fn align_roots(of: &mut Summed, other: &Summed) {
+    let Some(root) = of.stacks.keys().next().and_then(|f| f.first()).cloned() else {
+        return;
+    };
+    if !of
+        .stacks
+        .keys()
+        .all(|f| f.first() == Some(&root) && f.len() > 1)
+        || other.stacks.keys().any(|f| f.first() == Some(&root))
+    {
+        return;
+    }
+    let stacks = std::mem::take(&mut of.stacks);
+    for (frames, (value, events)) in stacks {
+        let entry = of.stacks.entry(frames[1..].to_vec()).or_default();
+        entry.0 += value;
+        entry.1 += events;
+    }
+}
+
 /// How many standard deviations of sampling noise separate `b` of
 /// `b_total` events from `n` of `n_total`. For shares, the two are
 /// binomial proportions; for raw values, Poisson counts.
@@ -379,6 +408,20 @@ fn functions(profile: &Summed) -> HashMap<Rc<str>, FunctionSums> {
 /// chosen type and the events they sum.
 fn summed(profile: &LoadedProfile, index: usize) -> Summed {
     let count_index = profile.count_index(index);
+    // Folded stacks may weigh each sample (perf's periods in nanoseconds):
+    // when even the smallest value is large, it is taken for one sample's
+    // weight; small values are taken for counts.
+    let smallest = profile
+        .stacks
+        .iter()
+        .filter_map(|s| s.values.get(index).copied())
+        .filter(|v| *v > 0)
+        .min()
+        .unwrap_or(1);
+    let weight = match profile.format {
+        LoadedFormat::Folded if smallest >= WEIGHTED => smallest as f64,
+        _ => 1.0,
+    };
     let mut stacks: HashMap<Vec<Rc<str>>, (f64, f64)> = HashMap::new();
     let mut sites: HashMap<Rc<str>, i64> = HashMap::new();
     let (mut total, mut events) = (0.0, 0.0);
@@ -386,7 +429,7 @@ fn summed(profile: &LoadedProfile, index: usize) -> Summed {
     for stack in &profile.stacks {
         let value = stack.values.get(index).copied().unwrap_or(0) as f64;
         let count = match count_index {
-            Some(i) => stack.values.get(i).copied().unwrap_or(0) as f64,
+            Some(i) => (stack.values.get(i).copied().unwrap_or(0) as f64 / weight).round(),
             None => 0.0,
         };
         total += value;
@@ -429,11 +472,14 @@ fn site_of(stack: &LoadedStack) -> Option<Rc<str>> {
 
 /// Frames as two runs of one program share them: a process or thread id
 /// in the first two frames (`app (4242)`, `app-4242`, `app-4242/4243`,
-/// as we and inferno's collapse tools write them) is dropped.
+/// as we and inferno's collapse tools write them) is dropped; so is
+/// `runtime.goexit`, the bottom of every goroutine's stack, which Go's CPU
+/// profiles leave out and our recordings and Go's goroutine profiles keep.
 fn normalized(frames: &[Rc<str>]) -> Vec<Rc<str>> {
     frames
         .iter()
         .enumerate()
+        .filter(|(_, frame)| &***frame != "runtime.goexit")
         .map(|(depth, frame)| match depth {
             0 | 1 => without_id(frame).map_or_else(|| frame.clone(), Rc::from),
             _ => frame.clone(),
