@@ -109,6 +109,22 @@ impl Gate {
         })
     }
 
+    /// Whether the gate's amount suits the comparison: points compare
+    /// shares, raw amounts raw values (`--absolute`).
+    pub fn applies(&self, absolute: bool) -> anyhow::Result<()> {
+        match self.bound {
+            Bound::Points(_) if absolute => bail!(
+                "gate {:?} is in points of share, but --absolute compares raw values; give percent or a raw amount",
+                self.text
+            ),
+            Bound::Raw(_) if !absolute && self.scope != Scope::Goroutines => bail!(
+                "gate {:?} has a raw amount, which needs --absolute; or give points of share (5pp) or percent (10%)",
+                self.text
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks the gate against a diff: `Ok(None)` when it holds,
     /// `Ok(Some(why))` when it trips, an error when it cannot apply.
     pub fn check(&self, diff: &Diff) -> anyhow::Result<Verdict> {
@@ -151,17 +167,7 @@ impl Gate {
                 }),
             });
         }
-        match self.bound {
-            Bound::Points(_) if diff.absolute => bail!(
-                "gate {:?} is in points of share, but --absolute compares raw values; give percent or a raw amount",
-                self.text
-            ),
-            Bound::Raw(_) if !diff.absolute => bail!(
-                "gate {:?} has a raw amount, which needs --absolute; or give points of share (5pp) or percent (10%)",
-                self.text
-            ),
-            _ => {}
-        }
+        self.applies(diff.absolute)?;
         let change = |f: &FunctionChange| match self.scope {
             Scope::Own => f.own,
             _ => f.total,

@@ -140,6 +140,9 @@ impl GateArgs {
         if let Some(text) = &self.max_regression {
             gates.push(Gate::max_regression(text)?);
         }
+        for gate in &gates {
+            gate.applies(self.absolute)?;
+        }
         Ok(CompareSettings {
             options: DiffOptions {
                 sample_index: self.sample_index.clone(),
@@ -782,6 +785,17 @@ impl RecordArgs {
                 "--fail-on, --max-regression, --absolute and --sample-index apply to a comparison: add --compare BASE"
             ),
             None => None,
+            Some(_)
+                if self
+                    .gates
+                    .fail_on
+                    .iter()
+                    .any(|g| g.trim_start().starts_with("goroutine")) =>
+            {
+                bail!(
+                    "--fail-on goroutines:... compares goroutine profiles or dumps, which a recording does not take; use profiler diff on two dumps"
+                )
+            }
             Some(path) => {
                 let base = profiler::formats::read::load(path)?;
                 Some(RecordCompare {

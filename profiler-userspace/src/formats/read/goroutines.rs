@@ -129,13 +129,19 @@ pub fn parse_counts(text: &str, origin: &str) -> anyhow::Result<LoadedProfile> {
             if let Some((frames, count)) = current.take() {
                 stacks.add(frames, None, count);
             }
-            let count = count.trim().parse::<i64>().map_err(|_| {
-                anyhow::anyhow!(
-                    "{origin}: line {}: {:?} is not a goroutine count",
-                    index + 1,
-                    count.trim()
-                )
-            })?;
+            // Never negative: no value of a profile is (`LoadedStack`).
+            let count = count
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|c| *c >= 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{origin}: line {}: {:?} is not a goroutine count",
+                        index + 1,
+                        count.trim()
+                    )
+                })?;
             current = Some((Vec::new(), count));
         } else if let Some(frame) = line.strip_prefix("#\t") {
             let Some((frames, _)) = current.as_mut() else {

@@ -20,9 +20,9 @@ pub const MAX_BYTES: u64 = 1 << 30;
 /// Reads the profile in the file at `path`.
 pub fn load(path: &Path) -> anyhow::Result<LoadedProfile> {
     let origin = path.display().to_string();
-    let file = std::fs::File::open(path).with_context(|| match std::fs::metadata(path) {
-        Err(_) => format!("cannot read {origin}: no such file"),
-        Ok(_) => format!("cannot read {origin}"),
+    let file = std::fs::File::open(path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("cannot read {origin}: no such file"),
+        _ => anyhow::Error::new(err).context(format!("cannot read {origin}")),
     })?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)
