@@ -220,21 +220,16 @@ pub fn diff(
     let mut new = summed(new, new_index);
     align_roots(&mut base, &new);
     align_roots(&mut new, &base);
-    for side in [&base.side, &new.side] {
-        if side.total <= 0.0 {
-            bail!(
-                "{} has no {} at all (every value is 0): there is nothing to compare",
-                side.origin,
-                side.value_type
-            );
-        }
-    }
     let absolute = options.absolute;
+    // An empty profile (a mutex profile of a run without contention) has
+    // no shares: everything in the other grew from, or shrank to, nothing.
     let measure = |value: f64, side: &Side| {
         if absolute {
             value
-        } else {
+        } else if side.total > 0.0 {
             value / side.total * 100.0
+        } else {
+            0.0
         }
     };
     let change = |b: (f64, f64), n: (f64, f64)| Change {
@@ -434,7 +429,9 @@ fn summed(profile: &LoadedProfile, index: usize) -> Summed {
         };
         total += value;
         events += count;
-        let entry = stacks.entry(normalized(&stack.frames)).or_default();
+        let entry = stacks
+            .entry(normalized(&stack.frames, goroutines))
+            .or_default();
         entry.0 += value;
         entry.1 += count;
         if goroutines && let Some(site) = site_of(stack) {
@@ -475,16 +472,28 @@ fn site_of(stack: &LoadedStack) -> Option<Rc<str>> {
 /// as we and inferno's collapse tools write them) is dropped; so is
 /// `runtime.goexit`, the bottom of every goroutine's stack, which Go's CPU
 /// profiles leave out and our recordings and Go's goroutine profiles keep.
-fn normalized(frames: &[Rc<str>]) -> Vec<Rc<str>> {
+/// Goroutine stacks keep only the frames Go's text dumps show (not the
+/// runtime's unexported functions), so that a dump and a goroutine profile
+/// line up.
+fn normalized(frames: &[Rc<str>], goroutines: bool) -> Vec<Rc<str>> {
     frames
         .iter()
         .enumerate()
         .filter(|(_, frame)| &***frame != "runtime.goexit")
+        .filter(|(_, frame)| !goroutines || !runtime_internal(frame))
         .map(|(depth, frame)| match depth {
             0 | 1 => without_id(frame).map_or_else(|| frame.clone(), Rc::from),
             _ => frame.clone(),
         })
         .collect()
+}
+
+/// A Go runtime function Go's goroutine dumps leave out: unexported, in
+/// package runtime (`runtime.gopark`, `runtime.chanrecv`).
+fn runtime_internal(frame: &str) -> bool {
+    frame
+        .strip_prefix("runtime.")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_lowercase()))
 }
 
 fn without_id(frame: &str) -> Option<&str> {

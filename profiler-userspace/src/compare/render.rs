@@ -120,7 +120,11 @@ fn side(side: &Side) -> String {
     if side.kind != crate::model::LoadedKind::Unknown {
         let _ = write!(text, ", a {} profile", side.kind.name());
     }
-    let _ = write!(text, "; total {}", raw(side.total, unit));
+    if side.total <= 0.0 {
+        let _ = write!(text, "; empty: every value is 0");
+    } else {
+        let _ = write!(text, "; total {}", raw(side.total, unit));
+    }
     if side.events > 0.0 && side.events != side.total {
         let _ = write!(text, " in {} events", side.events);
     }
