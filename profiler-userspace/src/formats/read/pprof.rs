@@ -14,6 +14,11 @@ use crate::{
     model::{LoadedFormat, LoadedProfile, LoadedStack, ValueType},
 };
 
+/// The most frames all samples may hold together: a few KB of locations
+/// with many inlined lines, referred to by many samples, would otherwise
+/// ask for gigabytes.
+const MAX_FRAMES: usize = 1 << 24;
+
 /// Reads an unzipped profile.proto; `origin` names the file in errors.
 pub fn parse(bytes: &[u8], origin: &str) -> anyhow::Result<LoadedProfile> {
     let profile = proto::Profile::decode(bytes).map_err(|err| {
@@ -88,6 +93,7 @@ pub fn parse(bytes: &[u8], origin: &str) -> anyhow::Result<LoadedProfile> {
     }
 
     let mut stacks = Vec::with_capacity(profile.sample.len());
+    let mut frames_in_all = 0usize;
     for (i, sample) in profile.sample.iter().enumerate() {
         if sample.value.len() != sample_types.len() {
             bail!(
@@ -108,6 +114,12 @@ pub fn parse(bytes: &[u8], origin: &str) -> anyhow::Result<LoadedProfile> {
                     "{origin}: sample[{i}] refers to location {id}, which the profile does not have"
                 )
             })?;
+            frames_in_all += names.len();
+            if frames_in_all > MAX_FRAMES {
+                bail!(
+                    "{origin}: its samples hold more than {MAX_FRAMES} frames in all (sample[{i}]); that is no profile diff can hold"
+                );
+            }
             frames.extend(names.iter().cloned());
         }
         stacks.push(LoadedStack {
