@@ -12,3 +12,4 @@ mod output;
 pub mod record;
 mod report;
 pub mod serve;
+pub mod top;

@@ -13,6 +13,7 @@ use profiler::{
         goroutines::GoroutinesConfig,
         record::{OutputSpec, RecordCompare, RecordConfig},
         serve::{DEFAULT_LISTEN, ServeConfig},
+        top::TopConfig,
     },
     compare::{DiffOptions, Gate},
     formats::Format,
@@ -55,6 +56,59 @@ pub enum Command {
     /// appeared and vanished, goroutines per creation site; fail (exit 1)
     /// when a gate trips, for CI. Exit 2 when a file cannot be read.
     Diff(DiffArgs),
+    /// A live view of where the whole machine (or one process: --pid)
+    /// spends its time, refreshed every second: processes by CPU, and a
+    /// process's functions, locks, off-CPU time, threads and goroutines.
+    /// Full-screen on a terminal; piped, a plain table every second.
+    Top(TopArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo profiler top\n  sudo profiler top --pid 4242\n  sudo profiler top --pid 4242 --duration 5s | head -40\n\nKeys: Tab switch view, s sort, w window (1 s, 10 s, since start), space pause, / filter, Enter drill into a process, Esc back, ? help, q quit."
+)]
+pub struct TopArgs {
+    /// What to watch; without any of these, the whole machine (--all).
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub stacks: StackArgs,
+
+    /// Stop after this long ("30s"); without it, until q, Ctrl-C or (for
+    /// one --pid, piped) the target's exit.
+    #[arg(short, long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Rows of each table printed when stdout is not a terminal.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub rows: usize,
+
+    /// Print plain tables even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+impl TopArgs {
+    /// Checks every flag and turns them into a [`TopConfig`].
+    pub fn into_config(self) -> anyhow::Result<TopConfig> {
+        let t = &self.target;
+        let target = if t.pid.is_empty() && t.cgroup.is_none() && t.comm.is_none() && !t.children {
+            TargetSpec::All
+        } else {
+            self.target.spec(Vec::new())?
+        };
+        let (frequency, unwind, max_depth) = self.stacks.check()?;
+        Ok(TopConfig {
+            target,
+            frequency,
+            unwind,
+            max_depth,
+            duration: self.duration.as_deref().map(parse_duration).transpose()?,
+            rows: self.rows,
+            plain: self.plain,
+        })
+    }
 }
 
 #[derive(Debug, Args)]

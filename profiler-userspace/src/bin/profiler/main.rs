@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         args::Command::Record(args) => (*args).into_config().map(profiler::commands::record::run),
         args::Command::Serve(args) => args.into_config().map(profiler::commands::serve::run),
         args::Command::Dump(args) => args.into_config().map(profiler::commands::dump::run),
+        args::Command::Top(args) => args.into_config().map(profiler::commands::top::run),
         args::Command::Goroutines(args) => {
             args.into_config().map(profiler::commands::goroutines::run)
         }

@@ -1,0 +1,432 @@
+//! `profiler top`: what runs and what waits right now, refreshed every
+//! interval, with no output files: processes by CPU (the whole machine by
+//! default) and, for one process, its functions, locks, off-CPU time,
+//! threads and Go goroutines. On a terminal a full-screen view (see
+//! [`screen`]); piped, a plain table every interval. The same session as
+//! `record` and `serve` collects the data.
+
+mod screen;
+pub mod view;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    io::IsTerminal as _,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use self::{
+    screen::{Action, Screen},
+    view::{Input, Table, View},
+};
+use crate::{
+    attach::{self, LoadConfig},
+    go::{
+        self,
+        goroutines::GoRuntime,
+        listing::{self, GoroutineCounts},
+    },
+    model::{ProfileKind, TargetSpec, UnwindMode},
+    session::{Mark, Session, Tick, Ticks},
+    target::Targets,
+};
+
+/// The checked settings of one `profiler top`.
+#[derive(Debug, Clone)]
+pub struct TopConfig {
+    pub target: TargetSpec,
+    pub frequency: u64,
+    pub unwind: UnwindMode,
+    pub max_depth: usize,
+    /// Stop after this long (piped runs, tests); `None`: until quit.
+    pub duration: Option<Duration>,
+    /// Rows of each piped table.
+    pub rows: usize,
+    /// The full-screen view even when stdout is not a terminal (false:
+    /// decided by stdout).
+    pub plain: bool,
+}
+
+/// Over how long the tables are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last interval (a second).
+    Last,
+    /// The last ten seconds.
+    Ten,
+    SinceStart,
+}
+
+impl Window {
+    fn next(self) -> Window {
+        match self {
+            Window::Last => Window::Ten,
+            Window::Ten => Window::SinceStart,
+            Window::SinceStart => Window::Last,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Window::Last => "last 1 s",
+            Window::Ten => "last 10 s",
+            Window::SinceStart => "since start",
+        }
+    }
+
+    /// How many drains back its mark is.
+    fn drains(self) -> usize {
+        match self {
+            Window::Last => 1,
+            Window::Ten => 10,
+            Window::SinceStart => usize::MAX,
+        }
+    }
+}
+
+/// What is shown, and how.
+pub struct State {
+    pub view: View,
+    /// The process shown; `None`: every process recorded.
+    pub pid: Option<u32>,
+    /// Whether every process is recorded (the process view exists).
+    many: bool,
+    /// Whether the process shown is a Go program whose goroutines are read.
+    go: bool,
+    pub window: Window,
+    pub paused: bool,
+    pub help: bool,
+    /// Rows kept: those any cell of which has this text.
+    pub filter: String,
+    /// The filter being typed.
+    pub editing: Option<String>,
+    /// A sort column the user chose.
+    pub sort: Option<usize>,
+    pub table: Table,
+    header: Vec<String>,
+}
+
+impl State {
+    /// The views of what is shown.
+    pub fn views(&self) -> Vec<View> {
+        View::ALL
+            .into_iter()
+            .filter(|v| match v {
+                View::Processes => self.many,
+                View::Goroutines => self.go,
+                _ => true,
+            })
+            .collect()
+    }
+
+    fn next_view(&mut self, step: isize) {
+        let views = self.views();
+        let at = views.iter().position(|v| *v == self.view).unwrap_or(0) as isize;
+        let n = views.len() as isize;
+        if let Some(v) = views.get(((at + step).rem_euclid(n.max(1))) as usize) {
+            self.view = *v;
+        }
+        self.sort = None;
+    }
+
+    fn drilled(&self) -> bool {
+        self.many && self.pid.is_some()
+    }
+
+    fn drill(&mut self, pid: u32) {
+        self.pid = Some(pid);
+        self.view = View::Functions;
+        self.sort = None;
+    }
+
+    fn undrill(&mut self) {
+        self.pid = None;
+        self.go = false;
+        self.view = View::Processes;
+        self.sort = None;
+    }
+
+    fn header_lines(&self) -> Vec<ratatui::text::Line<'static>> {
+        self.header
+            .iter()
+            .map(|l| ratatui::text::Line::from(l.clone()))
+            .collect()
+    }
+}
+
+/// The goroutines of the Go process shown.
+struct Goroutines {
+    pid: u32,
+    runtime: GoRuntime,
+    counts: Option<GoroutineCounts>,
+    first: Option<HashMap<String, u64>>,
+}
+
+impl Goroutines {
+    fn open(pid: u32) -> Option<Goroutines> {
+        let exe = format!("/proc/{pid}/exe");
+        if !go::is_go_executable(std::path::Path::new(&exe)) {
+            return None;
+        }
+        let runtime = GoRuntime::for_process(pid).ok()?;
+        Some(Goroutines {
+            pid,
+            runtime,
+            counts: None,
+            first: None,
+        })
+    }
+
+    fn refresh(&mut self) {
+        if let Ok(snapshot) = self.runtime.snapshot() {
+            let counts = listing::counts(&self.runtime, &snapshot);
+            if self.first.is_none() {
+                self.first = Some(counts.by_site.clone());
+            }
+            self.counts = Some(counts);
+        }
+    }
+}
+
+/// The session and what `top` keeps beside it.
+struct Top {
+    session: Session,
+    started: Instant,
+    /// A mark per drain, newest last (at most 11).
+    marks: VecDeque<(Instant, Mark)>,
+    goroutines: Option<Goroutines>,
+    exited: bool,
+}
+
+impl Top {
+    fn on_drain(&mut self) {
+        self.marks.push_back((Instant::now(), self.session.mark()));
+        while self.marks.len() > Window::Ten.drains() + 1 {
+            self.marks.pop_front();
+        }
+        if let Some(g) = &mut self.goroutines {
+            g.refresh();
+        }
+    }
+
+    /// Rebuilds the table of what `state` shows.
+    fn build(&mut self, state: &mut State) {
+        if state.pid != self.goroutines.as_ref().map(|g| g.pid) {
+            self.goroutines = state.pid.and_then(Goroutines::open);
+            if let Some(g) = &mut self.goroutines {
+                g.refresh();
+            }
+        }
+        state.go = self.goroutines.is_some();
+        if !state.views().contains(&state.view) {
+            state.view = state.views().first().copied().unwrap_or(View::Functions);
+        }
+        let since_start = self.session.snapshot();
+        let back = state.window.drains();
+        let mark = (back < self.marks.len()).then(|| &self.marks[self.marks.len() - 1 - back]);
+        let window = match mark {
+            Some((_, mark)) => self.session.snapshot_since(mark),
+            None => self.session.snapshot(),
+        };
+        let seconds = match mark {
+            Some((at, _)) => at.elapsed().as_secs_f64(),
+            None => self.started.elapsed().as_secs_f64(),
+        };
+        let input = Input {
+            window: &window,
+            seconds,
+            since_start: &since_start,
+            pid: state.pid,
+            goroutines: self.goroutines.as_ref().and_then(|g| g.counts.as_ref()),
+            goroutines_first: self.goroutines.as_ref().and_then(|g| g.first.as_ref()),
+        };
+        let mut table = view::table(state.view, &input);
+        if let Some(column) = state.sort {
+            table.sort_by(column);
+        }
+        table.filter(&state.filter);
+        let samples = window.profile(ProfileKind::Cpu, Duration::ZERO);
+        let samples: u64 = samples
+            .samples
+            .iter()
+            .filter(|s| state.pid.is_none_or(|p| s.pid == p))
+            .map(|s| s.value)
+            .sum();
+        let lost: u64 = since_start.losses().iter().map(|(_, n)| n).sum();
+        let shown = match state.pid {
+            Some(pid) => format!(
+                "PID {pid} ({})",
+                since_start.processes.name(pid).unwrap_or("?")
+            ),
+            None => self.session.describe(),
+        };
+        let mut first = format!(
+            "profiler top: {shown}   up {:.0} s   {:.0} samples/s   {} events lost",
+            self.started.elapsed().as_secs_f64(),
+            if seconds > 0.0 {
+                samples as f64 / seconds
+            } else {
+                0.0
+            },
+            lost
+        );
+        if self.exited {
+            first.push_str("   [target exited: last data kept]");
+        }
+        if state.paused {
+            first.push_str("   [paused]");
+        }
+        state.header = vec![
+            first,
+            format!(
+                "window: {}   view: {}   sort: {}",
+                state.window.name(),
+                state.view.name(),
+                table.headers.get(table.sort).copied().unwrap_or("")
+            ),
+        ];
+        state.table = table;
+    }
+}
+
+/// Runs `top` until quit, the duration, or (piped) the target's exit.
+pub fn run(config: TopConfig) -> anyhow::Result<()> {
+    attach::preflight()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let _runtime_context = runtime.enter();
+    let single = config.target.single_pid();
+    let many =
+        !matches!(config.target, TargetSpec::Pids { ref pids, children: false } if pids.len() == 1);
+    let targets = Targets::open(&config.target)?;
+    let load = LoadConfig {
+        selection: attach::Selection::listed(false),
+        go_tgid: 0,
+        arm_on_exec: false,
+        unwind: config.unwind,
+        max_depth: config.max_depth,
+        kinds: ProfileKind::ALL.to_vec(),
+        frequency: config.frequency,
+        min_block: Duration::ZERO,
+        go_waits: None,
+    };
+    let session = Session::start(targets, &load, config.max_depth)?;
+    let mut top = Top {
+        session,
+        started: Instant::now(),
+        marks: VecDeque::new(),
+        goroutines: None,
+        exited: false,
+    };
+    let mut state = State {
+        view: if many {
+            View::Processes
+        } else {
+            View::Functions
+        },
+        pid: if many { None } else { single },
+        many,
+        go: false,
+        window: Window::Last,
+        paused: false,
+        help: false,
+        filter: String::new(),
+        editing: None,
+        sort: None,
+        table: Table::default(),
+        header: Vec::new(),
+    };
+    let terminal = !config.plain && std::io::stdout().is_terminal();
+    let mut screen = if terminal {
+        Some(Screen::open()?)
+    } else {
+        None
+    };
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let outcome = runtime.block_on(async {
+        let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+        let mut ticks = Ticks::new();
+        let mut stdout = std::io::stdout().lock();
+        top.build(&mut state);
+        if let Some(screen) = &mut screen {
+            screen.draw(&state)?;
+        }
+        loop {
+            let until_deadline = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = until_deadline => break Ok::<(), anyhow::Error>(()),
+                _ = sigterm.recv() => break Ok(()),
+                _ = sigint.recv() => break Ok(()),
+                () = top.session.target_exited(), if single.is_some() && !top.exited => {
+                    top.exited = true;
+                    top.session.drain()?;
+                    top.build(&mut state);
+                    match &mut screen {
+                        Some(screen) => screen.draw(&state)?,
+                        // Piped: the last table, then done.
+                        None => {
+                            print_plain(&mut stdout, &state, config.rows)?;
+                            break Ok(());
+                        }
+                    }
+                }
+                tick = ticks.next() => {
+                    if !top.exited {
+                        top.session.on_tick(tick)?;
+                    }
+                    if tick == Tick::Drain {
+                        top.on_drain();
+                        if !state.paused {
+                            top.build(&mut state);
+                            match &mut screen {
+                                Some(screen) => screen.draw(&state)?,
+                                None => print_plain(&mut stdout, &state, config.rows)?,
+                            }
+                        }
+                    }
+                    if let Some(screen) = &mut screen {
+                        match screen::keys(&mut state, screen)? {
+                            Action::Quit => break Ok(()),
+                            Action::Rebuild => {
+                                top.build(&mut state);
+                                screen.draw(&state)?;
+                            }
+                            Action::Redraw => screen.draw(&state)?,
+                            Action::Nothing => {}
+                        }
+                    }
+                }
+            }
+        }
+    });
+    // The terminal first, so that what follows is readable.
+    drop(screen);
+    let detached = top.session.detach_and_drain();
+    outcome?;
+    detached
+}
+
+/// One piped table: a header line, the table, a blank line.
+fn print_plain(out: &mut impl std::io::Write, state: &State, rows: usize) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for line in &state.header {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(&state.table.text(rows));
+    text.push('\n');
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write the table")?;
+    Ok(())
+}
