@@ -20,7 +20,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// files, python3-jsonschema validates our speedscope files, promtool and a
 /// Prometheus server read our metrics, redis-server and redis-tools'
 /// redis-benchmark are a real C server under load to unwind, perf records
-/// a baseline `profiler diff` reads (through inferno's collapse).
+/// a baseline `profiler diff` reads (through inferno's collapse), tmux is
+/// the real terminal `profiler top`'s tests drive.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("make", "make"),
@@ -33,6 +34,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("redis-server", "/usr/bin/redis-server"),
     ("redis-tools", "/usr/bin/redis-benchmark"),
     ("linux-perf", "perf"),
+    ("tmux", "tmux"),
 ];
 
 /// The Go versions the tests build their Go programs with besides Debian's
