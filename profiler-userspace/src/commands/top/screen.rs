@@ -257,10 +257,16 @@ fn draw(frame: &mut Frame, state: &State, table_state: &mut TableState) {
         }
     }))
     .bold();
-    let rows = table
-        .rows
-        .iter()
-        .map(|r| Row::new(r.cells.iter().map(|c| Cell::from(c.as_str()))));
+    // Numbers to the right, as top and perf top show them.
+    let rows = table.rows.iter().map(|r| {
+        Row::new(r.cells.iter().zip(&r.keys).map(|(c, key)| {
+            if key.is_nan() {
+                Cell::from(c.as_str())
+            } else {
+                Cell::from(Line::from(c.as_str()).right_aligned())
+            }
+        }))
+    });
     let empty = table.rows.is_empty();
     frame.render_stateful_widget(
         Table::new(rows, widths)

@@ -8,7 +8,7 @@ use std::{collections::HashMap, fmt::Write as _, rc::Rc, time::Duration};
 
 use crate::{
     go::listing::GoroutineCounts,
-    model::{Profile, ProfileKind, Sample, short_stack},
+    model::{FrameKind, Profile, ProfileKind, Sample, short_stack},
     snapshot::Snapshot,
 };
 
@@ -276,7 +276,10 @@ pub fn functions(input: &Input<'_, '_>) -> Table {
                 )
                 .num(percent(s_self as f64, st), s_self as f64)
                 .num(percent(s_total as f64, st), s_total as f64)
-                .text(f.name.to_string()),
+                .text(match f.kind {
+                    FrameKind::Kernel => format!("{} [kernel]", f.name),
+                    _ => f.name.to_string(),
+                }),
         );
     }
     table.notes.push(format!(
