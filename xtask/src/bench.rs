@@ -31,9 +31,9 @@ pub enum Which {
         seconds: u64,
     },
     /// Target throughput alone vs under `profiler record` at 99 Hz with
-    /// frame-pointer stacks and with DWARF unwinding, and under `profiler
-    /// serve` (every kind), and the profiler's own CPU time (per sample) and
-    /// peak RSS in each mode.
+    /// frame-pointer stacks and with DWARF unwinding, under `profiler serve`
+    /// and under `profiler top` (every kind), and the profiler's own CPU time
+    /// (per sample) and peak RSS in each mode.
     Overhead {
         /// Runs of each kind (alternated).
         #[arg(long, default_value_t = 3)]
@@ -236,7 +236,7 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
     let profiler = build_profiler()?;
     let workload = build_workload("cpu_split", &["-O2", "-fomit-frame-pointer"])?;
     let folded = std::env::temp_dir().join("profiler-bench-overhead.folded");
-    let modes = ["fp", "dwarf", "serve"];
+    let modes = ["fp", "dwarf", "serve", "top"];
     let mut alone = Vec::new();
     let mut profiled: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     for round in 1..=runs {
@@ -301,13 +301,16 @@ fn overhead(runs: u32, seconds: f64) -> anyhow::Result<()> {
 fn mode_label(mode: &str) -> String {
     if mode == "serve" {
         "serve (cpu+offcpu+futex)".to_owned()
+    } else if mode == "top" {
+        "top (cpu+offcpu+futex)".to_owned()
     } else {
         format!("record --unwind {mode}")
     }
 }
 
 /// Runs the workload for `seconds`, optionally under `profiler record --pid`
-/// (`--unwind MODE`) or `profiler serve --pid` (mode "serve");
+/// (`--unwind MODE`), `profiler serve --pid` (mode "serve") or `profiler
+/// top --plain --pid` (mode "top": a table a second, to /dev/null);
 /// reads its throughput from its own report and the profiler's cost from
 /// `wait4`.
 fn run_workload(
@@ -333,6 +336,16 @@ fn run_workload(
                     .spawn()
                     .context("cannot start profiler serve")?,
             );
+        }
+        // `top` stops with its target.
+        Some((profiler, _, "top")) => {
+            let top = Command::new(profiler)
+                .args(["top", "--plain", "--pid", &child.id().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start profiler top")?;
+            profiler_cost = Some(wait4(top.id())?);
         }
         Some((profiler, folded, unwind)) => {
             let recorder = Command::new(profiler)
