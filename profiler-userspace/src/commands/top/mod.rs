@@ -190,10 +190,17 @@ impl Goroutines {
     }
 }
 
+/// Every this many drains, exited threads fold into one per name.
+const FOLD_EVERY_DRAINS: u64 = 10;
+/// How often old data is let go (see [`Session::rotate`]).
+const ROTATE_EVERY: Duration = Duration::from_secs(300);
+
 /// The session and what `top` keeps beside it.
 struct Top {
     session: Session,
     started: Instant,
+    drains: u64,
+    session_rotated: Instant,
     /// A mark per drain, newest last (at most 11).
     marks: VecDeque<(Instant, Mark)>,
     goroutines: Option<Goroutines>,
@@ -202,6 +209,22 @@ struct Top {
 
 impl Top {
     fn on_drain(&mut self) {
+        self.drains += 1;
+        // Bounded however long top runs: threads that exited fold into one
+        // per name, and old data is let go (the "since start" window then
+        // covers the last 5 to 10 minutes, and says so).
+        if self.drains.is_multiple_of(FOLD_EVERY_DRAINS) {
+            let folded = self.session.fold_exited_threads();
+            if !folded.is_empty() {
+                for (_, mark) in &mut self.marks {
+                    mark.fold_threads(&folded);
+                }
+            }
+        }
+        if self.session.over_capacity() || self.session_rotated.elapsed() >= ROTATE_EVERY {
+            self.session.rotate();
+            self.session_rotated = Instant::now();
+        }
         self.marks.push_back((Instant::now(), self.session.mark()));
         while self.marks.len() > Window::Ten.drains() + 1 {
             self.marks.pop_front();
@@ -232,7 +255,13 @@ impl Top {
         };
         let seconds = match mark {
             Some((at, _)) => at.elapsed().as_secs_f64(),
-            None => self.started.elapsed().as_secs_f64(),
+            None => self.session.window_started().elapsed().as_secs_f64(),
+        };
+        let window_name = match (mark, state.window) {
+            (None, Window::SinceStart) if self.session.window_started() > self.started => {
+                format!("the last {:.0} s (older data let go)", seconds)
+            }
+            _ => state.window.name().to_owned(),
         };
         let input = Input {
             window: &window,
@@ -281,8 +310,7 @@ impl Top {
         state.header = vec![
             first,
             format!(
-                "window: {}   view: {}   sort: {}",
-                state.window.name(),
+                "window: {window_name}   view: {}   sort: {}",
                 state.view.name(),
                 table.headers.get(table.sort).copied().unwrap_or("")
             ),
@@ -318,6 +346,8 @@ pub fn run(config: TopConfig) -> anyhow::Result<()> {
     let mut top = Top {
         session,
         started: Instant::now(),
+        drains: 0,
+        session_rotated: Instant::now(),
         marks: VecDeque::new(),
         goroutines: None,
         exited: false,
