@@ -44,8 +44,8 @@ pub struct TopConfig {
     pub duration: Option<Duration>,
     /// Rows of each piped table.
     pub rows: usize,
-    /// The full-screen view even when stdout is not a terminal (false:
-    /// decided by stdout).
+    /// Plain tables even on a terminal (false: the full-screen view when
+    /// stdout is a terminal).
     pub plain: bool,
 }
 
@@ -148,10 +148,20 @@ impl State {
         self.sort = None;
     }
 
+    /// The header as drawn: `[paused]` is added here rather than when the
+    /// table is built, since pausing only redraws (a paused table is not
+    /// rebuilt until a key asks).
     fn header_lines(&self) -> Vec<ratatui::text::Line<'static>> {
         self.header
             .iter()
-            .map(|l| ratatui::text::Line::from(l.clone()))
+            .enumerate()
+            .map(|(i, l)| {
+                let mut line = l.clone();
+                if i == 0 && self.paused {
+                    line.push_str("   [paused]");
+                }
+                ratatui::text::Line::from(line)
+            })
             .collect()
     }
 }
@@ -203,6 +213,10 @@ struct Top {
     session_rotated: Instant,
     /// A mark per drain, newest last (at most 11).
     marks: VecDeque<(Instant, Mark)>,
+    /// When the session last drained: the tables hold the data up to then
+    /// (the rates are over the window up to it, not up to now, or a table
+    /// rebuilt between drains, by a key, would show them too low).
+    drained: Option<Instant>,
     goroutines: Option<Goroutines>,
     exited: bool,
 }
@@ -225,7 +239,9 @@ impl Top {
             self.session.rotate();
             self.session_rotated = Instant::now();
         }
-        self.marks.push_back((Instant::now(), self.session.mark()));
+        let now = Instant::now();
+        self.drained = Some(now);
+        self.marks.push_back((now, self.session.mark()));
         while self.marks.len() > Window::Ten.drains() + 1 {
             self.marks.pop_front();
         }
@@ -253,10 +269,12 @@ impl Top {
             Some((_, mark)) => self.session.snapshot_since(mark),
             None => self.session.snapshot(),
         };
+        let end = self.drained.unwrap_or_else(Instant::now);
         let seconds = match mark {
-            Some((at, _)) => at.elapsed().as_secs_f64(),
-            None => self.session.window_started().elapsed().as_secs_f64(),
-        };
+            Some((at, _)) => end.saturating_duration_since(*at),
+            None => end.saturating_duration_since(self.session.window_started()),
+        }
+        .as_secs_f64();
         let window_name = match (mark, state.window) {
             (None, Window::SinceStart) if self.session.window_started() > self.started => {
                 format!("the last {:.0} s (older data let go)", seconds)
@@ -304,9 +322,6 @@ impl Top {
         if self.exited {
             first.push_str("   [target exited: last data kept]");
         }
-        if state.paused {
-            first.push_str("   [paused]");
-        }
         state.header = vec![
             first,
             format!(
@@ -349,6 +364,7 @@ pub fn run(config: TopConfig) -> anyhow::Result<()> {
         drains: 0,
         session_rotated: Instant::now(),
         marks: VecDeque::new(),
+        drained: None,
         goroutines: None,
         exited: false,
     };
@@ -400,6 +416,7 @@ pub fn run(config: TopConfig) -> anyhow::Result<()> {
                 () = top.session.target_exited(), if single.is_some() && !top.exited => {
                     top.exited = true;
                     top.session.drain()?;
+                    top.drained = Some(Instant::now());
                     top.build(&mut state);
                     match &mut screen {
                         Some(screen) => screen.draw(&state)?,
@@ -414,7 +431,9 @@ pub fn run(config: TopConfig) -> anyhow::Result<()> {
                     if !top.exited {
                         top.session.on_tick(tick)?;
                     }
-                    if tick == Tick::Drain {
+                    // Once the target exited, the tables keep its last data:
+                    // more marks would slide the window past it.
+                    if tick == Tick::Drain && !top.exited {
                         top.on_drain();
                         if !state.paused {
                             top.build(&mut state);
