@@ -189,17 +189,39 @@ impl TopInTmux {
     /// left loaded.
     fn quit(&self) {
         self.keys(&["q"]);
+        self.check_ended("q");
+    }
+
+    /// The profiler's process id (the pane's shell's child).
+    fn profiler_pid(&self) -> u32 {
+        let pane = tmux(&["display", "-p", "-t", &self.session, "#{pane_pid}"]);
+        let pane = String::from_utf8_lossy(&pane.stdout).trim().to_owned();
+        let children = std::fs::read_to_string(format!("/proc/{pane}/task/{pane}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .find(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "profiler")
+            })
+            .unwrap_or_else(|| panic!("no profiler process under the pane's shell {pane}"))
+    }
+
+    /// Checks that profiler top exited 0 after `how` and gave the terminal
+    /// back (see [`TopInTmux::quit`]).
+    fn check_ended(&self, how: &str) {
         let screen = self.poll("TOP-EXIT= and TTY=", SCREEN_TIMEOUT, true, |s| {
             s.contains("TTY=").then(|| s.to_owned())
         });
         assert!(
             screen.contains("TOP-EXIT=0"),
-            "profiler top did not exit 0 on q:\n{screen}\nits stderr:\n{}",
+            "profiler top did not exit 0 on {how}:\n{screen}\nits stderr:\n{}",
             self.log()
         );
         assert!(
             !screen.contains("profiler top:"),
-            "the alternate screen is still shown after q:\n{screen}"
+            "the alternate screen is still shown after {how}:\n{screen}"
         );
         let alternate = tmux(&["display", "-p", "-t", &self.session, "#{alternate_on}"]);
         assert_eq!(
@@ -517,6 +539,22 @@ fn q_exits_0_and_gives_the_terminal_back() {
         "profiler top runs on the alternate screen"
     );
     top.quit();
+}
+
+#[test]
+fn sigterm_exits_0_and_gives_the_terminal_back() {
+    require!(bpf(), tmux_present());
+    let binary = build_workload("cpu_split", FRAME_POINTER_FLAGS);
+    let workload = start_workload(&binary, &["30"]);
+    let pid = workload.0.id().to_string();
+    let top = TopInTmux::start("sigterm", &["--pid", &pid]);
+    top.wait_started("SELF%");
+    send_signal(top.profiler_pid(), libc::SIGTERM);
+    top.check_ended("SIGTERM");
+    assert!(
+        process_alive(workload.0.id()),
+        "the target is left as it was: still running"
+    );
 }
 
 /// `profiler top ARGS` with stdout and stderr piped.

@@ -28,7 +28,7 @@ use crate::{
         goroutines::GoRuntime,
         listing::{self, GoroutineCounts},
     },
-    model::{ProfileKind, TargetSpec, UnwindMode},
+    model::{FrameKind, ProfileKind, TargetSpec, UnwindMode},
     session::{Mark, Session, Tick, Ticks},
     target::Targets,
 };
@@ -294,11 +294,16 @@ impl Top {
             table.sort_by(column);
         }
         table.filter(&state.filter);
-        let samples = window.profile(ProfileKind::Cpu, Duration::ZERO);
-        let samples: u64 = samples
-            .samples
-            .iter()
-            .filter(|s| state.pid.is_none_or(|p| s.pid == p))
+        let cpu = window.profile(ProfileKind::Cpu, Duration::ZERO);
+        let shown_samples = || {
+            cpu.samples
+                .iter()
+                .filter(|s| state.pid.is_none_or(|p| s.pid == p))
+        };
+        let samples: u64 = shown_samples().map(|s| s.value).sum();
+        // Samples whose stack is not whole (a lost or cut-short stack).
+        let degraded: u64 = shown_samples()
+            .filter(|s| s.frames.iter().any(|f| f.kind == FrameKind::Lost))
             .map(|s| s.value)
             .sum();
         let lost: u64 = since_start.losses().iter().map(|(_, n)| n).sum();
@@ -310,7 +315,7 @@ impl Top {
             None => self.session.describe(),
         };
         let mut first = format!(
-            "profiler top: {shown}   up {:.0} s   {:.0} samples/s   {} events lost",
+            "profiler top: {shown}   up {:.0} s   {:.0} samples/s   {} events lost   {degraded} stacks incomplete",
             self.started.elapsed().as_secs_f64(),
             if seconds > 0.0 {
                 samples as f64 / seconds
