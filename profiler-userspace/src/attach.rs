@@ -160,6 +160,30 @@ pub struct LoadConfig {
     pub go_waits: Option<GoWaitProbes>,
 }
 
+impl LoadConfig {
+    /// What a command loads for the processes the session finds: the
+    /// programs of `kinds`, sampling at `frequency`, no Go probes yet (the
+    /// session adds them for a Go target), nothing dropped by length.
+    pub fn listed(
+        kinds: Vec<ProfileKind>,
+        frequency: u64,
+        unwind: UnwindMode,
+        max_depth: usize,
+    ) -> LoadConfig {
+        LoadConfig {
+            selection: Selection::listed(false),
+            go_tgid: 0,
+            arm_on_exec: false,
+            unwind,
+            max_depth,
+            kinds,
+            frequency,
+            min_block: Duration::ZERO,
+            go_waits: None,
+        }
+    }
+}
+
 /// Where the Go runtime is probed for goroutine waits.
 #[derive(Debug, Clone)]
 pub struct GoWaitProbes {

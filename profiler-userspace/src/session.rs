@@ -105,6 +105,15 @@ impl Default for Ticks {
     }
 }
 
+/// Waits until `deadline`, or forever without one (a command's
+/// `--duration`, in a `select!`).
+pub async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Now, in nanoseconds since the Unix epoch (a profile's start time).
 pub fn unix_ns() -> i64 {
     std::time::SystemTime::now()

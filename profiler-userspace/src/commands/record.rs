@@ -110,15 +110,13 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
     let _runtime_context = runtime.enter();
     let targets = Targets::open(&config.target)?;
     let load = LoadConfig {
-        selection: attach::Selection::listed(false),
-        go_tgid: 0,
-        arm_on_exec: false,
-        unwind: config.unwind,
-        max_depth: config.max_depth,
-        kinds: config.kinds.clone(),
-        frequency: config.frequency,
         min_block: config.min_block,
-        go_waits: None,
+        ..LoadConfig::listed(
+            config.kinds.clone(),
+            config.frequency,
+            config.unwind,
+            config.max_depth,
+        )
     };
     let mut session = Session::start(targets, &load, config.max_depth)?;
     let started = Instant::now();
@@ -155,14 +153,8 @@ pub fn run(config: RecordConfig) -> anyhow::Result<()> {
         let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
         let mut ticks = Ticks::new();
         loop {
-            let until_deadline = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                () = until_deadline => break Ok::<_, anyhow::Error>(Ending::Duration),
+                () = crate::session::until(deadline) => break Ok::<_, anyhow::Error>(Ending::Duration),
                 _ = sigint.recv() => break Ok(Ending::Interrupted),
                 _ = sigterm.recv() => break Ok(Ending::Terminated),
                 () = session.target_exited(), if !following => break Ok(Ending::TargetExited),

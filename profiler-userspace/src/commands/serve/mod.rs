@@ -125,17 +125,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
             kinds.push(ProfileKind::GoBlock);
         }
     }
-    let load = LoadConfig {
-        selection: attach::Selection::listed(false),
-        go_tgid: 0,
-        arm_on_exec: false,
-        unwind: config.unwind,
-        max_depth: config.max_depth,
-        kinds,
-        frequency: config.frequency,
-        min_block: Duration::ZERO,
-        go_waits: None,
-    };
+    let load = LoadConfig::listed(kinds, config.frequency, config.unwind, config.max_depth);
     let mut session = Session::start(targets, &load, config.max_depth)?;
     let name = session.name();
     let (mut go, mut go_stats) = match session.pid() {

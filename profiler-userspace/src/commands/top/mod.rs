@@ -351,17 +351,12 @@ pub fn run(config: TopConfig) -> anyhow::Result<()> {
     let many =
         !matches!(config.target, TargetSpec::Pids { ref pids, children: false } if pids.len() == 1);
     let targets = Targets::open(&config.target)?;
-    let load = LoadConfig {
-        selection: attach::Selection::listed(false),
-        go_tgid: 0,
-        arm_on_exec: false,
-        unwind: config.unwind,
-        max_depth: config.max_depth,
-        kinds: ProfileKind::ALL.to_vec(),
-        frequency: config.frequency,
-        min_block: Duration::ZERO,
-        go_waits: None,
-    };
+    let load = LoadConfig::listed(
+        ProfileKind::ALL.to_vec(),
+        config.frequency,
+        config.unwind,
+        config.max_depth,
+    );
     let session = Session::start(targets, &load, config.max_depth)?;
     let mut top = Top {
         session,
@@ -408,14 +403,8 @@ pub fn run(config: TopConfig) -> anyhow::Result<()> {
             screen.draw(&state)?;
         }
         loop {
-            let until_deadline = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                () = until_deadline => break Ok::<(), anyhow::Error>(()),
+                () = crate::session::until(deadline) => break Ok::<(), anyhow::Error>(()),
                 _ = sigterm.recv() => break Ok(()),
                 _ = sigint.recv() => break Ok(()),
                 () = top.session.target_exited(), if single.is_some() && !top.exited => {
