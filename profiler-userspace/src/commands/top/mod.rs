@@ -168,7 +168,6 @@ impl State {
 
 /// The goroutines of the Go process shown.
 struct Goroutines {
-    pid: u32,
     runtime: GoRuntime,
     counts: Option<GoroutineCounts>,
     first: Option<HashMap<String, u64>>,
@@ -182,7 +181,6 @@ impl Goroutines {
         }
         let runtime = GoRuntime::for_process(pid).ok()?;
         Some(Goroutines {
-            pid,
             runtime,
             counts: None,
             first: None,
@@ -218,6 +216,8 @@ struct Top {
     /// rebuilt between drains, by a key, would show them too low).
     drained: Option<Instant>,
     goroutines: Option<Goroutines>,
+    /// The process `goroutines` was opened for (or found not Go).
+    goroutines_of: Option<u32>,
     exited: bool,
 }
 
@@ -252,7 +252,9 @@ impl Top {
 
     /// Rebuilds the table of what `state` shows.
     fn build(&mut self, state: &mut State) {
-        if state.pid != self.goroutines.as_ref().map(|g| g.pid) {
+        // Once per process shown: whether it is Go is read from its binary.
+        if state.pid != self.goroutines_of {
+            self.goroutines_of = state.pid;
             self.goroutines = state.pid.and_then(Goroutines::open);
             if let Some(g) = &mut self.goroutines {
                 g.refresh();
@@ -366,6 +368,7 @@ pub fn run(config: TopConfig) -> anyhow::Result<()> {
         marks: VecDeque::new(),
         drained: None,
         goroutines: None,
+        goroutines_of: None,
         exited: false,
     };
     let mut state = State {
