@@ -1414,3 +1414,21 @@ pub fn check_golden(name: &str, actual: &str) {
         );
     }
 }
+
+/// GETs `url`'s body as bytes (a pprof profile, gzipped).
+pub fn http_get_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|err| format!("GET {url}: {err}"))?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|err| format!("GET {url}: {err}"))
+}

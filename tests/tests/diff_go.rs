@@ -30,24 +30,6 @@ const RECORD_HZ: &str = "499";
 /// Seconds between the first and second goroutine dumps.
 const DUMP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// GETs `url`'s body as bytes (a gzipped pprof profile).
-fn http_get_bytes(url: &str) -> Vec<u8> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
-    response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
@@ -335,7 +317,8 @@ fn dumps(
                 .get("/debug/pprof/goroutine?debug=1")
                 .body
                 .into_bytes(),
-            _ => http_get_bytes(&workload.url("/debug/pprof/goroutine")),
+            _ => http_get_bytes(&workload.url("/debug/pprof/goroutine"))
+                .unwrap_or_else(|err| panic!("{err}")),
         });
         taken.push((source, dump));
     }

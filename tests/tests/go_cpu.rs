@@ -14,24 +14,6 @@ use tests::*;
 /// Seconds each profile (ours and Go's own) covers.
 const SECONDS: u64 = 4;
 
-/// GETs `url`'s body as bytes (a pprof profile).
-fn http_get_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(url)
-        .call()
-        .map_err(|err| format!("GET {url}: {err}"))?;
-    response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .map_err(|err| format!("GET {url}: {err}"))
-}
-
 /// The share (percent) of a `go tool pprof -top` listing's total that
 /// `function` accounts for, counting every stack it is on (`cum%`).
 fn cum_percent(top: &str, function: &str) -> Option<f64> {
