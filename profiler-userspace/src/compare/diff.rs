@@ -239,9 +239,7 @@ pub fn diff(
     };
 
     let (base_fns, new_fns) = (functions(&base), functions(&new));
-    let names: HashSet<&Rc<str>> = base_fns.keys().chain(new_fns.keys()).collect();
-    let mut fns: Vec<FunctionChange> = names
-        .into_iter()
+    let mut fns: Vec<FunctionChange> = either(&base_fns, &new_fns)
         .map(|name| {
             let b = base_fns.get(name).copied().unwrap_or_default();
             let n = new_fns.get(name).copied().unwrap_or_default();
@@ -281,12 +279,7 @@ pub fn diff(
     let appeared = only(&new, &base);
     let vanished = only(&base, &new);
 
-    let mut sites: Vec<SiteChange> = base
-        .sites
-        .keys()
-        .chain(new.sites.keys())
-        .collect::<HashSet<_>>()
-        .into_iter()
+    let mut sites: Vec<SiteChange> = either(&base.sites, &new.sites)
         .map(|site| SiteChange {
             site: site.clone(),
             base: base.sites.get(site).copied().unwrap_or(0),
@@ -299,12 +292,7 @@ pub fn diff(
             .then(b.new.cmp(&a.new))
             .then_with(|| a.site.cmp(&b.site))
     });
-    let mut stacks: Vec<StackPair> = base
-        .stacks
-        .keys()
-        .chain(new.stacks.keys())
-        .collect::<HashSet<_>>()
-        .into_iter()
+    let mut stacks: Vec<StackPair> = either(&base.stacks, &new.stacks)
         .map(|frames| StackPair {
             frames: frames.clone(),
             base: base.stacks.get(frames).map_or(0.0, |v| v.0),
@@ -322,6 +310,14 @@ pub fn diff(
         vanished,
         sites,
     })
+}
+
+/// The keys of either map, each once.
+fn either<'m, K: Eq + std::hash::Hash, V>(
+    a: &'m HashMap<K, V>,
+    b: &'m HashMap<K, V>,
+) -> impl Iterator<Item = &'m K> {
+    a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)))
 }
 
 /// Drops `of`'s root frame when every stack of it starts with one frame

@@ -283,8 +283,10 @@ impl Top {
             }
             _ => state.window.name().to_owned(),
         };
+        let cpu = window.profile(ProfileKind::Cpu, Duration::ZERO);
         let input = Input {
             window: &window,
+            cpu: &cpu,
             seconds,
             since_start: &since_start,
             pid: state.pid,
@@ -296,12 +298,7 @@ impl Top {
             table.sort_by(column);
         }
         table.filter(&state.filter);
-        let cpu = window.profile(ProfileKind::Cpu, Duration::ZERO);
-        let shown_samples = || {
-            cpu.samples
-                .iter()
-                .filter(|s| state.pid.is_none_or(|p| s.pid == p))
-        };
+        let shown_samples = || view::of_pid(&cpu, state.pid);
         let samples: u64 = shown_samples().map(|s| s.value).sum();
         // Samples whose stack is not whole (a lost or cut-short stack).
         let degraded: u64 = shown_samples()

@@ -159,6 +159,9 @@ impl Table {
 /// start, and the goroutine counts of a Go target.
 pub struct Input<'a, 's> {
     pub window: &'a Snapshot<'s>,
+    /// The window's cpu profile, every process (built once a refresh: it
+    /// names every sampled address).
+    pub cpu: &'a Profile,
     /// How long the window is.
     pub seconds: f64,
     pub since_start: &'a Snapshot<'s>,
@@ -169,19 +172,24 @@ pub struct Input<'a, 's> {
     pub goroutines_first: Option<&'a HashMap<String, u64>>,
 }
 
-fn of_pid(profile: &Profile, pid: Option<u32>) -> impl Iterator<Item = &Sample> {
+/// The samples of the process shown (of every process without one).
+pub fn of_pid(profile: &Profile, pid: Option<u32>) -> impl Iterator<Item = &Sample> {
     profile
         .samples
         .iter()
         .filter(move |s| pid.is_none_or(|p| s.pid == p))
 }
 
-fn profile_of(snapshot: &Snapshot<'_>, kind: ProfileKind, pid: Option<u32>) -> Profile {
-    let mut profile = snapshot.profile(kind, Duration::ZERO);
+/// `profile` with only the process shown.
+fn for_pid(mut profile: Profile, pid: Option<u32>) -> Profile {
     if let Some(pid) = pid {
         profile.samples.retain(|s| s.pid == pid);
     }
     profile
+}
+
+fn profile_of(snapshot: &Snapshot<'_>, kind: ProfileKind, pid: Option<u32>) -> Profile {
+    for_pid(snapshot.profile(kind, Duration::ZERO), pid)
 }
 
 fn percent(part: f64, whole: f64) -> String {
@@ -202,7 +210,7 @@ pub fn processes(input: &Input<'_, '_>) -> Table {
         &["PID", "CPU%", "SAMPLES", "PROCESS", "HOTTEST FUNCTION"],
         1,
     );
-    let cpu = input.window.profile(ProfileKind::Cpu, Duration::ZERO);
+    let cpu = input.cpu;
     let per_cpu = input.window.frequency as f64 * input.seconds;
     // Per process: its name, samples, and samples per leaf function.
     type Usage = (Rc<str>, u64, HashMap<Rc<str>, u64>);
@@ -256,7 +264,7 @@ pub fn functions(input: &Input<'_, '_>) -> Table {
         ],
         0,
     );
-    let window = profile_of(input.window, ProfileKind::Cpu, input.pid);
+    let window = for_pid(input.cpu.clone(), input.pid);
     let start = profile_of(input.since_start, ProfileKind::Cpu, input.pid);
     let (wt, st) = (window.total() as f64, start.total() as f64);
     let all: HashMap<Rc<str>, (u64, u64)> = start
@@ -341,7 +349,7 @@ pub fn off_cpu(input: &Input<'_, '_>) -> Table {
     let profile = profile_of(input.window, ProfileKind::OffCpu, input.pid);
     let mut by_function: HashMap<Rc<str>, (u64, u64, u64)> = HashMap::new();
     let (mut blocked, mut runq) = (0u64, 0u64);
-    for sample in of_pid(&profile, None) {
+    for sample in &profile.samples {
         let preempted = sample.state == Some("preempted");
         if preempted {
             runq += sample.value;
@@ -390,10 +398,10 @@ pub fn off_cpu(input: &Input<'_, '_>) -> Table {
 /// Threads by CPU.
 pub fn threads(input: &Input<'_, '_>) -> Table {
     let mut table = Table::new(&["TID", "CPU%", "SAMPLES", "THREAD", "PROCESS"], 1);
-    let profile = profile_of(input.window, ProfileKind::Cpu, input.pid);
+
     let per_cpu = input.window.frequency as f64 * input.seconds;
     let mut by_tid: HashMap<u32, (Rc<str>, Rc<str>, u64)> = HashMap::new();
-    for sample in &profile.samples {
+    for sample in of_pid(input.cpu, input.pid) {
         by_tid
             .entry(sample.tid)
             .or_insert_with(|| (sample.thread_name.clone(), sample.process.clone(), 0))
